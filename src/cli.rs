@@ -1,0 +1,76 @@
+//! The command line (clap derive): global flags and one argument struct per command. The doc
+//! comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Deploy an MCP server fleet to Docker Swarm and prove, with measured numbers, how it holds up.
+///
+/// swarmctl renders a stack (MCP server replicas behind Traefik, with Prometheus and Grafana)
+/// from a typed stack file, and talks to the Docker Engine API directly. Every number it
+/// prints is measured.
+#[derive(Debug, Parser)]
+#[command(name = "swarmctl", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Stacks: built-in `default`, `ci` and `erlmcp-100k`, or a path to your own \
+stack file (layered on `default`). Configuration reference: docs/configuration.md.\n\
+Exit codes: 0 ok, 1 error, 2 usage or configuration error.")]
+pub struct Cli {
+    /// Stack: a built-in name (default, ci, erlmcp-100k) or a path to a stack file.
+    #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+
+    /// Override one key of the stack, e.g. `--set server.replicas=3` (repeatable; the value is
+    /// read as YAML, `null` removes the key).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+
+    /// Use the templates in DIR instead of the embedded ones with the same relative names
+    /// (stack.yml, traefik.yml, prometheus.yml, alerts.yml, grafana/…).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render the stack: the compose file and the config files it references.
+    ///
+    /// Without -o, prints the compose file to stdout. With -o DIR, writes DIR/stack.yml and
+    /// every file beside it (Traefik, Prometheus, alert rules, Grafana provisioning, the Grafana
+    /// password as a 0600 file), so that `docker stack deploy -c DIR/stack.yml NAME` deploys the
+    /// same stack as `swarmctl up`. The output is checked before it is written: parsed back and
+    /// converted to swarm specs.
+    Render(RenderArgs),
+
+    /// Print a shell completion script, e.g. `swarmctl completions bash > /etc/bash_completion.d/swarmctl`.
+    Completions(CompletionsArgs),
+}
+
+/// `swarmctl render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Write into this folder (created if missing) instead of printing stack.yml.
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `swarmctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,39 @@
+//! Command glue: from parsed arguments to the stages, with `anyhow` context for the user.
+
+mod render;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
+use crate::render::Templates;
+
+/// Runs one command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Render(args) => render::run(&cli, args),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The stack configuration the global flags select.
+pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let config = config::load(cli.stack.as_deref(), &cli.sets)?;
+    tracing::info!(stack = %config.name, "configuration loaded");
+    Ok(config)
+}
+
+/// The templates the global flags select.
+pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<Templates> {
+    match &cli.templates {
+        Some(dir) => Templates::with_overrides(dir)
+            .with_context(|| format!("cannot use the templates in {}", dir.display())),
+        None => Ok(Templates::embedded()?),
+    }
+}

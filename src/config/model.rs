@@ -1,0 +1,394 @@
+//! The typed stack configuration: every key a stack file may set, with its meaning.
+//!
+//! These structs mirror the YAML exactly (`deny_unknown_fields`, so a typo is an error, not a
+//! silently ignored key). Every struct also has `#[serde(default)]` so that a stack file may
+//! set only what it changes; the real defaults live in the embedded `stacks/default.yaml`, which
+//! every stack file is layered on. `docs/configuration.md` documents each key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, Cpus, Duration};
+
+/// A whole stack: what `up` deploys and what `test` runs against it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Stack namespace: every swarm object is named `<name>_<object>` and labelled with it.
+    pub name: String,
+    /// The MCP server fleet.
+    pub server: Server,
+    /// The load balancer (Traefik v3) in front of the fleet.
+    pub lb: LoadBalancer,
+    /// Prometheus, discovering every replica through the swarm API.
+    pub prometheus: Prometheus,
+    /// Grafana with provisioned datasource and dashboards.
+    pub grafana: Grafana,
+    /// The stack's overlay networks.
+    pub networks: Networks,
+    /// Load profiles for `swarmctl test`.
+    pub test: Test,
+    /// Service-level objectives that verdicts are judged against.
+    pub slo: Slo,
+}
+
+/// The MCP server service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// `builtin` (the reference server packed from this swarmctl binary) or an image reference.
+    pub image: String,
+    /// Number of replicas (tasks).
+    pub replicas: u32,
+    /// Arguments passed to the image's entrypoint; empty means the image's own default
+    /// (for `builtin`, swarmctl derives `serve …` from `transports`).
+    pub command: Vec<String>,
+    /// `vip` (the swarm default; needs IPVS) or `dnsrr` (DNS round-robin, no VIP).
+    pub endpoint_mode: EndpointMode,
+    /// Where tasks may run.
+    pub placement: Placement,
+    /// CPU and memory limits and reservations per replica.
+    pub resources: Resources,
+    /// Environment variables (a `null` value removes a key inherited from the default stack).
+    pub environment: BTreeMap<String, String>,
+    /// The transports the server listens on; a transport set to `null` is disabled.
+    pub transports: Transports,
+    /// Port of the Prometheus `/metrics` endpoint.
+    pub metrics_port: u16,
+    /// Path of the HTTP health endpoint, served on the Streamable HTTP port.
+    pub health_path: String,
+    /// Container healthcheck; an empty `test` keeps the image's own.
+    pub healthcheck: Healthcheck,
+    /// Restart policy; `delay: 0s` makes failover as fast as the scheduler allows.
+    pub restart: RestartPolicy,
+    /// Rolling-update policy.
+    pub update: UpdatePolicy,
+    /// Rollback policy.
+    pub rollback: UpdatePolicy,
+    /// Grace period between SIGTERM and SIGKILL.
+    pub stop_grace_period: Duration,
+    /// Resource limits (`nofile`, `nproc`, …) as `name: limit` (soft = hard).
+    pub ulimits: BTreeMap<String, u64>,
+    /// Namespaced kernel parameters (`net.*`).
+    pub sysctls: BTreeMap<String, String>,
+    /// Named volumes: `volume name: mount path in the container`.
+    pub volumes: BTreeMap<String, String>,
+    /// Extra service labels (`deploy.labels`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Swarm endpoint mode of a service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// A virtual IP load-balanced by IPVS (the swarm default).
+    #[default]
+    Vip,
+    /// DNS round-robin over the task IPs.
+    Dnsrr,
+}
+
+/// Placement of a service's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Placement {
+    /// Swarm constraints such as `node.role == worker`.
+    pub constraints: Vec<String>,
+    /// At most this many tasks of the service per node.
+    pub max_replicas_per_node: Option<u32>,
+}
+
+/// Limits and reservations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// Hard caps per task.
+    pub limits: ResourceAmount,
+    /// Guaranteed amounts per task; the scheduler leaves a task pending if no node has them.
+    pub reservations: ResourceAmount,
+}
+
+/// An amount of CPU and memory; either may be left unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceAmount {
+    /// CPUs, fractional allowed.
+    pub cpus: Option<Cpus>,
+    /// Memory, e.g. `2GiB`.
+    pub memory: Option<ByteSize>,
+}
+
+/// The server's listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Transports {
+    /// Streamable HTTP (POST JSON-RPC, JSON or SSE replies).
+    pub http: Option<HttpTransport>,
+    /// Legacy HTTP+SSE (2024-11-05): GET opens the stream, POSTs go to the announced endpoint.
+    pub sse: Option<HttpTransport>,
+    /// WebSocket, one JSON-RPC message per text frame.
+    pub ws: Option<WsTransport>,
+    /// Newline-delimited JSON-RPC over TCP.
+    pub tcp: Option<TcpTransport>,
+}
+
+/// An HTTP-based transport.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTransport {
+    /// Container port.
+    pub port: u16,
+    /// URL path.
+    pub path: String,
+}
+
+/// The WebSocket transport.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsTransport {
+    /// Container port.
+    pub port: u16,
+    /// URL path.
+    pub path: String,
+    /// Every frame ends with `\n` (erlmcp requires it).
+    pub newline: bool,
+}
+
+/// The TCP transport.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpTransport {
+    /// Container port.
+    pub port: u16,
+}
+
+/// A container healthcheck.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Healthcheck {
+    /// Command in exec form (`["CMD", …]`); empty: derived for `builtin`, else the image's own.
+    pub test: Vec<String>,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Consecutive failures before unhealthy.
+    pub retries: u32,
+    /// Failures during this start-up window do not count.
+    pub start_period: Duration,
+}
+
+/// When and how fast swarm restarts a failed task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestartPolicy {
+    /// `none`, `on-failure` or `any`.
+    pub condition: RestartCondition,
+    /// Wait before restarting (swarm's own default is 5 s, which dominates failover time).
+    pub delay: Duration,
+    /// Give up after this many restarts within `window` (unset: never give up).
+    pub max_attempts: Option<u32>,
+    /// Window in which `max_attempts` is counted.
+    pub window: Option<Duration>,
+}
+
+/// Restart condition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// Never restart.
+    None,
+    /// Restart only after a non-zero exit.
+    OnFailure,
+    /// Always restart.
+    #[default]
+    Any,
+}
+
+/// Rolling update (or rollback) policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdatePolicy {
+    /// Tasks updated at once.
+    pub parallelism: u32,
+    /// Wait between batches.
+    pub delay: Duration,
+    /// `pause`, `continue` or `rollback` (rollback policies cannot roll back).
+    pub failure_action: FailureAction,
+    /// How long a new task is watched for failure.
+    pub monitor: Duration,
+    /// Tolerated failure ratio, 0 to 1.
+    pub max_failure_ratio: f64,
+    /// `stop-first` or `start-first`.
+    pub order: UpdateOrder,
+}
+
+/// What swarm does when an update fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    /// Pause the update.
+    #[default]
+    Pause,
+    /// Carry on.
+    Continue,
+    /// Roll back to the previous spec.
+    Rollback,
+}
+
+/// Update order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    /// Stop the old task, then start the new one.
+    #[default]
+    StopFirst,
+    /// Start the new task first (not possible with host-mode ports on one node).
+    StartFirst,
+}
+
+/// Traefik v3 with the swarm provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancer {
+    /// Image reference.
+    pub image: String,
+    /// Number of Traefik tasks.
+    pub replicas: u32,
+    /// Host-mode published ports.
+    pub ports: LbPorts,
+    /// How often Traefik polls the swarm API (its default, 15 s, hides failover for 15 s).
+    pub refresh: Duration,
+    /// Retry middleware attempts (0 disables it).
+    pub retry_attempts: u32,
+    /// Passive health check: failures within `failure_window` that take a replica out.
+    pub max_failed_attempts: u32,
+    /// Passive health check window.
+    pub failure_window: Duration,
+    /// Where Traefik runs (it needs the swarm API, so on a manager).
+    pub placement: Placement,
+    /// Limits and reservations.
+    pub resources: Resources,
+}
+
+/// Ports the load balancer publishes on every node it runs on (host mode).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LbPorts {
+    /// HTTP entry point: Streamable HTTP, legacy SSE and `/health`.
+    pub web: u16,
+    /// WebSocket entry point.
+    pub websocket: u16,
+    /// TCP entry point (only when the server has a TCP transport).
+    pub tcp: u16,
+    /// Traefik's own `/metrics` and `/ping`.
+    pub metrics: u16,
+}
+
+/// Prometheus.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prometheus {
+    /// Deploy it.
+    pub enabled: bool,
+    /// Image reference.
+    pub image: String,
+    /// Host-mode published port.
+    pub port: u16,
+    /// Scrape interval.
+    pub scrape_interval: Duration,
+    /// How often swarm service discovery refreshes.
+    pub discovery_refresh: Duration,
+    /// How long samples are kept.
+    pub retention: Duration,
+    /// Limits and reservations.
+    pub resources: Resources,
+}
+
+/// Grafana.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grafana {
+    /// Deploy it (it needs Prometheus).
+    pub enabled: bool,
+    /// Image reference.
+    pub image: String,
+    /// Host-mode published port.
+    pub port: u16,
+    /// Limits and reservations.
+    pub resources: Resources,
+}
+
+/// The stack's networks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Networks {
+    /// Clients, load balancer and servers.
+    pub mcp: Network,
+    /// Prometheus, Grafana and the scraped services.
+    pub monitoring: Network,
+}
+
+/// One overlay network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// Name inside the stack (swarm name: `<stack>_<name>`).
+    pub name: String,
+    /// Encrypt VXLAN traffic between nodes (IPsec).
+    pub encrypted: bool,
+    /// Let standalone containers (`docker run --network`) attach.
+    pub attachable: bool,
+}
+
+/// `swarmctl test` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Test {
+    /// Named load profiles; `baseline` and `stress` must exist.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// A load profile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// Concurrent MCP sessions to open and hold.
+    pub sessions: u64,
+    /// New sessions per second during the ramp.
+    pub ramp: u64,
+    /// How long all sessions are held after the ramp.
+    pub hold: Duration,
+    /// Pause between a session's requests.
+    pub think: Duration,
+    /// Client transport.
+    pub transport: ClientTransport,
+}
+
+/// Which transport the load engine speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTransport {
+    /// Streamable HTTP.
+    #[default]
+    Http,
+    /// Legacy HTTP+SSE.
+    Sse,
+    /// WebSocket.
+    Ws,
+    /// TCP.
+    Tcp,
+}
+
+/// Service-level objectives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Slo {
+    /// Minimum share of successful requests, from 0 (exclusive) to 1.
+    pub success_ratio: f64,
+    /// Maximum p99 latency.
+    pub p99: Duration,
+    /// Maximum client-visible recovery time after a replica is killed.
+    pub failover_recovery: Duration,
+}

@@ -1,0 +1,261 @@
+//! Semantic checks of a parsed configuration: values that have the right type but cannot work.
+//! Every problem is collected (key, what is valid), not just the first.
+
+use std::collections::BTreeMap;
+
+use super::model::*;
+
+const ULIMITS: &[&str] = &[
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+];
+/// Prefixes of the sysctls that are namespaced per container, so swarm can set them.
+const SYSCTL_PREFIXES: &[&str] = &["net.", "kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."];
+
+struct Checker(Vec<(String, String)>);
+
+impl Checker {
+    fn ensure(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push((key.to_string(), message()));
+        }
+    }
+}
+
+/// Returns every `(key, problem)` found in `c`.
+pub(super) fn check(c: &Config) -> Vec<(String, String)> {
+    let mut k = Checker(Vec::new());
+    let valid_name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 32
+            && s.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && s.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
+    };
+    k.ensure(valid_name(&c.name), "name", || {
+        format!(
+            "`{}` is not a valid stack name: use 1 to 32 lowercase letters, digits, `-` or `_`, starting with a letter or digit",
+            c.name
+        )
+    });
+
+    server(&mut k, &c.server, &c.test);
+    resources(&mut k, "server.resources", &c.server.resources);
+
+    let s = &c.server;
+    k.ensure(c.lb.replicas >= 1, "lb.replicas", || "must be at least 1".into());
+    k.ensure(!c.lb.image.is_empty(), "lb.image", || "must name an image".into());
+    k.ensure(
+        c.lb.refresh.0.as_millis() >= 1000 && c.lb.refresh.0.subsec_nanos() == 0,
+        "lb.refresh",
+        || format!("Traefik polls in whole seconds: use 1s or more (got {})", c.lb.refresh),
+    );
+    k.ensure(c.lb.failure_window.0.as_nanos() > 0, "lb.failure_window", || "must be longer than 0s".into());
+    resources(&mut k, "lb.resources", &c.lb.resources);
+
+    if c.prometheus.enabled {
+        k.ensure(!c.prometheus.image.is_empty(), "prometheus.image", || "must name an image".into());
+        for (key, d) in [
+            ("prometheus.scrape_interval", c.prometheus.scrape_interval),
+            ("prometheus.discovery_refresh", c.prometheus.discovery_refresh),
+            ("prometheus.retention", c.prometheus.retention),
+        ] {
+            k.ensure(d.0.as_millis() >= 1000, key, || format!("must be at least 1s (got {d})"));
+        }
+        resources(&mut k, "prometheus.resources", &c.prometheus.resources);
+    }
+    if c.grafana.enabled {
+        k.ensure(c.prometheus.enabled, "grafana.enabled", || {
+            "Grafana's dashboards read Prometheus: enable prometheus too, or set grafana.enabled: false".into()
+        });
+        k.ensure(!c.grafana.image.is_empty(), "grafana.image", || "must name an image".into());
+        resources(&mut k, "grafana.resources", &c.grafana.resources);
+    }
+
+    // Every host-mode published port must be distinct: they share each node's address.
+    let mut host_ports: Vec<(&str, u16)> = vec![
+        ("lb.ports.web", c.lb.ports.web),
+        ("lb.ports.websocket", c.lb.ports.websocket),
+        ("lb.ports.metrics", c.lb.ports.metrics),
+    ];
+    if s.transports.tcp.is_some() {
+        host_ports.push(("lb.ports.tcp", c.lb.ports.tcp));
+    }
+    if c.prometheus.enabled {
+        host_ports.push(("prometheus.port", c.prometheus.port));
+    }
+    if c.grafana.enabled {
+        host_ports.push(("grafana.port", c.grafana.port));
+    }
+    unique_ports(&mut k, &host_ports);
+
+    for (key, net) in [("networks.mcp", &c.networks.mcp), ("networks.monitoring", &c.networks.monitoring)] {
+        k.ensure(valid_name(&net.name), &format!("{key}.name"), || {
+            format!("`{}` is not a valid network name: use lowercase letters, digits, `-` or `_`", net.name)
+        });
+    }
+    k.ensure(
+        c.networks.mcp.name != c.networks.monitoring.name,
+        "networks.monitoring.name",
+        || format!("must differ from networks.mcp.name (`{}`)", c.networks.mcp.name),
+    );
+
+    for required in ["baseline", "stress"] {
+        k.ensure(c.test.profiles.contains_key(required), &format!("test.profiles.{required}"), || {
+            format!("the `{required}` profile is required (swarmctl test {required} runs it)")
+        });
+    }
+
+    k.ensure(
+        c.slo.success_ratio > 0.0 && c.slo.success_ratio <= 1.0,
+        "slo.success_ratio",
+        || format!("must be a ratio above 0 and at most 1, e.g. 0.95 for 95 % (got {})", c.slo.success_ratio),
+    );
+    k.ensure(c.slo.p99.0.as_nanos() > 0, "slo.p99", || "must be longer than 0s, e.g. 500ms".into());
+    k.ensure(c.slo.failover_recovery.0.as_nanos() > 0, "slo.failover_recovery", || {
+        "must be longer than 0s, e.g. 30s".into()
+    });
+    k.0
+}
+
+fn server(k: &mut Checker, s: &Server, test: &Test) {
+    k.ensure(!s.image.is_empty(), "server.image", || "must be `builtin` or an image reference".into());
+    k.ensure(s.replicas >= 1, "server.replicas", || {
+        format!("must be at least 1 (got {}); use `swarmctl down` to remove the stack", s.replicas)
+    });
+
+    // Listeners: HTTP-based transports may share a port when their paths differ; TCP and
+    // metrics need a port of their own.
+    let t = &s.transports;
+    let mut listeners: Vec<(String, u16, Option<&str>)> = Vec::new();
+    if let Some(h) = &t.http {
+        listeners.push(("server.transports.http.port".into(), h.port, Some(&h.path)));
+    }
+    if let Some(h) = &t.sse {
+        listeners.push(("server.transports.sse.port".into(), h.port, Some(&h.path)));
+    }
+    if let Some(w) = &t.ws {
+        listeners.push(("server.transports.ws.port".into(), w.port, Some(&w.path)));
+    }
+    if let Some(tcp) = &t.tcp {
+        listeners.push(("server.transports.tcp.port".into(), tcp.port, None));
+    }
+    listeners.push(("server.metrics_port".into(), s.metrics_port, None));
+    k.ensure(listeners.len() > 1, "server.transports", || {
+        "enable at least one transport (http, sse, ws or tcp)".into()
+    });
+    for (i, (key, port, path)) in listeners.iter().enumerate() {
+        k.ensure(*port >= 1, key, || "must be a port from 1 to 65535".into());
+        if let Some(path) = path {
+            let path_key = key.replace(".port", ".path");
+            k.ensure(path.starts_with('/'), &path_key, || format!("must start with `/` (got `{path}`)"));
+        }
+        for (other_key, other_port, other_path) in &listeners[..i] {
+            let shareable = matches!((path, other_path), (Some(a), Some(b)) if a != b);
+            k.ensure(*port != *other_port || shareable, key, || {
+                format!("port {port} is also used by {other_key}; give each listener its own port (HTTP transports may share one when their paths differ)")
+            });
+        }
+    }
+    k.ensure(s.health_path.starts_with('/'), "server.health_path", || {
+        format!("must start with `/` (got `{}`)", s.health_path)
+    });
+
+    for (name, profile) in &test.profiles {
+        let key = format!("test.profiles.{name}");
+        k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || "must be at least 1".into());
+        k.ensure(profile.ramp >= 1, &format!("{key}.ramp"), || "sessions per second; must be at least 1".into());
+        let enabled = match profile.transport {
+            ClientTransport::Http => t.http.is_some(),
+            ClientTransport::Sse => t.sse.is_some(),
+            ClientTransport::Ws => t.ws.is_some(),
+            ClientTransport::Tcp => t.tcp.is_some(),
+        };
+        k.ensure(enabled, &format!("{key}.transport"), || {
+            let name = serde_yaml::to_string(&profile.transport).unwrap_or_default();
+            format!(
+                "the server has no `{}` transport; enable server.transports.{0} or pick another",
+                name.trim()
+            )
+        });
+    }
+
+    let hc = &s.healthcheck;
+    if !hc.test.is_empty() {
+        k.ensure(
+            matches!(hc.test[0].as_str(), "CMD" | "CMD-SHELL" | "NONE"),
+            "server.healthcheck.test",
+            || format!("must start with CMD, CMD-SHELL or NONE (got `{}`)", hc.test[0]),
+        );
+    }
+    k.ensure(hc.interval.0.as_millis() >= 1, "server.healthcheck.interval", || "must be longer than 0s".into());
+    k.ensure(hc.timeout.0.as_millis() >= 1, "server.healthcheck.timeout", || "must be longer than 0s".into());
+    k.ensure(hc.retries >= 1, "server.healthcheck.retries", || "must be at least 1".into());
+    k.ensure(s.restart.max_attempts != Some(0), "server.restart.max_attempts", || {
+        "must be at least 1, or null for no limit".into()
+    });
+
+    for (key, policy) in [("server.update", &s.update), ("server.rollback", &s.rollback)] {
+        k.ensure(
+            (0.0..=1.0).contains(&policy.max_failure_ratio),
+            &format!("{key}.max_failure_ratio"),
+            || format!("must be from 0 to 1 (got {})", policy.max_failure_ratio),
+        );
+    }
+    k.ensure(
+        s.rollback.failure_action != FailureAction::Rollback,
+        "server.rollback.failure_action",
+        || "a rollback cannot itself roll back: use pause or continue".into(),
+    );
+
+    for (name, limit) in &s.ulimits {
+        k.ensure(ULIMITS.contains(&name.as_str()), &format!("server.ulimits.{name}"), || {
+            format!("unknown ulimit; valid: {}", ULIMITS.join(", "))
+        });
+        k.ensure(*limit >= 1, &format!("server.ulimits.{name}"), || "must be at least 1".into());
+    }
+    for name in s.sysctls.keys() {
+        k.ensure(
+            SYSCTL_PREFIXES.iter().any(|p| name.starts_with(p)),
+            &format!("server.sysctls.{name}"),
+            || format!("swarm can only set namespaced sysctls: names starting with {}", SYSCTL_PREFIXES.join(", ")),
+        );
+    }
+    for (name, target) in &s.volumes {
+        k.ensure(target.starts_with('/'), &format!("server.volumes.{name}"), || {
+            format!("the mount path must be absolute (got `{target}`)")
+        });
+    }
+}
+
+fn resources(k: &mut Checker, key: &str, r: &Resources) {
+    for (part, amount) in [("limits", &r.limits), ("reservations", &r.reservations)] {
+        if let Some(m) = amount.memory {
+            k.ensure(m.0 >= 4 << 20, &format!("{key}.{part}.memory"), || {
+                format!("the engine refuses less than 4M (got {m})")
+            });
+        }
+    }
+    if let (Some(limit), Some(reserved)) = (r.limits.cpus, r.reservations.cpus) {
+        k.ensure(reserved <= limit, &format!("{key}.reservations.cpus"), || {
+            format!("reserves {reserved} CPUs but the limit is {limit}")
+        });
+    }
+    if let (Some(limit), Some(reserved)) = (r.limits.memory, r.reservations.memory) {
+        k.ensure(reserved <= limit, &format!("{key}.reservations.memory"), || {
+            format!("reserves {reserved} but the limit is {limit}")
+        });
+    }
+}
+
+fn unique_ports(k: &mut Checker, ports: &[(&str, u16)]) {
+    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+    for (key, port) in ports {
+        k.ensure(*port >= 1, key, || "must be a port from 1 to 65535".into());
+        if let Some(first) = seen.get(port) {
+            k.0.push((key.to_string(), format!("port {port} is already published by {first}; host-mode ports must be distinct")));
+        } else {
+            seen.insert(*port, key);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! swarmctl deploys an MCP server fleet to Docker Swarm and measures how it holds up.
+//!
+//! The data flow, one module per stage:
+//!
+//! ```text
+//! stacks/*.yaml + --set ─► config (typed, validated) ─► render (tera) ─► compose (parsed back)
+//!                                                                          └─► convert (pure) ─► desired swarm specs
+//! ```
+//!
+//! `engine` is the only module that talks to the Docker Engine. `commands` holds the glue from
+//! the command line to the stages; `main.rs` only parses arguments and maps errors to exit codes.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod compose;
+pub mod config;
+pub mod convert;
+pub mod engine;
+pub mod render;
+pub mod state;
+pub mod units;
+
+use std::process::ExitCode;
+
+pub use cli::Cli;
+
+/// Exit codes, as DESIGN.md defines them.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A runtime error.
+    pub const ERROR: u8 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: u8 = 2;
+}
+
+/// Runs a parsed command line; the binary's `main` and the tests both call this.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    commands::dispatch(cli).await
+}
+
+/// The exit code for an error: configuration and template problems are usage errors (2),
+/// everything else is 1.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|e| {
+        e.is::<config::ConfigError>() || e.is::<render::RenderError>() || e.is::<convert::ConvertError>()
+    });
+    if usage {
+        exit::USAGE
+    } else {
+        exit::ERROR
+    }
+}
+
+/// Sets up tracing to stderr: `RUST_LOG` if set, else warnings (`-v` info, `-vv` debug,
+/// `-vvv` trace; `-q` errors only). Colour only on a terminal and without `NO_COLOR`.
+pub fn init_logging(cli: &Cli) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("swarmctl={level},{}", if level == "trace" { "debug" } else { "warn" })));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
