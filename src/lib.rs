@@ -21,6 +21,7 @@ pub mod engine;
 pub mod render;
 pub mod state;
 pub mod units;
+mod yaml;
 
 use std::process::ExitCode;
 
@@ -45,7 +46,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// everything else is 1.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     let usage = err.chain().any(|e| {
-        e.is::<config::ConfigError>() || e.is::<render::RenderError>() || e.is::<convert::ConvertError>()
+        e.is::<config::ConfigError>()
+            || e.is::<render::RenderError>()
+            || e.is::<convert::ConvertError>()
     });
     if usage {
         exit::USAGE
@@ -69,8 +72,14 @@ pub fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("swarmctl={level},{}", if level == "trace" { "debug" } else { "warn" })));
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "swarmctl={level},{}",
+            if level == "trace" { "debug" } else { "warn" }
+        ))
+    });
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

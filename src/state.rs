@@ -17,7 +17,9 @@ pub fn dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(d).join("swarmctl");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/swarmctl")
 }
 
@@ -37,14 +39,16 @@ pub fn grafana_admin_password(stack: &str) -> anyhow::Result<String> {
         .context("cannot read /dev/urandom to generate the Grafana admin password")?;
     let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let parent = path.parent().expect("state path has a parent");
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create the state folder {}", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create the state folder {}", parent.display()))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut file, password.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, password.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(path = %path.display(), "generated the Grafana admin password");
     Ok(password)

@@ -48,7 +48,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// `--stack NAME` names no built-in stack and no file.
-    #[error("unknown stack `{name}`: built-in stacks are {available}; or give a path to a .yaml file")]
+    #[error(
+        "unknown stack `{name}`: built-in stacks are {available}; or give a path to a .yaml file"
+    )]
     UnknownStack {
         /// The name given.
         name: String,
@@ -56,24 +58,8 @@ pub enum ConfigError {
         available: String,
     },
     /// The YAML is malformed, a key is unknown, or a value has the wrong type.
-    #[error("{origin}{location}: {key_part}{message}{hint}",
-        location = .line.map(|l| format!(":{l}:{}", .column.unwrap_or(1))).unwrap_or_default(),
-        key_part = if .key.is_empty() { String::new() } else { format!("{}: ", .key) },
-        hint = .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
-    Parse {
-        /// Where the text came from.
-        origin: Origin,
-        /// 1-based line, when known.
-        line: Option<usize>,
-        /// 1-based column, when known.
-        column: Option<usize>,
-        /// Dotted key path, when known.
-        key: String,
-        /// The parser's message.
-        message: String,
-        /// The nearest valid key or value, for a typo.
-        suggestion: Option<String>,
-    },
+    #[error("{0}")]
+    Parse(Box<ParseProblem>),
     /// A `--set` argument is not `key.path=value`.
     #[error("--set {arg}: expected KEY=VALUE with a dotted key, e.g. --set server.replicas=3")]
     SetSyntax {
@@ -86,4 +72,25 @@ pub enum ConfigError {
         /// Every problem found, not just the first.
         problems: Vec<Problem>,
     },
+}
+
+/// Where and why a stack layer failed to parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{location}: {key_part}{message}{hint}",
+    location = .line.map(|l| format!(":{l}:{}", .column.unwrap_or(1))).unwrap_or_default(),
+    key_part = if .key.is_empty() { String::new() } else { format!("{}: ", .key) },
+    hint = .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+pub struct ParseProblem {
+    /// Where the text came from.
+    pub origin: Origin,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted key path, when known.
+    pub key: String,
+    /// The parser's message.
+    pub message: String,
+    /// The nearest valid key or value, for a typo.
+    pub suggestion: Option<String>,
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
-pub use error::{ConfigError, Origin, Problem};
+pub use error::{ConfigError, Origin, ParseProblem, Problem};
 pub use model::*;
 
 /// The stack files shipped inside the binary, by name (`--stack NAME`).
@@ -87,11 +87,9 @@ pub fn load_source(source: &StackSource, sets: &[String]) -> Result<Config, Conf
     }
 
     let origin_of = |key: &str| -> Origin {
-        if let Some((_, arg)) = set_layers
-            .iter()
-            .rev()
-            .find(|(k, _)| key == k || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}.")))
-        {
+        if let Some((_, arg)) = set_layers.iter().rev().find(|(k, _)| {
+            key == k || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}."))
+        }) {
             return Origin::Set(arg.clone());
         }
         if lookup(&file_layer, key).is_some() {
@@ -102,22 +100,32 @@ pub fn load_source(source: &StackSource, sets: &[String]) -> Result<Config, Conf
 
     let config: Config = serde_path_to_error::deserialize(merged).map_err(|err| {
         let (key, message, suggestion) = describe(err.path().to_string(), err.inner().to_string());
-        ConfigError::Parse {
+        ConfigError::Parse(Box::new(ParseProblem {
             origin: origin_of(&key),
             line: None,
             column: None,
             key,
             message,
             suggestion,
-        }
+        }))
     })?;
 
     let problems: Vec<Problem> = validate::check(&config)
         .into_iter()
-        .map(|(key, message)| Problem {
-            origin: origin_of(&key),
-            key,
-            message,
+        .map(|v| {
+            // A clash between two keys is reported at the one the user set, not at the
+            // default it collides with.
+            let (key, origin) = match (&v.related, origin_of(&v.key)) {
+                (Some(other), Origin::Default) if origin_of(other) != Origin::Default => {
+                    (other.clone(), origin_of(other))
+                }
+                (_, origin) => (v.key.clone(), origin),
+            };
+            Problem {
+                origin,
+                key,
+                message: v.message,
+            }
         })
         .collect();
     if problems.is_empty() {
@@ -139,44 +147,43 @@ fn parse_checked(text: &str, origin: &Origin) -> Result<Value, ConfigError> {
     if let Err(err) = checked {
         let loc = located(err.inner());
         let (key, message, suggestion) = describe(err.path().to_string(), err.inner().to_string());
-        return Err(ConfigError::Parse {
+        return Err(ConfigError::Parse(Box::new(ParseProblem {
             origin: origin.clone(),
             line: loc.map(|l| l.0),
             column: loc.map(|l| l.1),
             key,
             message,
             suggestion,
-        });
+        })));
     }
-    let value: Value = serde_yaml::from_str(text).map_err(|err| ConfigError::Parse {
-        origin: origin.clone(),
-        line: located(&err).map(|l| l.0),
-        column: located(&err).map(|l| l.1),
-        key: String::new(),
-        message: err.to_string(),
-        suggestion: None,
+    let value: Value = serde_yaml::from_str(text).map_err(|err| {
+        ConfigError::Parse(Box::new(ParseProblem {
+            origin: origin.clone(),
+            line: located(&err).map(|l| l.0),
+            column: located(&err).map(|l| l.1),
+            key: String::new(),
+            message: err.to_string(),
+            suggestion: None,
+        }))
     })?;
     match value {
         Value::Mapping(_) => Ok(value),
         Value::Null => Ok(Value::Mapping(Mapping::new())),
-        _ => Err(ConfigError::Parse {
+        _ => Err(ConfigError::Parse(Box::new(ParseProblem {
             origin: origin.clone(),
             line: Some(1),
             column: Some(1),
             key: String::new(),
             message: "a stack file must be a mapping of keys (name, server, lb, …)".into(),
             suggestion: None,
-        }),
+        }))),
     }
 }
 
 /// Turns a serde error into (full key, message without the location suffix, suggestion).
 fn describe(path: String, message: String) -> (String, String, Option<String>) {
     // serde_yaml appends " at line L column C"; the location is reported separately.
-    let message = match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message,
-    };
+    let message = crate::yaml::clean_message(&message);
     let path = if path == "." { String::new() } else { path };
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let unknown = message.starts_with("unknown field") || message.starts_with("unknown variant");
@@ -199,7 +206,10 @@ fn describe(path: String, message: String) -> (String, String, Option<String>) {
         } else {
             format!("{path}.{wrong}")
         };
-        let parent = key.rsplit_once('.').map(|(p, _)| format!("{p}.")).unwrap_or_default();
+        let parent = key
+            .rsplit_once('.')
+            .map(|(p, _)| format!("{p}."))
+            .unwrap_or_default();
         let valid = quoted[1..].join(", ");
         let message = if valid.is_empty() {
             format!("unknown key `{wrong}`")

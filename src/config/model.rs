@@ -51,6 +51,7 @@ pub struct Server {
     /// CPU and memory limits and reservations per replica.
     pub resources: Resources,
     /// Environment variables (a `null` value removes a key inherited from the default stack).
+    #[serde(deserialize_with = "scalar_map")]
     pub environment: BTreeMap<String, String>,
     /// The transports the server listens on; a transport set to `null` is disabled.
     pub transports: Transports,
@@ -71,10 +72,12 @@ pub struct Server {
     /// Resource limits (`nofile`, `nproc`, …) as `name: limit` (soft = hard).
     pub ulimits: BTreeMap<String, u64>,
     /// Namespaced kernel parameters (`net.*`).
+    #[serde(deserialize_with = "scalar_map")]
     pub sysctls: BTreeMap<String, String>,
     /// Named volumes: `volume name: mount path in the container`.
     pub volumes: BTreeMap<String, String>,
     /// Extra service labels (`deploy.labels`).
+    #[serde(deserialize_with = "scalar_map")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -391,4 +394,32 @@ pub struct Slo {
     pub p99: Duration,
     /// Maximum client-visible recovery time after a replica is killed.
     pub failover_recovery: Duration,
+}
+
+/// A map whose values may be written as strings, numbers or booleans (as in compose:
+/// `ERL_MAX_PORTS: 262144`), kept as strings.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::I(i) => i.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::B(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }

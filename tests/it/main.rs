@@ -1,0 +1,11 @@
+//! swarmctl's integration tests, in one binary (one link, shared helpers).
+//!
+//! - `snapshots`: every built-in stack rendered and converted, pinned with insta.
+//! - `cli`: the real binary: exit codes, error messages, files written.
+//! - `engine`: a real Docker Engine (started by `scripts/dev-env`): bollard, and the docker CLI
+//!   accepting and deploying what swarmctl renders.
+
+mod cli;
+mod engine;
+mod snapshots;
+mod util;
