@@ -62,6 +62,17 @@ pub enum Command {
     /// converted to swarm specs.
     Render(RenderArgs),
 
+    /// Run the reference MCP server: Streamable HTTP, legacy SSE, WebSocket and TCP listeners,
+    /// /health and /metrics, fault injection. The `builtin` image runs this.
+    ///
+    /// Prints one line, `serving --http ADDR …`, once every listener is bound. SIGTERM drains:
+    /// /health answers 503, listeners close, in-flight requests finish (within
+    /// --drain-timeout), then the process exits.
+    Serve(Box<crate::serve::ServeOptions>),
+
+    /// GET an http:// URL and exit 0 on a 2xx answer (the `builtin` image's healthcheck).
+    Probe(ProbeArgs),
+
     /// Print a shell completion script, e.g. `swarmctl completions bash > /etc/bash_completion.d/swarmctl`.
     Completions(CompletionsArgs),
 }
@@ -72,6 +83,16 @@ pub struct RenderArgs {
     /// Write into this folder (created if missing) instead of printing stack.yml.
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `swarmctl probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL, e.g. http://127.0.0.1:9100/health.
+    pub url: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "2s")]
+    pub timeout: crate::units::Duration,
 }
 
 /// `swarmctl completions`.

@@ -19,6 +19,8 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod render;
+pub mod serve;
+pub mod shutdown;
 pub mod state;
 pub mod units;
 mod yaml;

@@ -1,6 +1,7 @@
 //! Command glue: from parsed arguments to the stages, with `anyhow` context for the user.
 
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ use crate::render::Templates;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Render(args) => render::run(&cli, args),
+        Command::Serve(opts) => serve::run(opts).await,
+        Command::Probe(args) => serve::probe(args).await,
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());

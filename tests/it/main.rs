@@ -7,5 +7,6 @@
 
 mod cli;
 mod engine;
+mod serve;
 mod snapshots;
 mod util;

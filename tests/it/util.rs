@@ -40,3 +40,104 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A started in-process reference server and the token that stops it.
+pub struct TestServer {
+    pub addrs: std::collections::BTreeMap<&'static str, std::net::SocketAddr>,
+    pub metrics: std::sync::Arc<swarmctl::serve::metrics::Metrics>,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub fn addr(&self, flag: &str) -> std::net::SocketAddr {
+        self.addrs[flag]
+    }
+}
+
+/// Starts `swarmctl serve` in-process on loopback ports picked by the kernel; `extra` are more
+/// serve flags.
+pub async fn start_server(extra: &[&str]) -> TestServer {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        opts: swarmctl::serve::ServeOptions,
+    }
+    let mut args = vec![
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--ws",
+        "127.0.0.1:0",
+        "--tcp",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--fault-seed",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let opts = Wrap::try_parse_from(args).unwrap().opts;
+    let server = swarmctl::serve::Server::bind(&opts).await.unwrap();
+    let addrs = server.addrs().clone();
+    let metrics = server.metrics();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let done = tokio::spawn(server.run(stop.clone()));
+    TestServer {
+        addrs,
+        metrics,
+        stop,
+        done,
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, headers, body).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let res = send.send_request(req).await.expect("response");
+    let (parts, body) = res.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// The headers every Streamable HTTP POST carries.
+pub const MCP_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("accept", "application/json, text/event-stream"),
+];
+
+/// A well-formed initialize request.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
