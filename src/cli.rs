@@ -11,17 +11,10 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 /// from a typed stack file, and talks to the Docker Engine API directly. Every number it
 /// prints is measured.
 #[derive(Debug, Parser)]
-#[command(
-    name = "swarmctl",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-#[command(
-    after_help = "Stacks: built-in `default`, `ci` and `erlmcp-100k`, or a path to your own \
+#[command(name = "swarmctl", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Stacks: built-in `default`, `ci` and `erlmcp-100k`, or a path to your own \
 stack file (layered on `default`). Configuration reference: docs/configuration.md.\n\
-Exit codes: 0 ok, 1 error, 2 usage or configuration error."
-)]
+Exit codes: 0 ok, 1 error, 2 usage or configuration error.")]
 pub struct Cli {
     /// Stack: a built-in name (default, ci, erlmcp-100k) or a path to a stack file.
     #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE")]

@@ -47,11 +47,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The exit code for an error: configuration and template problems are usage errors (2),
 /// everything else is 1.
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    let usage = err.chain().any(|e| {
-        e.is::<config::ConfigError>()
-            || e.is::<render::RenderError>()
-            || e.is::<convert::ConvertError>()
-    });
+    let usage = err
+        .chain()
+        .any(|e| e.is::<config::ConfigError>() || e.is::<render::RenderError>() || e.is::<convert::ConvertError>());
     if usage {
         exit::USAGE
     } else {
@@ -75,13 +73,9 @@ pub fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "swarmctl={level},{}",
-            if level == "trace" { "debug" } else { "warn" }
-        ))
+        EnvFilter::new(format!("swarmctl={level},{}", if level == "trace" { "debug" } else { "warn" }))
     });
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -17,9 +17,7 @@ pub fn dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(d).join("swarmctl");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/swarmctl")
 }
 
@@ -39,8 +37,7 @@ pub fn grafana_admin_password(stack: &str) -> anyhow::Result<String> {
         .context("cannot read /dev/urandom to generate the Grafana admin password")?;
     let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let parent = path.parent().expect("state path has a parent");
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create the state folder {}", parent.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create the state folder {}", parent.display()))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -25,9 +25,9 @@ pub struct ByteSize(pub u64);
 #[error("{0}")]
 pub struct UnitError(String);
 
-const DURATION_HELP: &str =
-    "a duration is a number with a unit (ns, us, ms, s, m, h), e.g. 500ms, 30s or 1m30s";
-const BYTES_HELP: &str = "a size is a number of bytes, or a number with a unit (k, M, G, T; KiB, MiB, GiB, TiB), e.g. 512M or 2GiB";
+const DURATION_HELP: &str = "a duration is a number with a unit (ns, us, ms, s, m, h), e.g. 500ms, 30s or 1m30s";
+const BYTES_HELP: &str =
+    "a size is a number of bytes, or a number with a unit (k, M, G, T; KiB, MiB, GiB, TiB), e.g. 512M or 2GiB";
 const CPUS_HELP: &str = "a CPU count is a positive number, e.g. 4 or 0.5";
 
 impl Duration {
@@ -62,17 +62,13 @@ impl FromStr for Duration {
         let mut total: f64 = 0.0;
         let mut rest = text;
         while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(bad)?;
+            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
             if num_len == 0 {
                 return Err(bad());
             }
             let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
             rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let nanos_per_unit = match &rest[..unit_len] {
                 "ns" => 1.0,
                 "us" | "µs" => 1e3,
@@ -88,9 +84,7 @@ impl FromStr for Duration {
         if !total.is_finite() || total > u64::MAX as f64 {
             return Err(bad());
         }
-        Ok(Duration(std::time::Duration::from_nanos(
-            total.round() as u64
-        )))
+        Ok(Duration(std::time::Duration::from_nanos(total.round() as u64)))
     }
 }
 
@@ -163,9 +157,7 @@ impl FromStr for ByteSize {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
         let bad = || UnitError(format!("invalid size `{s}`: {BYTES_HELP}"));
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
         if split == 0 {
             return Err(bad());
         }
@@ -218,10 +210,7 @@ macro_rules! unit_serde {
                     }
                     fn visit_u64<E: de::Error>(self, v: u64) -> Result<$ty, E> {
                         if !$numbers && v != 0 {
-                            return Err(E::custom(concat!(
-                                "a bare number is ambiguous here: ",
-                                $expecting
-                            )));
+                            return Err(E::custom(concat!("a bare number is ambiguous here: ", $expecting)));
                         }
                         self.visit_str(&v.to_string())
                     }
@@ -233,10 +222,7 @@ macro_rules! unit_serde {
                     }
                     fn visit_f64<E: de::Error>(self, v: f64) -> Result<$ty, E> {
                         if !$numbers && v != 0.0 {
-                            return Err(E::custom(concat!(
-                                "a bare number is ambiguous here: ",
-                                $expecting
-                            )));
+                            return Err(E::custom(concat!("a bare number is ambiguous here: ", $expecting)));
                         }
                         self.visit_str(&v.to_string())
                     }
@@ -291,13 +277,9 @@ mod tests {
 
     #[test]
     fn durations_round_trip_canonically() {
-        for (text, canonical) in [
-            ("90s", "1m30s"),
-            ("1500ms", "1500ms"),
-            ("0", "0s"),
-            ("3600s", "1h"),
-            ("250us", "250us"),
-        ] {
+        for (text, canonical) in
+            [("90s", "1m30s"), ("1500ms", "1500ms"), ("0", "0s"), ("3600s", "1h"), ("250us", "250us")]
+        {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.to_string(), canonical);
             assert_eq!(canonical.parse::<Duration>().unwrap(), d);
@@ -306,11 +288,7 @@ mod tests {
 
     #[test]
     fn cpus_become_nano_cpus() {
-        for (text, nano) in [
-            ("4", 4_000_000_000),
-            ("0.5", 500_000_000),
-            ("0.001", 1_000_000),
-        ] {
+        for (text, nano) in [("4", 4_000_000_000), ("0.5", 500_000_000), ("0.001", 1_000_000)] {
             assert_eq!(text.parse::<Cpus>().unwrap().as_nano_cpus(), nano, "{text}");
         }
         for text in ["0", "-1", "four", "NaN", "inf"] {
@@ -350,17 +328,9 @@ mod tests {
     #[test]
     fn yaml_numbers_are_accepted_only_where_unambiguous() {
         assert_eq!(serde_yaml::from_str::<Cpus>("4").unwrap(), Cpus(4.0));
-        assert_eq!(
-            serde_yaml::from_str::<ByteSize>("1048576").unwrap(),
-            ByteSize(1 << 20)
-        );
-        assert_eq!(
-            serde_yaml::from_str::<Duration>("0").unwrap(),
-            Duration::default()
-        );
-        let err = serde_yaml::from_str::<Duration>("30")
-            .unwrap_err()
-            .to_string();
+        assert_eq!(serde_yaml::from_str::<ByteSize>("1048576").unwrap(), ByteSize(1 << 20));
+        assert_eq!(serde_yaml::from_str::<Duration>("0").unwrap(), Duration::default());
+        let err = serde_yaml::from_str::<Duration>("30").unwrap_err().to_string();
         assert!(err.contains("ambiguous"), "{err}");
     }
 }

@@ -34,15 +34,10 @@ mod tests {
     #[test]
     fn cleans_location_path_and_type_names() {
         assert_eq!(
-            super::clean_message(
-                "server.replicas: invalid type: string \"x\", expected u32 at line 3 column 13"
-            ),
+            super::clean_message("server.replicas: invalid type: string \"x\", expected u32 at line 3 column 13"),
             "invalid type: string \"x\", expected a whole number"
         );
-        assert_eq!(
-            super::clean_message("unknown field `a`"),
-            "unknown field `a`"
-        );
+        assert_eq!(super::clean_message("unknown field `a`"), "unknown field `a`");
         assert_eq!(
             super::clean_message("server: invalid type: sequence, expected struct Server"),
             "invalid type: sequence, expected a mapping of keys"

@@ -35,8 +35,9 @@ pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// The templates the global flags select.
 pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<Templates> {
     match &cli.templates {
-        Some(dir) => Templates::with_overrides(dir)
-            .with_context(|| format!("cannot use the templates in {}", dir.display())),
+        Some(dir) => {
+            Templates::with_overrides(dir).with_context(|| format!("cannot use the templates in {}", dir.display()))
+        }
         None => Ok(Templates::embedded()?),
     }
 }

@@ -15,23 +15,15 @@ use crate::state;
 pub fn run(cli: &Cli, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(cli)?;
     let templates = super::load_templates(cli)?;
-    let grafana_admin_password = if config.grafana.enabled {
-        Some(state::grafana_admin_password(&config.name)?)
-    } else {
-        None
-    };
-    let inputs = Inputs {
-        version: env!("CARGO_PKG_VERSION").into(),
-        grafana_admin_password,
-    };
+    let grafana_admin_password =
+        if config.grafana.enabled { Some(state::grafana_admin_password(&config.name)?) } else { None };
+    let inputs = Inputs { version: env!("CARGO_PKG_VERSION").into(), grafana_admin_password };
     let rendered = render::render(&config, &templates, &inputs)?;
     check_converts(&config.name, &rendered)?;
 
     match &args.out {
         None => {
-            std::io::stdout()
-                .write_all(rendered.stack_yml.as_bytes())
-                .context("cannot write to stdout")?;
+            std::io::stdout().write_all(rendered.stack_yml.as_bytes()).context("cannot write to stdout")?;
         }
         Some(dir) => {
             let written = render::write_to(&rendered, dir)
@@ -40,29 +32,14 @@ pub fn run(cli: &Cli, args: &RenderArgs) -> anyhow::Result<ExitCode> {
             for path in written {
                 writeln!(out, "{}", path.display()).context("cannot write to stdout")?;
             }
-            tracing::info!(
-                "deploy with: docker stack deploy -c {}/stack.yml {}",
-                dir.display(),
-                config.name
-            );
+            tracing::info!("deploy with: docker stack deploy -c {}/stack.yml {}", dir.display(), config.name);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// A rendered stack is only handed out if it also converts to swarm specs.
-pub(crate) fn check_converts(
-    name: &str,
-    rendered: &Rendered,
-) -> anyhow::Result<convert::DesiredStack> {
-    let files: BTreeMap<String, String> = rendered
-        .files
-        .iter()
-        .map(|(k, v)| (k.clone(), v.content.clone()))
-        .collect();
-    Ok(convert::convert_stack(
-        &Namespace(name.to_string()),
-        &rendered.compose,
-        &files,
-    )?)
+pub(crate) fn check_converts(name: &str, rendered: &Rendered) -> anyhow::Result<convert::DesiredStack> {
+    let files: BTreeMap<String, String> = rendered.files.iter().map(|(k, v)| (k.clone(), v.content.clone())).collect();
+    Ok(convert::convert_stack(&Namespace(name.to_string()), &rendered.compose, &files)?)
 }

@@ -15,11 +15,7 @@ use crate::serve::{ServeOptions, Server};
 /// Binds, says where it listens (one line on stdout), serves until a signal, drains.
 pub async fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
     let server = Server::bind(opts).await?;
-    let listening: Vec<String> = server
-        .addrs()
-        .iter()
-        .map(|(flag, addr)| format!("{flag} {addr}"))
-        .collect();
+    let listening: Vec<String> = server.addrs().iter().map(|(flag, addr)| format!("{flag} {addr}")).collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "serving {}", listening.join(" ")).context("cannot write to stdout")?;
     drop(out);
@@ -31,10 +27,7 @@ pub async fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
 /// GETs a URL and succeeds on a 2xx answer: the healthcheck of the `builtin` image, which has
 /// no curl.
 pub async fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
-    let uri: hyper::Uri = args
-        .url
-        .parse()
-        .with_context(|| format!("invalid URL `{}`", args.url))?;
+    let uri: hyper::Uri = args.url.parse().with_context(|| format!("invalid URL `{}`", args.url))?;
     if uri.scheme_str() != Some("http") {
         bail!("probe speaks plain http:// only (got `{}`)", args.url);
     }
@@ -44,8 +37,7 @@ pub async fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .with_context(|| format!("cannot connect to {host}:{port}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let req = hyper::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
             .header(hyper::header::HOST, format!("{host}:{port}"))

@@ -30,7 +30,8 @@ pub fn parse(text: &str) -> Result<Compose, ComposeError> {
         let line = err.inner().location().map(|l| l.line());
         let mut message = crate::yaml::clean_message(&err.inner().to_string());
         if message.starts_with("unknown field") {
-            message = format!("{message}; swarmctl does not support this compose key (it would be dropped, not deployed)");
+            message =
+                format!("{message}; swarmctl does not support this compose key (it would be dropped, not deployed)");
         }
         ComposeError { key: err.path().to_string(), line, message }
     })
@@ -271,18 +272,10 @@ impl<'de> Deserialize<'de> for VolumeMount {
                     [t] => (None, *t, ""),
                     [s, t] => (Some(*s), *t, ""),
                     [s, t, m] => (Some(*s), *t, *m),
-                    _ => {
-                        return Err(serde::de::Error::custom(format!(
-                            "invalid volume `{s}`: use source:target[:ro]"
-                        )))
-                    }
+                    _ => return Err(serde::de::Error::custom(format!("invalid volume `{s}`: use source:target[:ro]"))),
                 };
                 let kind = match source {
-                    Some(src)
-                        if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') =>
-                    {
-                        "bind"
-                    }
+                    Some(src) if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') => "bind",
                     _ => "volume",
                 };
                 Ok(VolumeMount {
@@ -336,32 +329,17 @@ impl<'de> Deserialize<'de> for Port {
             Long(Long),
         }
         let bad = |s: &str| {
-            serde::de::Error::custom(format!(
-                "invalid port `{s}`: use [published:]target[/protocol] or the long form"
-            ))
+            serde::de::Error::custom(format!("invalid port `{s}`: use [published:]target[/protocol] or the long form"))
         };
         match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Port {
-                target: n,
-                published: None,
-                protocol: "tcp".into(),
-                mode: "ingress".into(),
-            }),
+            Raw::Number(n) => Ok(Port { target: n, published: None, protocol: "tcp".into(), mode: "ingress".into() }),
             Raw::Short(s) => {
                 let (ports, protocol) = s.split_once('/').unwrap_or((&s, "tcp"));
                 let (published, target) = match ports.split_once(':') {
-                    Some((p, t)) => (
-                        Some(p.parse().map_err(|_| bad(&s))?),
-                        t.parse().map_err(|_| bad(&s))?,
-                    ),
+                    Some((p, t)) => (Some(p.parse().map_err(|_| bad(&s))?), t.parse().map_err(|_| bad(&s))?),
                     None => (None, ports.parse().map_err(|_| bad(&s))?),
                 };
-                Ok(Port {
-                    target,
-                    published,
-                    protocol: protocol.into(),
-                    mode: "ingress".into(),
-                })
+                Ok(Port { target, published, protocol: protocol.into(), mode: "ingress".into() })
             }
             Raw::Long(l) => Ok(Port {
                 target: l.target,
@@ -415,17 +393,8 @@ impl<'de> Deserialize<'de> for FileRef {
             Long(Long),
         }
         Ok(match Raw::deserialize(d)? {
-            Raw::Short(source) => FileRef {
-                source,
-                ..Default::default()
-            },
-            Raw::Long(l) => FileRef {
-                source: l.source,
-                target: l.target,
-                uid: l.uid,
-                gid: l.gid,
-                mode: l.mode,
-            },
+            Raw::Short(source) => FileRef { source, ..Default::default() },
+            Raw::Long(l) => FileRef { source: l.source, target: l.target, uid: l.uid, gid: l.gid, mode: l.mode },
         })
     }
 }
@@ -534,10 +503,7 @@ pub struct Preference {
 
 /// `KEY: value` map or `["KEY=value"]` list → map.
 fn map_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    Ok(env_map(d)?
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or_default()))
-        .collect())
+    Ok(env_map(d)?.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
 }
 
 fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Option<String>>, D::Error> {
@@ -599,9 +565,7 @@ fn opt_health_test<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     }))
 }
 
-fn service_networks<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<BTreeMap<String, ServiceNetwork>>, D::Error> {
+fn service_networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, ServiceNetwork>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -609,14 +573,8 @@ fn service_networks<'de, D: Deserializer<'de>>(
         Map(BTreeMap<String, Option<ServiceNetwork>>),
     }
     Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
-        Raw::List(l) => l
-            .into_iter()
-            .map(|n| (n, ServiceNetwork::default()))
-            .collect(),
-        Raw::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| (k, v.unwrap_or_default()))
-            .collect(),
+        Raw::List(l) => l.into_iter().map(|n| (n, ServiceNetwork::default())).collect(),
+        Raw::Map(m) => m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
     }))
 }
 

@@ -48,9 +48,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// `--stack NAME` names no built-in stack and no file.
-    #[error(
-        "unknown stack `{name}`: built-in stacks are {available}; or give a path to a .yaml file"
-    )]
+    #[error("unknown stack `{name}`: built-in stacks are {available}; or give a path to a .yaml file")]
     UnknownStack {
         /// The name given.
         name: String,

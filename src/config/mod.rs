@@ -36,33 +36,18 @@ impl StackSource {
     /// Resolves `--stack`: a value that looks like a path (has a `/` or a `.yaml`/`.yml` suffix)
     /// is read from disk; anything else must be a built-in stack name.
     pub fn resolve(stack: &str) -> Result<Self, ConfigError> {
-        let looks_like_path =
-            stack.contains('/') || stack.ends_with(".yaml") || stack.ends_with(".yml");
+        let looks_like_path = stack.contains('/') || stack.ends_with(".yaml") || stack.ends_with(".yml");
         if looks_like_path {
-            let text = std::fs::read_to_string(stack).map_err(|source| ConfigError::Read {
-                path: Path::new(stack).to_path_buf(),
-                source,
-            })?;
-            return Ok(StackSource {
-                origin: Origin::File(stack.to_string()),
-                text,
-            });
+            let text = std::fs::read_to_string(stack)
+                .map_err(|source| ConfigError::Read { path: Path::new(stack).to_path_buf(), source })?;
+            return Ok(StackSource { origin: Origin::File(stack.to_string()), text });
         }
-        let (name, text) = BUILTIN_STACKS
-            .iter()
-            .find(|(name, _)| *name == stack)
-            .ok_or_else(|| ConfigError::UnknownStack {
+        let (name, text) =
+            BUILTIN_STACKS.iter().find(|(name, _)| *name == stack).ok_or_else(|| ConfigError::UnknownStack {
                 name: stack.to_string(),
-                available: BUILTIN_STACKS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: BUILTIN_STACKS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
             })?;
-        Ok(StackSource {
-            origin: Origin::File(format!("built-in stack {name}")),
-            text: text.to_string(),
-        })
+        Ok(StackSource { origin: Origin::File(format!("built-in stack {name}")), text: text.to_string() })
     }
 }
 
@@ -87,9 +72,11 @@ pub fn load_source(source: &StackSource, sets: &[String]) -> Result<Config, Conf
     }
 
     let origin_of = |key: &str| -> Origin {
-        if let Some((_, arg)) = set_layers.iter().rev().find(|(k, _)| {
-            key == k || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}."))
-        }) {
+        if let Some((_, arg)) = set_layers
+            .iter()
+            .rev()
+            .find(|(k, _)| key == k || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}.")))
+        {
             return Origin::Set(arg.clone());
         }
         if lookup(&file_layer, key).is_some() {
@@ -121,11 +108,7 @@ pub fn load_source(source: &StackSource, sets: &[String]) -> Result<Config, Conf
                 }
                 (_, origin) => (v.key.clone(), origin),
             };
-            Problem {
-                origin,
-                key,
-                message: v.message,
-            }
+            Problem { origin, key, message: v.message }
         })
         .collect();
     if problems.is_empty() {
@@ -142,8 +125,7 @@ fn parse_checked(text: &str, origin: &Origin) -> Result<Value, ConfigError> {
         return Ok(Value::Mapping(Mapping::new()));
     }
     let located = |err: &serde_yaml::Error| err.location().map(|l| (l.line(), l.column()));
-    let checked: Result<Config, _> =
-        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text));
+    let checked: Result<Config, _> = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text));
     if let Err(err) = checked {
         let loc = located(err.inner());
         let (key, message, suggestion) = describe(err.path().to_string(), err.inner().to_string());
@@ -206,10 +188,7 @@ fn describe(path: String, message: String) -> (String, String, Option<String>) {
         } else {
             format!("{path}.{wrong}")
         };
-        let parent = key
-            .rsplit_once('.')
-            .map(|(p, _)| format!("{p}."))
-            .unwrap_or_default();
+        let parent = key.rsplit_once('.').map(|(p, _)| format!("{p}.")).unwrap_or_default();
         let valid = quoted[1..].join(", ");
         let message = if valid.is_empty() {
             format!("unknown key `{wrong}`")
@@ -225,9 +204,7 @@ fn describe(path: String, message: String) -> (String, String, Option<String>) {
 /// Parses `a.b.c=value`; the value is read as YAML (`3`, `true`, `null`, `[a, b]`), falling
 /// back to a plain string.
 fn parse_set(arg: &str) -> Result<(String, Value), ConfigError> {
-    let (key, raw) = arg
-        .split_once('=')
-        .ok_or_else(|| ConfigError::SetSyntax { arg: arg.into() })?;
+    let (key, raw) = arg.split_once('=').ok_or_else(|| ConfigError::SetSyntax { arg: arg.into() })?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(|part| part.is_empty()) {
         return Err(ConfigError::SetSyntax { arg: arg.into() });

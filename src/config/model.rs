@@ -398,9 +398,7 @@ pub struct Slo {
 
 /// A map whose values may be written as strings, numbers or booleans (as in compose:
 /// `ERL_MAX_PORTS: 262144`), kept as strings.
-fn scalar_map<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
+fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scalar {

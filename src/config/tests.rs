@@ -1,10 +1,7 @@
 use super::*;
 
 fn file(text: &str) -> StackSource {
-    StackSource {
-        origin: Origin::File("test.yaml".into()),
-        text: text.into(),
-    }
+    StackSource { origin: Origin::File("test.yaml".into()), text: text.into() }
 }
 
 fn load_text(text: &str, sets: &[&str]) -> Result<Config, ConfigError> {
@@ -26,28 +23,13 @@ fn default_stack_has_the_documented_values() {
     assert_eq!(c.name, "swarmctl");
     assert_eq!(c.server.image, "builtin");
     assert_eq!(c.server.replicas, 12);
-    assert_eq!(
-        c.server.resources.limits.cpus,
-        Some(crate::units::Cpus(4.0))
-    );
-    assert_eq!(
-        c.server.resources.limits.memory,
-        Some(crate::units::ByteSize(2 << 30))
-    );
+    assert_eq!(c.server.resources.limits.cpus, Some(crate::units::Cpus(4.0)));
+    assert_eq!(c.server.resources.limits.memory, Some(crate::units::ByteSize(2 << 30)));
     assert_eq!(c.server.resources.reservations, ResourceAmount::default());
-    assert_eq!(
-        c.server
-            .environment
-            .get("ERL_MAX_PORTS")
-            .map(String::as_str),
-        Some("262144")
-    );
+    assert_eq!(c.server.environment.get("ERL_MAX_PORTS").map(String::as_str), Some("262144"));
     assert_eq!(c.test.profiles["baseline"].sessions, 1_000);
     let stress = &c.test.profiles["stress"];
-    assert_eq!(
-        (stress.sessions, stress.ramp, stress.hold.to_string()),
-        (100_000, 5_000, "5m".to_string())
-    );
+    assert_eq!((stress.sessions, stress.ramp, stress.hold.to_string()), (100_000, 5_000, "5m".to_string()));
     assert_eq!(c.slo.success_ratio, 0.95);
     assert_eq!(c.slo.p99.to_string(), "500ms");
     assert_eq!(c.slo.failover_recovery.to_string(), "30s");
@@ -61,25 +43,13 @@ fn stack_files_layer_on_the_default() {
     assert!(!ci.grafana.enabled);
     // Not set in ci.yaml: inherited.
     assert_eq!(ci.server.metrics_port, 9100);
-    assert_eq!(
-        ci.server.environment.get("ERL_EPOLL").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(ci.server.environment.get("ERL_EPOLL").map(String::as_str), Some("true"));
 
     let erl = load(Some("erlmcp-100k"), &[]).unwrap();
     assert_eq!(erl.server.image, "erlmcp:latest");
-    assert_eq!(
-        erl.server.resources.reservations.cpus,
-        Some(crate::units::Cpus(2.0))
-    );
-    assert_eq!(
-        erl.server.placement.constraints,
-        vec!["node.role == worker".to_string()]
-    );
-    assert!(
-        erl.server.transports.http.is_none(),
-        "null disables a transport"
-    );
+    assert_eq!(erl.server.resources.reservations.cpus, Some(crate::units::Cpus(2.0)));
+    assert_eq!(erl.server.placement.constraints, vec!["node.role == worker".to_string()]);
+    assert!(erl.server.transports.http.is_none(), "null disables a transport");
     assert!(erl.server.transports.ws.as_ref().unwrap().newline);
 }
 
@@ -89,31 +59,11 @@ fn set_beats_file_beats_default() {
     assert_eq!(c.server.replicas, 5);
     let c = load_text("server:\n  replicas: 5\n", &["server.replicas=7"]).unwrap();
     assert_eq!(c.server.replicas, 7);
-    let c = load_text(
-        "",
-        &[
-            "server.environment.EXTRA=1",
-            "server.environment.ERL_EPOLL=null",
-        ],
-    )
-    .unwrap();
-    assert_eq!(
-        c.server.environment.get("EXTRA").map(String::as_str),
-        Some("1")
-    );
-    assert!(
-        !c.server.environment.contains_key("ERL_EPOLL"),
-        "null removes a key"
-    );
-    let c = load_text(
-        "",
-        &["server.placement.constraints=[\"node.role == worker\"]"],
-    )
-    .unwrap();
-    assert_eq!(
-        c.server.placement.constraints,
-        vec!["node.role == worker".to_string()]
-    );
+    let c = load_text("", &["server.environment.EXTRA=1", "server.environment.ERL_EPOLL=null"]).unwrap();
+    assert_eq!(c.server.environment.get("EXTRA").map(String::as_str), Some("1"));
+    assert!(!c.server.environment.contains_key("ERL_EPOLL"), "null removes a key");
+    let c = load_text("", &["server.placement.constraints=[\"node.role == worker\"]"]).unwrap();
+    assert_eq!(c.server.placement.constraints, vec!["node.role == worker".to_string()]);
 }
 
 #[test]
@@ -129,46 +79,23 @@ fn unknown_key_names_file_line_and_suggests() {
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
-    assert!(
-        text.starts_with("test.yaml:2:3: server.replica: unknown key `replica`"),
-        "{text}"
-    );
+    assert!(text.starts_with("test.yaml:2:3: server.replica: unknown key `replica`"), "{text}");
     assert!(text.contains("did you mean `server.replicas`?"), "{text}");
 }
 
 #[test]
 fn wrong_type_names_file_line_and_key() {
-    let err = load_text("name: x\nserver:\n  replicas: lots\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "test.yaml:3:13: server.replicas: invalid type: string \"lots\", expected a whole number"
-    );
-    let err = load_text("slo:\n  p99: 500\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("test.yaml:2:8: slo.p99: a bare number is ambiguous here"),
-        "{err}"
-    );
-    let err = load_text(
-        "server:\n  resources:\n    limits: { memory: 2 gigs }\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("server.resources.limits.memory: invalid size `2 gigs`"),
-        "{err}"
-    );
+    let err = load_text("name: x\nserver:\n  replicas: lots\n", &[]).unwrap_err().to_string();
+    assert_eq!(err, "test.yaml:3:13: server.replicas: invalid type: string \"lots\", expected a whole number");
+    let err = load_text("slo:\n  p99: 500\n", &[]).unwrap_err().to_string();
+    assert!(err.starts_with("test.yaml:2:8: slo.p99: a bare number is ambiguous here"), "{err}");
+    let err = load_text("server:\n  resources:\n    limits: { memory: 2 gigs }\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("server.resources.limits.memory: invalid size `2 gigs`"), "{err}");
 }
 
 #[test]
 fn malformed_yaml_names_the_line() {
-    let err = load_text("server:\n  replicas: [1,\n", &[])
-        .unwrap_err()
-        .to_string();
+    let err = load_text("server:\n  replicas: [1,\n", &[]).unwrap_err().to_string();
     assert!(err.starts_with("test.yaml:"), "{err}");
     let err = load_text("- a list\n", &[]).unwrap_err().to_string();
     assert!(err.starts_with("test.yaml:1:1"), "{err}");
@@ -176,63 +103,33 @@ fn malformed_yaml_names_the_line() {
 
 #[test]
 fn set_errors_name_the_flag() {
-    let err = load_text("", &["server.replica=3"])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("--set server.replica=3: server.replica: unknown key"),
-        "{err}"
-    );
+    let err = load_text("", &["server.replica=3"]).unwrap_err().to_string();
+    assert!(err.starts_with("--set server.replica=3: server.replica: unknown key"), "{err}");
     assert!(err.contains("did you mean `server.replicas`?"), "{err}");
-    let err = load_text("", &["server.endpoint_mode=vipp"])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("unknown variant `vipp`") && err.contains("did you mean `vip`?"),
-        "{err}"
-    );
-    assert!(matches!(
-        load_text("", &["replicas"]),
-        Err(ConfigError::SetSyntax { .. })
-    ));
-    assert!(matches!(
-        load_text("", &["server..replicas=1"]),
-        Err(ConfigError::SetSyntax { .. })
-    ));
+    let err = load_text("", &["server.endpoint_mode=vipp"]).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `vipp`") && err.contains("did you mean `vip`?"), "{err}");
+    assert!(matches!(load_text("", &["replicas"]), Err(ConfigError::SetSyntax { .. })));
+    assert!(matches!(load_text("", &["server..replicas=1"]), Err(ConfigError::SetSyntax { .. })));
 }
 
 #[test]
 fn semantic_errors_name_key_origin_and_what_is_valid() {
     let err = load_text("server:\n  replicas: 0\n", &[]).unwrap_err();
-    let ConfigError::Invalid { problems } = &err else {
-        panic!("{err:?}")
-    };
+    let ConfigError::Invalid { problems } = &err else { panic!("{err:?}") };
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].key, "server.replicas");
     assert_eq!(problems[0].origin, Origin::File("test.yaml".into()));
     assert!(problems[0].message.contains("at least 1"));
 
     // Every problem is reported, each at the key the user set.
-    let err = load_text(
-        "",
-        &[
-            "lb.ports.web=9090",
-            "slo.success_ratio=1.5",
-            "server.transports.tcp.port=9100",
-        ],
-    )
-    .unwrap_err();
-    let ConfigError::Invalid { problems } = &err else {
-        panic!("{err:?}")
-    };
+    let err =
+        load_text("", &["lb.ports.web=9090", "slo.success_ratio=1.5", "server.transports.tcp.port=9100"]).unwrap_err();
+    let ConfigError::Invalid { problems } = &err else { panic!("{err:?}") };
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     assert!(keys.contains(&"lb.ports.web"), "{keys:?}");
     assert!(keys.contains(&"slo.success_ratio"), "{keys:?}");
     assert!(keys.contains(&"server.transports.tcp.port"), "{keys:?}");
-    assert!(
-        problems.iter().all(|p| matches!(p.origin, Origin::Set(_))),
-        "{problems:?}"
-    );
+    assert!(problems.iter().all(|p| matches!(p.origin, Origin::Set(_))), "{problems:?}");
 }
 
 #[test]
@@ -242,66 +139,27 @@ fn semantic_checks_cover_units_ranges_and_references() {
             "server:\n  resources:\n    limits: { cpus: 1 }\n    reservations: { cpus: 2 }\n",
             "server.resources.reservations.cpus",
         ),
-        (
-            "server:\n  resources:\n    limits: { memory: 1M }\n",
-            "server.resources.limits.memory",
-        ),
-        (
-            "server:\n  ulimits: { nofiles: 10 }\n",
-            "server.ulimits.nofiles",
-        ),
-        (
-            "server:\n  sysctls: { vm.swappiness: \"1\" }\n",
-            "server.sysctls.vm.swappiness",
-        ),
-        (
-            "server:\n  volumes: { data: relative/path }\n",
-            "server.volumes.data",
-        ),
-        (
-            "server:\n  transports: { http: { port: 0, path: /mcp } }\n",
-            "server.transports.http.port",
-        ),
-        (
-            "server:\n  transports: { http: { port: 8080, path: mcp } }\n",
-            "server.transports.http.path",
-        ),
-        (
-            "server:\n  transports: { ws: { port: 9100, path: /ws } }\n",
-            "server.transports.ws.port",
-        ),
-        (
-            "server:\n  transports: { http: null, sse: null, ws: null }\n",
-            "server.transports",
-        ),
-        (
-            "server:\n  rollback: { failure_action: rollback }\n",
-            "server.rollback.failure_action",
-        ),
+        ("server:\n  resources:\n    limits: { memory: 1M }\n", "server.resources.limits.memory"),
+        ("server:\n  ulimits: { nofiles: 10 }\n", "server.ulimits.nofiles"),
+        ("server:\n  sysctls: { vm.swappiness: \"1\" }\n", "server.sysctls.vm.swappiness"),
+        ("server:\n  volumes: { data: relative/path }\n", "server.volumes.data"),
+        ("server:\n  transports: { http: { port: 0, path: /mcp } }\n", "server.transports.http.port"),
+        ("server:\n  transports: { http: { port: 8080, path: mcp } }\n", "server.transports.http.path"),
+        ("server:\n  transports: { ws: { port: 9100, path: /ws } }\n", "server.transports.ws.port"),
+        ("server:\n  transports: { http: null, sse: null, ws: null }\n", "server.transports"),
+        ("server:\n  rollback: { failure_action: rollback }\n", "server.rollback.failure_action"),
         ("lb:\n  refresh: 500ms\n", "lb.refresh"),
         ("prometheus:\n  enabled: false\n", "grafana.enabled"),
-        (
-            "networks:\n  monitoring: { name: mcp-network }\n",
-            "networks.monitoring.name",
-        ),
+        ("networks:\n  monitoring: { name: mcp-network }\n", "networks.monitoring.name"),
         ("name: Bad Name\n", "name"),
-        (
-            "test:\n  profiles:\n    baseline: { sessions: 0 }\n",
-            "test.profiles.baseline.sessions",
-        ),
-        (
-            "test:\n  profiles:\n    soak: { sessions: 10, ramp: 1, transport: tcp }\n",
-            "test.profiles.soak.transport",
-        ),
+        ("test:\n  profiles:\n    baseline: { sessions: 0 }\n", "test.profiles.baseline.sessions"),
+        ("test:\n  profiles:\n    soak: { sessions: 10, ramp: 1, transport: tcp }\n", "test.profiles.soak.transport"),
         ("slo:\n  p99: 0s\n", "slo.p99"),
     ];
     for (text, key) in cases {
         match load_text(text, &[]) {
             Err(ConfigError::Invalid { problems }) => {
-                assert!(
-                    problems.iter().any(|p| p.key == *key),
-                    "{key}: got {problems:?}"
-                )
+                assert!(problems.iter().any(|p| p.key == *key), "{key}: got {problems:?}")
             }
             other => panic!("{key}: expected a validation error, got {other:?}"),
         }
@@ -310,28 +168,19 @@ fn semantic_checks_cover_units_ranges_and_references() {
 
 #[test]
 fn http_transports_may_share_a_port_with_different_paths() {
-    let c = load_text("server:\n  transports: { http: { port: 8080, path: /mcp }, sse: { port: 8080, path: /sse } }\n", &[]);
-    assert!(c.is_ok(), "{c:?}");
-    let err = load_text(
-        "server:\n  transports: { sse: { port: 8080, path: /mcp } }\n",
+    let c = load_text(
+        "server:\n  transports: { http: { port: 8080, path: /mcp }, sse: { port: 8080, path: /sse } }\n",
         &[],
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("server.transports.sse.port"),
-        "{err}"
     );
+    assert!(c.is_ok(), "{c:?}");
+    let err = load_text("server:\n  transports: { sse: { port: 8080, path: /mcp } }\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("server.transports.sse.port"), "{err}");
 }
 
 #[test]
 fn unknown_stack_lists_the_builtin_names() {
     let err = StackSource::resolve("nope").unwrap_err().to_string();
     assert!(err.contains("default, ci, erlmcp-100k"), "{err}");
-    let err = StackSource::resolve("/no/such/file.yaml")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("cannot read stack file /no/such/file.yaml"),
-        "{err}"
-    );
+    let err = StackSource::resolve("/no/such/file.yaml").unwrap_err().to_string();
+    assert!(err.starts_with("cannot read stack file /no/such/file.yaml"), "{err}");
 }

@@ -23,13 +23,7 @@ const ULIMITS: &[&str] = &[
     "stack",
 ];
 /// Prefixes of the sysctls that are namespaced per container, so swarm can set them.
-const SYSCTL_PREFIXES: &[&str] = &[
-    "net.",
-    "kernel.shm",
-    "kernel.msg",
-    "kernel.sem",
-    "fs.mqueue.",
-];
+const SYSCTL_PREFIXES: &[&str] = &["net.", "kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."];
 
 /// One semantic problem.
 pub(super) struct Violation {
@@ -46,20 +40,12 @@ struct Checker(Vec<Violation>);
 impl Checker {
     fn ensure(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) {
         if !ok {
-            self.0.push(Violation {
-                key: key.to_string(),
-                message: message(),
-                related: None,
-            });
+            self.0.push(Violation { key: key.to_string(), message: message(), related: None });
         }
     }
 
     fn clash(&mut self, key: &str, other: &str, message: String) {
-        self.0.push(Violation {
-            key: key.to_string(),
-            message,
-            related: Some(other.to_string()),
-        });
+        self.0.push(Violation { key: key.to_string(), message, related: Some(other.to_string()) });
     }
 }
 
@@ -70,8 +56,7 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
         !s.is_empty()
             && s.len() <= 32
             && s.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && s.chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
+            && s.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
     };
     k.ensure(valid_name(&c.name), "name", || {
         format!(
@@ -84,44 +69,22 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
     resources(&mut k, "server.resources", &c.server.resources);
 
     let s = &c.server;
-    k.ensure(c.lb.replicas >= 1, "lb.replicas", || {
-        "must be at least 1".into()
+    k.ensure(c.lb.replicas >= 1, "lb.replicas", || "must be at least 1".into());
+    k.ensure(!c.lb.image.is_empty(), "lb.image", || "must name an image".into());
+    k.ensure(c.lb.refresh.0.as_millis() >= 1000 && c.lb.refresh.0.subsec_nanos() == 0, "lb.refresh", || {
+        format!("Traefik polls in whole seconds: use 1s or more (got {})", c.lb.refresh)
     });
-    k.ensure(!c.lb.image.is_empty(), "lb.image", || {
-        "must name an image".into()
-    });
-    k.ensure(
-        c.lb.refresh.0.as_millis() >= 1000 && c.lb.refresh.0.subsec_nanos() == 0,
-        "lb.refresh",
-        || {
-            format!(
-                "Traefik polls in whole seconds: use 1s or more (got {})",
-                c.lb.refresh
-            )
-        },
-    );
-    k.ensure(
-        c.lb.failure_window.0.as_nanos() > 0,
-        "lb.failure_window",
-        || "must be longer than 0s".into(),
-    );
+    k.ensure(c.lb.failure_window.0.as_nanos() > 0, "lb.failure_window", || "must be longer than 0s".into());
     resources(&mut k, "lb.resources", &c.lb.resources);
 
     if c.prometheus.enabled {
-        k.ensure(!c.prometheus.image.is_empty(), "prometheus.image", || {
-            "must name an image".into()
-        });
+        k.ensure(!c.prometheus.image.is_empty(), "prometheus.image", || "must name an image".into());
         for (key, d) in [
             ("prometheus.scrape_interval", c.prometheus.scrape_interval),
-            (
-                "prometheus.discovery_refresh",
-                c.prometheus.discovery_refresh,
-            ),
+            ("prometheus.discovery_refresh", c.prometheus.discovery_refresh),
             ("prometheus.retention", c.prometheus.retention),
         ] {
-            k.ensure(d.0.as_millis() >= 1000, key, || {
-                format!("must be at least 1s (got {d})")
-            });
+            k.ensure(d.0.as_millis() >= 1000, key, || format!("must be at least 1s (got {d})"));
         }
         resources(&mut k, "prometheus.resources", &c.prometheus.resources);
     }
@@ -129,9 +92,7 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
         k.ensure(c.prometheus.enabled, "grafana.enabled", || {
             "Grafana's dashboards read Prometheus: enable prometheus too, or set grafana.enabled: false".into()
         });
-        k.ensure(!c.grafana.image.is_empty(), "grafana.image", || {
-            "must name an image".into()
-        });
+        k.ensure(!c.grafana.image.is_empty(), "grafana.image", || "must name an image".into());
         resources(&mut k, "grafana.resources", &c.grafana.resources);
     }
 
@@ -152,66 +113,35 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
     }
     unique_ports(&mut k, &host_ports);
 
-    for (key, net) in [
-        ("networks.mcp", &c.networks.mcp),
-        ("networks.monitoring", &c.networks.monitoring),
-    ] {
+    for (key, net) in [("networks.mcp", &c.networks.mcp), ("networks.monitoring", &c.networks.monitoring)] {
         k.ensure(valid_name(&net.name), &format!("{key}.name"), || {
-            format!(
-                "`{}` is not a valid network name: use lowercase letters, digits, `-` or `_`",
-                net.name
-            )
+            format!("`{}` is not a valid network name: use lowercase letters, digits, `-` or `_`", net.name)
         });
     }
-    k.ensure(
-        c.networks.mcp.name != c.networks.monitoring.name,
-        "networks.monitoring.name",
-        || {
-            format!(
-                "must differ from networks.mcp.name (`{}`)",
-                c.networks.mcp.name
-            )
-        },
-    );
+    k.ensure(c.networks.mcp.name != c.networks.monitoring.name, "networks.monitoring.name", || {
+        format!("must differ from networks.mcp.name (`{}`)", c.networks.mcp.name)
+    });
 
     for required in ["baseline", "stress"] {
-        k.ensure(
-            c.test.profiles.contains_key(required),
-            &format!("test.profiles.{required}"),
-            || format!("the `{required}` profile is required (swarmctl test {required} runs it)"),
-        );
+        k.ensure(c.test.profiles.contains_key(required), &format!("test.profiles.{required}"), || {
+            format!("the `{required}` profile is required (swarmctl test {required} runs it)")
+        });
     }
 
-    k.ensure(
-        c.slo.success_ratio > 0.0 && c.slo.success_ratio <= 1.0,
-        "slo.success_ratio",
-        || {
-            format!(
-                "must be a ratio above 0 and at most 1, e.g. 0.95 for 95 % (got {})",
-                c.slo.success_ratio
-            )
-        },
-    );
-    k.ensure(c.slo.p99.0.as_nanos() > 0, "slo.p99", || {
-        "must be longer than 0s, e.g. 500ms".into()
+    k.ensure(c.slo.success_ratio > 0.0 && c.slo.success_ratio <= 1.0, "slo.success_ratio", || {
+        format!("must be a ratio above 0 and at most 1, e.g. 0.95 for 95 % (got {})", c.slo.success_ratio)
     });
-    k.ensure(
-        c.slo.failover_recovery.0.as_nanos() > 0,
-        "slo.failover_recovery",
-        || "must be longer than 0s, e.g. 30s".into(),
-    );
+    k.ensure(c.slo.p99.0.as_nanos() > 0, "slo.p99", || "must be longer than 0s, e.g. 500ms".into());
+    k.ensure(c.slo.failover_recovery.0.as_nanos() > 0, "slo.failover_recovery", || {
+        "must be longer than 0s, e.g. 30s".into()
+    });
     k.0
 }
 
 fn server(k: &mut Checker, s: &Server, test: &Test) {
-    k.ensure(!s.image.is_empty(), "server.image", || {
-        "must be `builtin` or an image reference".into()
-    });
+    k.ensure(!s.image.is_empty(), "server.image", || "must be `builtin` or an image reference".into());
     k.ensure(s.replicas >= 1, "server.replicas", || {
-        format!(
-            "must be at least 1 (got {}); use `swarmctl down` to remove the stack",
-            s.replicas
-        )
+        format!("must be at least 1 (got {}); use `swarmctl down` to remove the stack", s.replicas)
     });
 
     // Listeners: HTTP-based transports may share a port when their paths differ; TCP and
@@ -238,9 +168,7 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         k.ensure(*port >= 1, key, || "must be a port from 1 to 65535".into());
         if let Some(path) = path {
             let path_key = key.replace(".port", ".path");
-            k.ensure(path.starts_with('/'), &path_key, || {
-                format!("must start with `/` (got `{path}`)")
-            });
+            k.ensure(path.starts_with('/'), &path_key, || format!("must start with `/` (got `{path}`)"));
         }
         for (other_key, other_port, other_path) in &listeners[..i] {
             let shareable = matches!((path, other_path), (Some(a), Some(b)) if a != b);
@@ -255,12 +183,8 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
 
     for (name, profile) in &test.profiles {
         let key = format!("test.profiles.{name}");
-        k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || {
-            "must be at least 1".into()
-        });
-        k.ensure(profile.ramp >= 1, &format!("{key}.ramp"), || {
-            "sessions per second; must be at least 1".into()
-        });
+        k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || "must be at least 1".into());
+        k.ensure(profile.ramp >= 1, &format!("{key}.ramp"), || "sessions per second; must be at least 1".into());
         let enabled = match profile.transport {
             ClientTransport::Http => t.http.is_some(),
             ClientTransport::Sse => t.sse.is_some(),
@@ -269,89 +193,47 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         };
         k.ensure(enabled, &format!("{key}.transport"), || {
             let name = serde_yaml::to_string(&profile.transport).unwrap_or_default();
-            format!(
-                "the server has no `{}` transport; enable server.transports.{0} or pick another",
-                name.trim()
-            )
+            format!("the server has no `{}` transport; enable server.transports.{0} or pick another", name.trim())
         });
     }
 
     let hc = &s.healthcheck;
     if !hc.test.is_empty() {
-        k.ensure(
-            matches!(hc.test[0].as_str(), "CMD" | "CMD-SHELL" | "NONE"),
-            "server.healthcheck.test",
-            || {
-                format!(
-                    "must start with CMD, CMD-SHELL or NONE (got `{}`)",
-                    hc.test[0]
-                )
-            },
-        );
-    }
-    k.ensure(
-        hc.interval.0.as_millis() >= 1,
-        "server.healthcheck.interval",
-        || "must be longer than 0s".into(),
-    );
-    k.ensure(
-        hc.timeout.0.as_millis() >= 1,
-        "server.healthcheck.timeout",
-        || "must be longer than 0s".into(),
-    );
-    k.ensure(hc.retries >= 1, "server.healthcheck.retries", || {
-        "must be at least 1".into()
-    });
-    k.ensure(
-        s.restart.max_attempts != Some(0),
-        "server.restart.max_attempts",
-        || "must be at least 1, or null for no limit".into(),
-    );
-
-    for (key, policy) in [
-        ("server.update", &s.update),
-        ("server.rollback", &s.rollback),
-    ] {
-        k.ensure(
-            (0.0..=1.0).contains(&policy.max_failure_ratio),
-            &format!("{key}.max_failure_ratio"),
-            || format!("must be from 0 to 1 (got {})", policy.max_failure_ratio),
-        );
-    }
-    k.ensure(
-        s.rollback.failure_action != FailureAction::Rollback,
-        "server.rollback.failure_action",
-        || "a rollback cannot itself roll back: use pause or continue".into(),
-    );
-
-    for (name, limit) in &s.ulimits {
-        k.ensure(
-            ULIMITS.contains(&name.as_str()),
-            &format!("server.ulimits.{name}"),
-            || format!("unknown ulimit; valid: {}", ULIMITS.join(", ")),
-        );
-        k.ensure(*limit >= 1, &format!("server.ulimits.{name}"), || {
-            "must be at least 1".into()
+        k.ensure(matches!(hc.test[0].as_str(), "CMD" | "CMD-SHELL" | "NONE"), "server.healthcheck.test", || {
+            format!("must start with CMD, CMD-SHELL or NONE (got `{}`)", hc.test[0])
         });
     }
+    k.ensure(hc.interval.0.as_millis() >= 1, "server.healthcheck.interval", || "must be longer than 0s".into());
+    k.ensure(hc.timeout.0.as_millis() >= 1, "server.healthcheck.timeout", || "must be longer than 0s".into());
+    k.ensure(hc.retries >= 1, "server.healthcheck.retries", || "must be at least 1".into());
+    k.ensure(s.restart.max_attempts != Some(0), "server.restart.max_attempts", || {
+        "must be at least 1, or null for no limit".into()
+    });
+
+    for (key, policy) in [("server.update", &s.update), ("server.rollback", &s.rollback)] {
+        k.ensure((0.0..=1.0).contains(&policy.max_failure_ratio), &format!("{key}.max_failure_ratio"), || {
+            format!("must be from 0 to 1 (got {})", policy.max_failure_ratio)
+        });
+    }
+    k.ensure(s.rollback.failure_action != FailureAction::Rollback, "server.rollback.failure_action", || {
+        "a rollback cannot itself roll back: use pause or continue".into()
+    });
+
+    for (name, limit) in &s.ulimits {
+        k.ensure(ULIMITS.contains(&name.as_str()), &format!("server.ulimits.{name}"), || {
+            format!("unknown ulimit; valid: {}", ULIMITS.join(", "))
+        });
+        k.ensure(*limit >= 1, &format!("server.ulimits.{name}"), || "must be at least 1".into());
+    }
     for name in s.sysctls.keys() {
-        k.ensure(
-            SYSCTL_PREFIXES.iter().any(|p| name.starts_with(p)),
-            &format!("server.sysctls.{name}"),
-            || {
-                format!(
-                    "swarm can only set namespaced sysctls: names starting with {}",
-                    SYSCTL_PREFIXES.join(", ")
-                )
-            },
-        );
+        k.ensure(SYSCTL_PREFIXES.iter().any(|p| name.starts_with(p)), &format!("server.sysctls.{name}"), || {
+            format!("swarm can only set namespaced sysctls: names starting with {}", SYSCTL_PREFIXES.join(", "))
+        });
     }
     for (name, target) in &s.volumes {
-        k.ensure(
-            target.starts_with('/'),
-            &format!("server.volumes.{name}"),
-            || format!("the mount path must be absolute (got `{target}`)"),
-        );
+        k.ensure(target.starts_with('/'), &format!("server.volumes.{name}"), || {
+            format!("the mount path must be absolute (got `{target}`)")
+        });
     }
 }
 
@@ -364,18 +246,14 @@ fn resources(k: &mut Checker, key: &str, r: &Resources) {
         }
     }
     if let (Some(limit), Some(reserved)) = (r.limits.cpus, r.reservations.cpus) {
-        k.ensure(
-            reserved <= limit,
-            &format!("{key}.reservations.cpus"),
-            || format!("reserves {reserved} CPUs but the limit is {limit}"),
-        );
+        k.ensure(reserved <= limit, &format!("{key}.reservations.cpus"), || {
+            format!("reserves {reserved} CPUs but the limit is {limit}")
+        });
     }
     if let (Some(limit), Some(reserved)) = (r.limits.memory, r.reservations.memory) {
-        k.ensure(
-            reserved <= limit,
-            &format!("{key}.reservations.memory"),
-            || format!("reserves {reserved} but the limit is {limit}"),
-        );
+        k.ensure(reserved <= limit, &format!("{key}.reservations.memory"), || {
+            format!("reserves {reserved} but the limit is {limit}")
+        });
     }
 }
 
@@ -384,7 +262,11 @@ fn unique_ports(k: &mut Checker, ports: &[(&str, u16)]) {
     for (key, port) in ports {
         k.ensure(*port >= 1, key, || "must be a port from 1 to 65535".into());
         if let Some(first) = seen.get(port) {
-            k.clash(key, first, format!("port {port} is published by both {first} and {key}; host-mode ports must be distinct"));
+            k.clash(
+                key,
+                first,
+                format!("port {port} is published by both {first} and {key}; host-mode ports must be distinct"),
+            );
         } else {
             seen.insert(*port, key);
         }

@@ -34,10 +34,7 @@ pub struct ConvertError {
 
 impl ConvertError {
     pub(crate) fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
-        ConvertError {
-            location: location.into(),
-            message: message.into(),
-        }
+        ConvertError { location: location.into(), message: message.into() }
     }
 }
 
@@ -110,10 +107,7 @@ pub fn convert_stack(
     files: &BTreeMap<String, String>,
 ) -> Result<DesiredStack, ConvertError> {
     let mut names = Names::default();
-    let mut stack = DesiredStack {
-        namespace: ns.0.clone(),
-        ..Default::default()
-    };
+    let mut stack = DesiredStack { namespace: ns.0.clone(), ..Default::default() };
 
     // Networks: only those some service uses, as the CLI does; `default` when a service
     // names none.
@@ -127,15 +121,16 @@ pub fn convert_stack(
         }
     }
     for key in &used {
-        let def =
-            match compose.networks.get(key) {
-                Some(def) => def.clone().unwrap_or_default(),
-                None if key == "default" => Default::default(),
-                None => return Err(ConvertError::new(
+        let def = match compose.networks.get(key) {
+            Some(def) => def.clone().unwrap_or_default(),
+            None if key == "default" => Default::default(),
+            None => {
+                return Err(ConvertError::new(
                     format!("networks.{key}"),
                     "a service uses this network but the top-level `networks:` does not define it",
-                )),
-            };
+                ))
+            }
+        };
         let name = def.name.clone().unwrap_or_else(|| ns.scope(key));
         names.networks.insert(key.clone(), name.clone());
         if def.external {
@@ -172,10 +167,9 @@ pub fn convert_stack(
     }
 
     let b64 = base64::engine::general_purpose::STANDARD;
-    for (kind, objects, names_out) in [
-        ("configs", &compose.configs, &mut names.configs),
-        ("secrets", &compose.secrets, &mut names.secrets),
-    ] {
+    for (kind, objects, names_out) in
+        [("configs", &compose.configs, &mut names.configs), ("secrets", &compose.secrets, &mut names.secrets)]
+    {
         for (key, obj) in objects {
             let name = obj.name.clone().unwrap_or_else(|| ns.scope(key));
             names_out.insert(key.clone(), name.clone());
@@ -183,32 +177,20 @@ pub fn convert_stack(
                 continue;
             }
             let location = format!("{kind}.{key}");
-            let file = obj.file.as_deref().ok_or_else(|| {
-                ConvertError::new(&location, "needs `file:` (or `external: true`)")
-            })?;
+            let file = obj
+                .file
+                .as_deref()
+                .ok_or_else(|| ConvertError::new(&location, "needs `file:` (or `external: true`)"))?;
             let rel = file.trim_start_matches("./");
             let content = files.get(rel).ok_or_else(|| {
-                ConvertError::new(
-                    &location,
-                    format!("file `{file}` was not rendered: nothing to read it from"),
-                )
+                ConvertError::new(&location, format!("file `{file}` was not rendered: nothing to read it from"))
             })?;
             let data = Some(b64.encode(content.as_bytes()));
             let labels = Some(ns.labels(&obj.labels));
             if kind == "configs" {
-                stack.configs.push(ConfigSpec {
-                    name: Some(name),
-                    labels,
-                    data,
-                    ..Default::default()
-                });
+                stack.configs.push(ConfigSpec { name: Some(name), labels, data, ..Default::default() });
             } else {
-                stack.secrets.push(SecretSpec {
-                    name: Some(name),
-                    labels,
-                    data,
-                    ..Default::default()
-                });
+                stack.secrets.push(SecretSpec { name: Some(name), labels, data, ..Default::default() });
             }
         }
     }

@@ -10,12 +10,7 @@ use crate::compose::{self, Service};
 use crate::units::Duration;
 
 /// Converts the service `key` of a compose file.
-pub fn convert_service(
-    ns: &Namespace,
-    key: &str,
-    svc: &Service,
-    names: &Names,
-) -> Result<ServiceSpec, ConvertError> {
+pub fn convert_service(ns: &Namespace, key: &str, svc: &Service, names: &Names) -> Result<ServiceSpec, ConvertError> {
     let at = |k: &str| format!("services.{key}.{k}");
     let deploy = &svc.deploy;
 
@@ -70,11 +65,7 @@ pub fn convert_service(
         name: Some(ns.scope(key)),
         labels: Some(ns.labels(&service_labels)),
         task_template: Some(task),
-        mode: Some(convert_mode(
-            deploy.mode.as_deref(),
-            deploy.replicas,
-            &at("deploy.mode"),
-        )?),
+        mode: Some(convert_mode(deploy.mode.as_deref(), deploy.replicas, &at("deploy.mode"))?),
         update_config: deploy
             .update_config
             .as_ref()
@@ -99,30 +90,15 @@ fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
 }
 
 /// `deploy.mode` + `deploy.replicas` → swarm mode (replicated defaults to 1 replica).
-pub fn convert_mode(
-    mode: Option<&str>,
-    replicas: Option<u64>,
-    at: &str,
-) -> Result<ServiceSpecMode, ConvertError> {
+pub fn convert_mode(mode: Option<&str>, replicas: Option<u64>, at: &str) -> Result<ServiceSpecMode, ConvertError> {
     match mode.unwrap_or("replicated") {
         "replicated" => Ok(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(replicas.unwrap_or(1) as i64),
-            }),
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas.unwrap_or(1) as i64) }),
             ..Default::default()
         }),
-        "global" if replicas.is_some() => Err(ConvertError::new(
-            at,
-            "`replicas` cannot be used with mode global",
-        )),
-        "global" => Ok(ServiceSpecMode {
-            global: Some(Default::default()),
-            ..Default::default()
-        }),
-        other => Err(ConvertError::new(
-            at,
-            format!("unknown mode `{other}`: use replicated or global"),
-        )),
+        "global" if replicas.is_some() => Err(ConvertError::new(at, "`replicas` cannot be used with mode global")),
+        "global" => Ok(ServiceSpecMode { global: Some(Default::default()), ..Default::default() }),
+        other => Err(ConvertError::new(at, format!("unknown mode `{other}`: use replicated or global"))),
     }
 }
 
@@ -146,10 +122,7 @@ pub fn convert_resources(r: &compose::DeployResources) -> Option<TaskSpecResourc
 }
 
 /// `deploy.restart_policy` → restart policy with nanosecond durations.
-pub fn convert_restart_policy(
-    r: &compose::RestartPolicy,
-    at: &str,
-) -> Result<TaskSpecRestartPolicy, ConvertError> {
+pub fn convert_restart_policy(r: &compose::RestartPolicy, at: &str) -> Result<TaskSpecRestartPolicy, ConvertError> {
     let condition = match r.condition.as_deref() {
         None => None,
         Some("none") => Some(TaskSpecRestartPolicyConditionEnum::NONE),
@@ -179,10 +152,7 @@ fn nonzero(d: Option<Duration>) -> Option<i64> {
 /// `deploy.update_config` → update config. As in compose, a present block defaults
 /// `parallelism` to 1; the other defaults are the engine's (pause, ratio 0, no delay), written
 /// out so that a deployed spec reads back equal to the one we computed.
-pub fn convert_update_config(
-    u: &compose::UpdateConfig,
-    at: &str,
-) -> Result<ServiceSpecUpdateConfig, ConvertError> {
+pub fn convert_update_config(u: &compose::UpdateConfig, at: &str) -> Result<ServiceSpecUpdateConfig, ConvertError> {
     let failure_action = match u.failure_action.as_deref() {
         None => None,
         Some("continue") => Some(ServiceSpecUpdateConfigFailureActionEnum::CONTINUE),
@@ -217,9 +187,7 @@ pub fn convert_update_config(
     Ok(ServiceSpecUpdateConfig {
         parallelism: Some(u.parallelism.unwrap_or(1) as i64),
         delay: nonzero(u.delay),
-        failure_action: Some(
-            failure_action.unwrap_or(ServiceSpecUpdateConfigFailureActionEnum::PAUSE),
-        ),
+        failure_action: Some(failure_action.unwrap_or(ServiceSpecUpdateConfigFailureActionEnum::PAUSE)),
         monitor: nonzero(u.monitor),
         max_failure_ratio: Some(u.max_failure_ratio.unwrap_or(0.0)),
         order,
@@ -231,23 +199,15 @@ fn as_rollback(u: ServiceSpecUpdateConfig) -> ServiceSpecRollbackConfig {
         parallelism: u.parallelism,
         delay: u.delay,
         failure_action: u.failure_action.map(|a| match a {
-            ServiceSpecUpdateConfigFailureActionEnum::CONTINUE => {
-                ServiceSpecRollbackConfigFailureActionEnum::CONTINUE
-            }
-            ServiceSpecUpdateConfigFailureActionEnum::PAUSE => {
-                ServiceSpecRollbackConfigFailureActionEnum::PAUSE
-            }
+            ServiceSpecUpdateConfigFailureActionEnum::CONTINUE => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+            ServiceSpecUpdateConfigFailureActionEnum::PAUSE => ServiceSpecRollbackConfigFailureActionEnum::PAUSE,
             _ => ServiceSpecRollbackConfigFailureActionEnum::EMPTY,
         }),
         monitor: u.monitor,
         max_failure_ratio: u.max_failure_ratio,
         order: u.order.map(|o| match o {
-            ServiceSpecUpdateConfigOrderEnum::START_FIRST => {
-                ServiceSpecRollbackConfigOrderEnum::START_FIRST
-            }
-            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST => {
-                ServiceSpecRollbackConfigOrderEnum::STOP_FIRST
-            }
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST => ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
             ServiceSpecUpdateConfigOrderEnum::EMPTY => ServiceSpecRollbackConfigOrderEnum::EMPTY,
         }),
     }
@@ -256,10 +216,7 @@ fn as_rollback(u: ServiceSpecUpdateConfig) -> ServiceSpecRollbackConfig {
 /// `healthcheck` → health config (`disable` → `["NONE"]`).
 pub fn convert_healthcheck(h: &compose::Healthcheck) -> HealthConfig {
     if h.disable {
-        return HealthConfig {
-            test: Some(vec!["NONE".into()]),
-            ..Default::default()
-        };
+        return HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() };
     }
     HealthConfig {
         test: h.test.clone(),
@@ -279,9 +236,7 @@ pub fn convert_placement(p: &compose::Placement) -> TaskSpecPlacement {
             p.preferences
                 .iter()
                 .map(|pref| TaskSpecPlacementPreferences {
-                    spread: Some(TaskSpecPlacementSpread {
-                        spread_descriptor: Some(pref.spread.clone()),
-                    }),
+                    spread: Some(TaskSpecPlacementSpread { spread_descriptor: Some(pref.spread.clone()) }),
                 })
                 .collect(),
         ),
@@ -293,20 +248,11 @@ pub fn convert_placement(p: &compose::Placement) -> TaskSpecPlacement {
 /// `deploy.endpoint_mode` + `ports` → endpoint spec, ports sorted; `vip` when unset, as the
 /// engine stores it. Swarm refuses ingress ports on a dnsrr service; say so here rather than
 /// at deploy time.
-pub fn convert_endpoint(
-    mode: Option<&str>,
-    ports: &[compose::Port],
-    at: &str,
-) -> Result<EndpointSpec, ConvertError> {
+pub fn convert_endpoint(mode: Option<&str>, ports: &[compose::Port], at: &str) -> Result<EndpointSpec, ConvertError> {
     let mode = match mode {
         None | Some("vip") => Some(EndpointSpecModeEnum::VIP),
         Some("dnsrr") => Some(EndpointSpecModeEnum::DNSRR),
-        Some(other) => {
-            return Err(ConvertError::new(
-                at,
-                format!("unknown endpoint mode `{other}`: use vip or dnsrr"),
-            ))
-        }
+        Some(other) => return Err(ConvertError::new(at, format!("unknown endpoint mode `{other}`: use vip or dnsrr"))),
     };
     let port_at = at.replace("deploy.endpoint_mode", "ports");
     let mut out = Vec::with_capacity(ports.len());
@@ -316,25 +262,17 @@ pub fn convert_endpoint(
             "udp" => EndpointPortConfigProtocolEnum::UDP,
             "sctp" => EndpointPortConfigProtocolEnum::SCTP,
             other => {
-                return Err(ConvertError::new(
-                    &port_at,
-                    format!("unknown protocol `{other}`: use tcp, udp or sctp"),
-                ))
+                return Err(ConvertError::new(&port_at, format!("unknown protocol `{other}`: use tcp, udp or sctp")))
             }
         };
         let publish_mode = match p.mode.as_str() {
             "ingress" => EndpointPortConfigPublishModeEnum::INGRESS,
             "host" => EndpointPortConfigPublishModeEnum::HOST,
             other => {
-                return Err(ConvertError::new(
-                    &port_at,
-                    format!("unknown publish mode `{other}`: use ingress or host"),
-                ))
+                return Err(ConvertError::new(&port_at, format!("unknown publish mode `{other}`: use ingress or host")))
             }
         };
-        if mode == Some(EndpointSpecModeEnum::DNSRR)
-            && publish_mode == EndpointPortConfigPublishModeEnum::INGRESS
-        {
+        if mode == Some(EndpointSpecModeEnum::DNSRR) && publish_mode == EndpointPortConfigPublishModeEnum::INGRESS {
             return Err(ConvertError::new(
                 &port_at,
                 format!("port {} is published in ingress mode, which swarm refuses with endpoint_mode dnsrr: use mode: host", p.target),
@@ -349,10 +287,7 @@ pub fn convert_endpoint(
         });
     }
     out.sort_by_key(|p| (p.published_port, p.target_port));
-    Ok(EndpointSpec {
-        mode,
-        ports: non_empty(out),
-    })
+    Ok(EndpointSpec { mode, ports: non_empty(out) })
 }
 
 /// `ulimits` → ulimits sorted by name.
@@ -364,11 +299,7 @@ pub fn convert_ulimits(ulimits: &BTreeMap<String, compose::Ulimit>) -> Vec<Resou
                 compose::Ulimit::Single(n) => (n, n),
                 compose::Ulimit::Pair { soft, hard } => (soft, hard),
             };
-            ResourcesUlimits {
-                name: Some(name.clone()),
-                soft: Some(soft),
-                hard: Some(hard),
-            }
+            ResourcesUlimits { name: Some(name.clone()), soft: Some(soft), hard: Some(hard) }
         })
         .collect()
 }
@@ -389,10 +320,7 @@ pub fn convert_networks(
     let mut out = Vec::new();
     for (net, opts) in nets {
         let target = names.networks.get(net).ok_or_else(|| {
-            ConvertError::new(
-                at,
-                format!("network `{net}` is not defined in the top-level `networks:`"),
-            )
+            ConvertError::new(at, format!("network `{net}` is not defined in the top-level `networks:`"))
         })?;
         let mut aliases = vec![key.to_string()];
         aliases.extend(opts.aliases.iter().cloned());
@@ -407,31 +335,18 @@ pub fn convert_networks(
 }
 
 /// `volumes` → mounts; named volumes get the stack's prefix and labels.
-pub fn convert_mounts(
-    ns: &Namespace,
-    svc: &Service,
-    names: &Names,
-    at: &str,
-) -> Result<Vec<Mount>, ConvertError> {
+pub fn convert_mounts(ns: &Namespace, svc: &Service, names: &Names, at: &str) -> Result<Vec<Mount>, ConvertError> {
     svc.volumes
         .iter()
         .map(|v| {
-            let mut mount = Mount {
-                target: Some(v.target.clone()),
-                read_only: v.read_only.then_some(true),
-                ..Default::default()
-            };
+            let mut mount =
+                Mount { target: Some(v.target.clone()), read_only: v.read_only.then_some(true), ..Default::default() };
             match v.kind.as_str() {
                 "volume" => {
                     mount.typ = Some(MountType::VOLUME);
                     if let Some(src) = &v.source {
                         let name = names.volumes.get(src).ok_or_else(|| {
-                            ConvertError::new(
-                                at,
-                                format!(
-                                    "volume `{src}` is not defined in the top-level `volumes:`"
-                                ),
-                            )
+                            ConvertError::new(at, format!("volume `{src}` is not defined in the top-level `volumes:`"))
                         })?;
                         mount.source = Some(name.clone());
                     }
@@ -442,19 +357,15 @@ pub fn convert_mounts(
                     });
                 }
                 "bind" => {
-                    let src = v
-                        .source
-                        .clone()
-                        .ok_or_else(|| ConvertError::new(at, "a bind mount needs a source path"))?;
+                    let src =
+                        v.source.clone().ok_or_else(|| ConvertError::new(at, "a bind mount needs a source path"))?;
                     mount.typ = Some(MountType::BIND);
                     mount.source = Some(src);
                 }
                 "tmpfs" => {
                     mount.typ = Some(MountType::TMPFS);
-                    mount.tmpfs_options = v.tmpfs_size.map(|s| MountTmpfsOptions {
-                        size_bytes: Some(s.as_i64()),
-                        ..Default::default()
-                    });
+                    mount.tmpfs_options =
+                        v.tmpfs_size.map(|s| MountTmpfsOptions { size_bytes: Some(s.as_i64()), ..Default::default() });
                 }
                 other => {
                     return Err(ConvertError::new(
@@ -478,13 +389,7 @@ pub fn convert_configs(
     let mut out = Vec::new();
     for r in &svc.configs {
         let name = names.configs.get(&r.source).ok_or_else(|| {
-            ConvertError::new(
-                at,
-                format!(
-                    "config `{}` is not defined in the top-level `configs:`",
-                    r.source
-                ),
-            )
+            ConvertError::new(at, format!("config `{}` is not defined in the top-level `configs:`", r.source))
         })?;
         out.push(TaskSpecContainerSpecConfigs {
             file: Some(TaskSpecContainerSpecFile1 {
@@ -510,13 +415,7 @@ pub fn convert_secrets(
     let mut out = Vec::new();
     for r in &svc.secrets {
         let name = names.secrets.get(&r.source).ok_or_else(|| {
-            ConvertError::new(
-                at,
-                format!(
-                    "secret `{}` is not defined in the top-level `secrets:`",
-                    r.source
-                ),
-            )
+            ConvertError::new(at, format!("secret `{}` is not defined in the top-level `secrets:`", r.source))
         })?;
         out.push(TaskSpecContainerSpecSecrets {
             file: Some(TaskSpecContainerSpecFile {

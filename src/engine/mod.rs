@@ -29,10 +29,7 @@ pub fn endpoint() -> String {
 
 /// Connects and pings, failing within a few seconds when nothing answers.
 pub async fn connect() -> Result<Docker, EngineError> {
-    let unreachable = |reason: String| EngineError::Unreachable {
-        place: endpoint(),
-        reason,
-    };
+    let unreachable = |reason: String| EngineError::Unreachable { place: endpoint(), reason };
     let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
     match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),

@@ -20,27 +20,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("macros.tera", include_str!("../../templates/macros.tera")),
     ("stack.yml", include_str!("../../templates/stack.yml")),
     ("traefik.yml", include_str!("../../templates/traefik.yml")),
-    (
-        "prometheus.yml",
-        include_str!("../../templates/prometheus.yml"),
-    ),
+    ("prometheus.yml", include_str!("../../templates/prometheus.yml")),
     ("alerts.yml", include_str!("../../templates/alerts.yml")),
-    (
-        "grafana/datasource.yml",
-        include_str!("../../templates/grafana/datasource.yml"),
-    ),
-    (
-        "grafana/dashboards.yml",
-        include_str!("../../templates/grafana/dashboards.yml"),
-    ),
-    (
-        "grafana/mcp-overview.json",
-        include_str!("../../templates/grafana/mcp-overview.json"),
-    ),
-    (
-        "grafana/load-balancer.json",
-        include_str!("../../templates/grafana/load-balancer.json"),
-    ),
+    ("grafana/datasource.yml", include_str!("../../templates/grafana/datasource.yml")),
+    ("grafana/dashboards.yml", include_str!("../../templates/grafana/dashboards.yml")),
+    ("grafana/mcp-overview.json", include_str!("../../templates/grafana/mcp-overview.json")),
+    ("grafana/load-balancer.json", include_str!("../../templates/grafana/load-balancer.json")),
 ];
 
 /// Where the `builtin` server image comes from: the swarmctl binary packed `FROM scratch`.
@@ -94,40 +79,23 @@ pub struct Templates {
 impl Templates {
     /// The embedded templates only.
     pub fn embedded() -> Result<Self, RenderError> {
-        Self::build(
-            TEMPLATES
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.to_string()))
-                .collect(),
-        )
+        Self::build(TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect())
     }
 
     /// The embedded templates, with those found in `dir` (same relative names) replacing them.
     pub fn with_overrides(dir: &Path) -> Result<Self, RenderError> {
-        let mut sources: BTreeMap<String, String> = TEMPLATES
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect();
+        let mut sources: BTreeMap<String, String> =
+            TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
         for path in files_under(dir)? {
-            let name = path
-                .strip_prefix(dir)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
+            let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             if !sources.contains_key(&name) {
                 return Err(RenderError::UnknownTemplate {
                     path,
-                    valid: TEMPLATES
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    valid: TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
                 });
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| RenderError::Read { path: path.clone(), source })?;
             sources.insert(name, text);
         }
         Self::build(sources.into_iter().collect())
@@ -138,40 +106,22 @@ impl Templates {
         // Nothing we render is HTML; escaping would corrupt YAML and JSON.
         tera.autoescape_on(vec![]);
         tera.add_raw_templates(sources)
-            .map_err(|e| RenderError::Template {
-                name: "(loading)".into(),
-                message: chain(&e),
-            })?;
+            .map_err(|e| RenderError::Template { name: "(loading)".into(), message: chain(&e) })?;
         Ok(Templates { tera })
     }
 
     fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
-        self.tera
-            .render(name, ctx)
-            .map_err(|e| RenderError::Template {
-                name: name.into(),
-                message: chain(&e),
-            })
+        self.tera.render(name, ctx).map_err(|e| RenderError::Template { name: name.into(), message: chain(&e) })
     }
 }
 
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>, RenderError> {
-    let read = |p: &Path| {
-        std::fs::read_dir(p).map_err(|source| RenderError::Read {
-            path: p.into(),
-            source,
-        })
-    };
+    let read = |p: &Path| std::fs::read_dir(p).map_err(|source| RenderError::Read { path: p.into(), source });
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in read(&d)? {
-            let path = entry
-                .map_err(|source| RenderError::Read {
-                    path: d.clone(),
-                    source,
-                })?
-                .path();
+            let path = entry.map_err(|source| RenderError::Read { path: d.clone(), source })?.path();
             if path.is_dir() {
                 stack.push(path);
             } else {
@@ -259,11 +209,7 @@ struct Dashboard {
 }
 
 /// Renders the whole stack.
-pub fn render(
-    config: &Config,
-    templates: &Templates,
-    inputs: &Inputs,
-) -> Result<Rendered, RenderError> {
+pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result<Rendered, RenderError> {
     let c = config;
     let name = c.name.as_str();
     let mut ctx = tera::Context::new();
@@ -271,17 +217,11 @@ pub fn render(
     ctx.insert("name", name);
     ctx.insert("c", c);
     ctx.insert("net_mcp", &format!("{name}_{}", c.networks.mcp.name));
-    ctx.insert(
-        "net_monitoring",
-        &format!("{name}_{}", c.networks.monitoring.name),
-    );
+    ctx.insert("net_monitoring", &format!("{name}_{}", c.networks.monitoring.name));
     ctx.insert("networks", &[&c.networks.mcp, &c.networks.monitoring]);
     ctx.insert("lb_refresh_seconds", &c.lb.refresh.0.as_secs().max(1));
     ctx.insert("error_budget", &round6(1.0 - c.slo.success_ratio));
-    ctx.insert(
-        "error_budget_percent",
-        &round6((1.0 - c.slo.success_ratio) * 100.0),
-    );
+    ctx.insert("error_budget_percent", &round6((1.0 - c.slo.success_ratio) * 100.0));
     ctx.insert("p99_seconds", &round6(c.slo.p99.0.as_secs_f64()));
     let connection_limit = c.server.ulimits.get("nofile").copied().unwrap_or(20_000);
     ctx.insert("connection_limit", &connection_limit);
@@ -302,71 +242,32 @@ pub fn render(
      -> Result<(), RenderError> {
         let content = templates.render(template, &ctx)?;
         check_syntax(file, &content)?;
-        configs.insert(
-            key.into(),
-            FileRef {
-                name: hashed_name(name, key, &content),
-                file: format!("./{file}"),
-            },
-        );
-        files.insert(
-            file.into(),
-            RenderedFile {
-                content,
-                secret: false,
-            },
-        );
+        configs.insert(key.into(), FileRef { name: hashed_name(name, key, &content), file: format!("./{file}") });
+        files.insert(file.into(), RenderedFile { content, secret: false });
         Ok(())
     };
     add_config("traefik_yml", "traefik.yml", "traefik.yml", &mut files)?;
     if c.prometheus.enabled {
-        add_config(
-            "prometheus_yml",
-            "prometheus.yml",
-            "prometheus.yml",
-            &mut files,
-        )?;
+        add_config("prometheus_yml", "prometheus.yml", "prometheus.yml", &mut files)?;
         add_config("alerts_yml", "alerts.yml", "alerts.yml", &mut files)?;
     }
     let mut secrets: BTreeMap<String, FileRef> = BTreeMap::new();
     if c.grafana.enabled {
-        add_config(
-            "grafana_datasource",
-            "grafana/datasource.yml",
-            "grafana/datasource.yml",
-            &mut files,
-        )?;
-        add_config(
-            "grafana_dashboards",
-            "grafana/dashboards.yml",
-            "grafana/dashboards.yml",
-            &mut files,
-        )?;
+        add_config("grafana_datasource", "grafana/datasource.yml", "grafana/datasource.yml", &mut files)?;
+        add_config("grafana_dashboards", "grafana/dashboards.yml", "grafana/dashboards.yml", &mut files)?;
         for board in ["mcp-overview", "load-balancer"] {
             let key = format!("grafana_dashboard_{}", board.replace('-', "_"));
             let file = format!("grafana/{board}.json");
             add_config(&key, &file, &file, &mut files)?;
-            dashboards.push(Dashboard {
-                key,
-                file: format!("{board}.json"),
-            });
+            dashboards.push(Dashboard { key, file: format!("{board}.json") });
         }
         let password = inputs.grafana_admin_password.clone().unwrap_or_default();
         let file = "secrets/grafana_admin_password".to_string();
         secrets.insert(
             "grafana_admin_password".into(),
-            FileRef {
-                name: hashed_name(name, "grafana_admin_password", &password),
-                file: format!("./{file}"),
-            },
+            FileRef { name: hashed_name(name, "grafana_admin_password", &password), file: format!("./{file}") },
         );
-        files.insert(
-            file,
-            RenderedFile {
-                content: password,
-                secret: true,
-            },
-        );
+        files.insert(file, RenderedFile { content: password, secret: true });
     }
     ctx.insert("configs", &configs);
     ctx.insert("secrets", &secrets);
@@ -374,11 +275,7 @@ pub fn render(
 
     let stack_yml = templates.render("stack.yml", &ctx)?;
     let compose = compose::parse(&stack_yml)?;
-    Ok(Rendered {
-        stack_yml,
-        compose,
-        files,
-    })
+    Ok(Rendered { stack_yml, compose, files })
 }
 
 /// `<stack>_<key>_<first 10 hex digits of sha256(content)>`: a new name whenever the content
@@ -395,18 +292,11 @@ fn round6(x: f64) -> f64 {
 
 fn check_syntax(file: &str, content: &str) -> Result<(), RenderError> {
     let result = if file.ends_with(".json") {
-        serde_json::from_str::<serde_json::Value>(content)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        serde_json::from_str::<serde_json::Value>(content).map(|_| ()).map_err(|e| e.to_string())
     } else {
-        serde_yaml::from_str::<serde_yaml::Value>(content)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        serde_yaml::from_str::<serde_yaml::Value>(content).map(|_| ()).map_err(|e| e.to_string())
     };
-    result.map_err(|message| RenderError::Yaml {
-        name: file.into(),
-        message,
-    })
+    result.map_err(|message| RenderError::Yaml { name: file.into(), message })
 }
 
 /// For `builtin`, the image is this binary and its arguments follow from the transports; the
@@ -426,28 +316,13 @@ fn server_view(c: &Config, version: &str) -> ServerView {
         command.push("serve".into());
         let t = &s.transports;
         if let Some(h) = &t.http {
-            command.extend([
-                "--http".into(),
-                format!("0.0.0.0:{}", h.port),
-                "--http-path".into(),
-                h.path.clone(),
-            ]);
+            command.extend(["--http".into(), format!("0.0.0.0:{}", h.port), "--http-path".into(), h.path.clone()]);
         }
         if let Some(h) = &t.sse {
-            command.extend([
-                "--sse".into(),
-                format!("0.0.0.0:{}", h.port),
-                "--sse-path".into(),
-                h.path.clone(),
-            ]);
+            command.extend(["--sse".into(), format!("0.0.0.0:{}", h.port), "--sse-path".into(), h.path.clone()]);
         }
         if let Some(w) = &t.ws {
-            command.extend([
-                "--ws".into(),
-                format!("0.0.0.0:{}", w.port),
-                "--ws-path".into(),
-                w.path.clone(),
-            ]);
+            command.extend(["--ws".into(), format!("0.0.0.0:{}", w.port), "--ws-path".into(), w.path.clone()]);
             if w.newline {
                 command.push("--ws-newline".into());
             }
@@ -472,11 +347,7 @@ fn server_view(c: &Config, version: &str) -> ServerView {
     } else {
         s.healthcheck.test.clone()
     };
-    ServerView {
-        image: format!("{BUILTIN_IMAGE_REPO}:{version}"),
-        command,
-        healthcheck,
-    }
+    ServerView { image: format!("{BUILTIN_IMAGE_REPO}:{version}"), command, healthcheck }
 }
 
 /// Traefik routers and services for the server's HTTP-based transports.
@@ -499,11 +370,7 @@ fn routes(c: &Config) -> (Vec<Route>, Vec<LbService>) {
             service: "http",
             retry: true,
         });
-        services.push(LbService {
-            id: "http",
-            port: h.port,
-            sticky: true,
-        });
+        services.push(LbService { id: "http", port: h.port, sticky: true });
     }
     if let Some(h) = &t.sse {
         routes.push(Route {
@@ -513,11 +380,7 @@ fn routes(c: &Config) -> (Vec<Route>, Vec<LbService>) {
             service: "sse",
             retry: true,
         });
-        services.push(LbService {
-            id: "sse",
-            port: h.port,
-            sticky: true,
-        });
+        services.push(LbService { id: "sse", port: h.port, sticky: true });
     }
     if let Some(w) = &t.ws {
         routes.push(Route {
@@ -527,11 +390,7 @@ fn routes(c: &Config) -> (Vec<Route>, Vec<LbService>) {
             service: "ws",
             retry: false,
         });
-        services.push(LbService {
-            id: "ws",
-            port: w.port,
-            sticky: false,
-        });
+        services.push(LbService { id: "ws", port: w.port, sticky: false });
     }
     (routes, services)
 }

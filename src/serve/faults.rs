@@ -34,20 +34,13 @@ impl FromStr for Latency {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = |why: String| format!("invalid latency `{s}`: {why}; {LATENCY_HELP}");
-        let dur = |t: &str| {
-            t.trim()
-                .parse::<Dur>()
-                .map(|d| d.0)
-                .map_err(|e| bad(e.to_string()))
-        };
+        let dur = |t: &str| t.trim().parse::<Dur>().map(|d| d.0).map_err(|e| bad(e.to_string()));
         let (kind, rest) = s.split_once(':').unwrap_or(("fixed", s));
         match kind {
             "none" | "off" => Ok(Latency::None),
             "fixed" => Ok(Latency::Fixed(dur(rest)?)),
             "uniform" => {
-                let (a, b) = rest
-                    .split_once("..")
-                    .ok_or_else(|| bad("missing `..`".into()))?;
+                let (a, b) = rest.split_once("..").ok_or_else(|| bad("missing `..`".into()))?;
                 let (a, b) = (dur(a)?, dur(b)?);
                 if b < a {
                     return Err(bad("the upper bound is below the lower one".into()));
@@ -55,20 +48,12 @@ impl FromStr for Latency {
                 Ok(Latency::Uniform(a, b))
             }
             "lognormal" => {
-                let (m, sigma) = rest
-                    .split_once(',')
-                    .ok_or_else(|| bad("missing `,σ`".into()))?;
-                let sigma: f64 = sigma
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("σ is not a number".into()))?;
+                let (m, sigma) = rest.split_once(',').ok_or_else(|| bad("missing `,σ`".into()))?;
+                let sigma: f64 = sigma.trim().parse().map_err(|_| bad("σ is not a number".into()))?;
                 if !(0.0..=5.0).contains(&sigma) {
                     return Err(bad("σ must be from 0 to 5".into()));
                 }
-                Ok(Latency::LogNormal {
-                    median: dur(m)?,
-                    sigma,
-                })
+                Ok(Latency::LogNormal { median: dur(m)?, sigma })
             }
             other => Err(bad(format!("unknown kind `{other}`"))),
         }
@@ -91,22 +76,11 @@ impl FromStr for Stall {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!("invalid stall `{s}`: {why}; use LENGTH/PERIOD[@OFFSET], e.g. 1s/60s@2s")
-        };
+        let bad = |why: &str| format!("invalid stall `{s}`: {why}; use LENGTH/PERIOD[@OFFSET], e.g. 1s/60s@2s");
         let (main, offset) = s.split_once('@').unwrap_or((s, "0s"));
         let (length, period) = main.split_once('/').ok_or_else(|| bad("missing `/`"))?;
-        let p = |t: &str| {
-            t.trim()
-                .parse::<Dur>()
-                .map(|d| d.0)
-                .map_err(|_| bad("not a duration"))
-        };
-        let stall = Stall {
-            length: p(length)?,
-            period: p(period)?,
-            offset: p(offset)?,
-        };
+        let p = |t: &str| t.trim().parse::<Dur>().map(|d| d.0).map_err(|_| bad("not a duration"));
+        let stall = Stall { length: p(length)?, period: p(period)?, offset: p(offset)? };
         if stall.period.is_zero() || stall.length >= stall.period {
             return Err(bad("the stall must be shorter than its period"));
         }
@@ -215,10 +189,7 @@ impl Faults {
 
     /// A uniform sample in [0, 1) from a lock-free SplitMix64 stream.
     fn uniform(&self) -> f64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -232,32 +203,17 @@ mod tests {
 
     #[test]
     fn latency_specs_parse() {
-        assert_eq!(
-            "20ms".parse::<Latency>().unwrap(),
-            Latency::Fixed(Duration::from_millis(20))
-        );
-        assert_eq!(
-            "fixed:1s".parse::<Latency>().unwrap(),
-            Latency::Fixed(Duration::from_secs(1))
-        );
+        assert_eq!("20ms".parse::<Latency>().unwrap(), Latency::Fixed(Duration::from_millis(20)));
+        assert_eq!("fixed:1s".parse::<Latency>().unwrap(), Latency::Fixed(Duration::from_secs(1)));
         assert_eq!(
             "uniform:10ms..50ms".parse::<Latency>().unwrap(),
             Latency::Uniform(Duration::from_millis(10), Duration::from_millis(50))
         );
         assert_eq!(
             "lognormal:20ms,0.5".parse::<Latency>().unwrap(),
-            Latency::LogNormal {
-                median: Duration::from_millis(20),
-                sigma: 0.5
-            }
+            Latency::LogNormal { median: Duration::from_millis(20), sigma: 0.5 }
         );
-        for bad in [
-            "uniform:50ms..10ms",
-            "lognormal:20ms",
-            "gamma:1s",
-            "20",
-            "lognormal:20ms,9",
-        ] {
+        for bad in ["uniform:50ms..10ms", "lognormal:20ms", "gamma:1s", "20", "lognormal:20ms,9"] {
             let err = bad.parse::<Latency>().unwrap_err();
             assert!(err.contains("use 20ms"), "{bad}: {err}");
         }
@@ -268,11 +224,7 @@ mod tests {
         let s: Stall = "1s/60s@2s".parse().unwrap();
         assert_eq!(
             (s.length, s.period, s.offset),
-            (
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-                Duration::from_secs(2)
-            )
+            (Duration::from_secs(1), Duration::from_secs(60), Duration::from_secs(2))
         );
         assert!("2s/1s".parse::<Stall>().is_err());
         assert!("1s".parse::<Stall>().is_err());
@@ -280,44 +232,16 @@ mod tests {
 
     #[test]
     fn stall_delays_requests_to_the_end_of_the_window() {
-        let f = Faults::new(
-            Latency::None,
-            0.0,
-            0.0,
-            Some("1s/10s@2s".parse().unwrap()),
-            Duration::ZERO,
-            None,
-            7,
-        );
-        assert_eq!(
-            f.verdict_at(Duration::from_millis(1999)),
-            Verdict::Answer(Duration::ZERO)
-        );
-        assert_eq!(
-            f.verdict_at(Duration::from_millis(2250)),
-            Verdict::Answer(Duration::from_millis(750))
-        );
-        assert_eq!(
-            f.verdict_at(Duration::from_millis(3000)),
-            Verdict::Answer(Duration::ZERO)
-        );
-        assert_eq!(
-            f.verdict_at(Duration::from_millis(12500)),
-            Verdict::Answer(Duration::from_millis(500))
-        );
+        let f = Faults::new(Latency::None, 0.0, 0.0, Some("1s/10s@2s".parse().unwrap()), Duration::ZERO, None, 7);
+        assert_eq!(f.verdict_at(Duration::from_millis(1999)), Verdict::Answer(Duration::ZERO));
+        assert_eq!(f.verdict_at(Duration::from_millis(2250)), Verdict::Answer(Duration::from_millis(750)));
+        assert_eq!(f.verdict_at(Duration::from_millis(3000)), Verdict::Answer(Duration::ZERO));
+        assert_eq!(f.verdict_at(Duration::from_millis(12500)), Verdict::Answer(Duration::from_millis(500)));
     }
 
     #[test]
     fn ratios_and_distributions_hold_over_many_draws() {
-        let f = Faults::new(
-            "uniform:10ms..30ms".parse().unwrap(),
-            0.1,
-            0.05,
-            None,
-            Duration::ZERO,
-            None,
-            42,
-        );
+        let f = Faults::new("uniform:10ms..30ms".parse().unwrap(), 0.1, 0.05, None, Duration::ZERO, None, 42);
         let (mut errors, mut drops, mut total_ms) = (0, 0, 0.0);
         let n = 100_000;
         for _ in 0..n {
@@ -334,29 +258,11 @@ mod tests {
             }
         }
         let answered = (n - drops) as f64;
-        assert!(
-            (drops as f64 / n as f64 - 0.05).abs() < 0.005,
-            "drops {drops}"
-        );
-        assert!(
-            (errors as f64 / answered - 0.1).abs() < 0.005,
-            "errors {errors}"
-        );
-        assert!(
-            (total_ms / answered - 20.0).abs() < 0.2,
-            "mean {}",
-            total_ms / answered
-        );
+        assert!((drops as f64 / n as f64 - 0.05).abs() < 0.005, "drops {drops}");
+        assert!((errors as f64 / answered - 0.1).abs() < 0.005, "errors {errors}");
+        assert!((total_ms / answered - 20.0).abs() < 0.2, "mean {}", total_ms / answered);
 
-        let ln = Faults::new(
-            "lognormal:20ms,0.5".parse().unwrap(),
-            0.0,
-            0.0,
-            None,
-            Duration::ZERO,
-            None,
-            42,
-        );
+        let ln = Faults::new("lognormal:20ms,0.5".parse().unwrap(), 0.0, 0.0, None, Duration::ZERO, None, 42);
         let mut samples: Vec<f64> = (0..50_001)
             .map(|_| match ln.verdict_at(Duration::ZERO) {
                 Verdict::Answer(d) => d.as_secs_f64() * 1e3,
@@ -370,24 +276,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_choices() {
-        let a = Faults::new(
-            "lognormal:20ms,1".parse().unwrap(),
-            0.3,
-            0.0,
-            None,
-            Duration::ZERO,
-            None,
-            9,
-        );
-        let b = Faults::new(
-            "lognormal:20ms,1".parse().unwrap(),
-            0.3,
-            0.0,
-            None,
-            Duration::ZERO,
-            None,
-            9,
-        );
+        let a = Faults::new("lognormal:20ms,1".parse().unwrap(), 0.3, 0.0, None, Duration::ZERO, None, 9);
+        let b = Faults::new("lognormal:20ms,1".parse().unwrap(), 0.3, 0.0, None, Duration::ZERO, None, 9);
         for _ in 0..100 {
             assert_eq!(a.verdict_at(Duration::ZERO), b.verdict_at(Duration::ZERO));
         }

@@ -44,6 +44,8 @@ pub struct HttpOptions {
     pub sse_replies: bool,
     /// Largest request body accepted (413 beyond).
     pub max_body: usize,
+    /// Browser origins allowed besides loopback ones (`Origin` header; DNS-rebinding defence).
+    pub allowed_origins: Vec<String>,
 }
 
 /// What one HTTP listener serves.
@@ -116,18 +118,13 @@ fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     let mut res = Response::new(Full::new(body.into()).boxed());
     *res.status_mut() = status;
     if !content_type.is_empty() {
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     res
 }
 
 fn json_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
-    full(
-        status,
-        "application/json",
-        mcp::error_body(None, code, message, None),
-    )
+    full(status, "application/json", mcp::error_body(None, code, message, None))
 }
 
 /// One SSE `message` event (WHATWG format; our JSON never contains a raw newline).
@@ -144,18 +141,10 @@ fn header_str<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 }
 
 /// Routes one request.
-pub async fn handle(
-    app: Arc<App>,
-    routes: Arc<Routes>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Dropped> {
+pub async fn handle(app: Arc<App>, routes: Arc<Routes>, mut req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path();
     if routes.metrics && path == "/metrics" {
-        return Ok(full(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            app.mcp.metrics.render(),
-        ));
+        return Ok(full(StatusCode::OK, "text/plain; version=0.0.4", app.mcp.metrics.render()));
     }
     if path == routes.health {
         return Ok(health(&app));
@@ -182,39 +171,43 @@ fn health(app: &App) -> Response<Body> {
     } else {
         (StatusCode::OK, "serving")
     };
-    let body = serde_json::json!({ "status": state, "hostname": id.hostname, "slot": id.slot })
-        .to_string();
+    let body = serde_json::json!({ "status": state, "hostname": id.hostname, "slot": id.slot }).to_string();
     full(status, "application/json", body)
 }
 
 async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    match Limited::new(req.into_body(), app.opts.max_body)
-        .collect()
-        .await
-    {
+    match Limited::new(req.into_body(), app.opts.max_body).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             mcp::code::INVALID_REQUEST,
             &format!("request body larger than {} bytes", app.opts.max_body),
         )),
-        Err(e) => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            mcp::code::INVALID_REQUEST,
-            &format!("cannot read the body: {e}"),
-        )),
+        Err(e) => {
+            Err(json_error(StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST, &format!("cannot read the body: {e}")))
+        }
     }
+}
+
+/// MCP servers must validate `Origin` (a browser's DNS-rebinding attack carries a foreign
+/// one). Clients that are not browsers send none, so this never gets in a load test's way.
+fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+    let host = host.split('/').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
 fn is_json_content_type(req: &Request<Incoming>) -> bool {
     header_str(req, "content-type")
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        })
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
         .unwrap_or(false)
 }
 
@@ -232,6 +225,15 @@ fn accepts(req: &Request<Incoming>, media: &str) -> bool {
 /// Streamable HTTP: POST messages, DELETE sessions; no standalone GET stream (405, which the
 /// spec allows).
 async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    if let Some(origin) = header_str(&req, "origin") {
+        if !origin_allowed(origin, &app.opts.allowed_origins) {
+            return Ok(json_error(
+                StatusCode::FORBIDDEN,
+                mcp::code::INVALID_REQUEST,
+                &format!("Origin {origin} is not allowed (only loopback origins and --allowed-origin)"),
+            ));
+        }
+    }
     match *req.method() {
         Method::POST => {}
         Method::DELETE => return Ok(delete_session(&app, &req)),
@@ -241,8 +243,7 @@ async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                 "text/plain",
                 "this server offers no GET stream; POST JSON-RPC messages here\n",
             );
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
             return Ok(res);
         }
     }
@@ -253,11 +254,8 @@ async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             "Content-Type must be application/json",
         ));
     }
-    let wants = if app.opts.sse_replies {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    let wants = if app.opts.sse_replies { "text/event-stream" } else { "application/json" };
+    let takes_sse = accepts(&req, "text/event-stream");
     if !accepts(&req, wants) {
         return Ok(json_error(
             StatusCode::NOT_ACCEPTABLE,
@@ -293,18 +291,12 @@ async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     };
     let msg = match mcp::parse(&body) {
         Ok(m) => m,
-        Err(rejected) => {
-            return Ok(full(
-                StatusCode::BAD_REQUEST,
-                "application/json",
-                rejected.body,
-            ))
-        }
+        Err(rejected) => return Ok(full(StatusCode::BAD_REQUEST, "application/json", rejected.body)),
     };
 
     let modern = version.as_deref() == Some(MODERN);
     if modern {
-        return modern_request(&app, msg, mcp_method_header.as_deref()).await;
+        return modern_request(&app, msg, mcp_method_header.as_deref(), takes_sse).await;
     }
 
     let (id, method, params) = match msg {
@@ -330,45 +322,40 @@ async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             return Ok(res);
         }
     }
-    let (body, negotiated, status) = match app
-        .mcp
-        .call(Transport::Http, Era::Handshake, id, &method, params)
-        .await
-    {
-        Answer::Drop => return Err(Dropped),
-        Answer::Reply {
-            body,
-            negotiated,
-            http_status,
-        } => (body, negotiated, http_status),
-    };
-    let mut res = reply(&app, body, status);
+    let (notes, body, negotiated, status) =
+        match app.mcp.call(Transport::Http, Era::Handshake, id, &method, params).await {
+            Answer::Drop => return Err(Dropped),
+            Answer::Reply { notes, body, negotiated, http_status } => (notes, body, negotiated, http_status),
+        };
+    let mut res = reply(&app, notes, body, status, takes_sse);
     if initializing && !app.opts.stateless {
         let sid = app.new_session_id();
         app.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                sid.clone(),
-                Session {
-                    version: negotiated.unwrap_or(mcp::LATEST),
-                },
-            );
+            .insert(sid.clone(), Session { version: negotiated.unwrap_or(mcp::LATEST) });
         app.mcp.metrics.session(1);
-        res.headers_mut().insert(
-            "mcp-session-id",
-            HeaderValue::from_str(&sid).expect("hex is a valid header"),
-        );
+        res.headers_mut().insert("mcp-session-id", HeaderValue::from_str(&sid).expect("hex is a valid header"));
     }
     Ok(res)
 }
 
-fn reply(app: &App, body: Vec<u8>, status: u16) -> Response<Body> {
+/// The HTTP answer to a request: JSON, or SSE when the server is set to SSE replies or when
+/// notifications came before the response (they need a stream; the client said it takes one).
+fn reply(app: &App, notes: Vec<Vec<u8>>, body: Vec<u8>, status: u16, takes_sse: bool) -> Response<Body> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if !notes.is_empty() && takes_sse {
+        let mut events: Vec<u8> = Vec::new();
+        for note in notes.iter().chain(std::iter::once(&body)) {
+            events.extend_from_slice(&sse_event(note));
+        }
+        let mut res = full(status, "text/event-stream", events);
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return res;
+    }
     if app.opts.sse_replies {
         let mut res = full(status, "text/event-stream", sse_event(&body));
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         res
     } else {
         full(status, "application/json", body)
@@ -380,6 +367,7 @@ async fn modern_request(
     app: &App,
     msg: Message<'_>,
     mcp_method: Option<&str>,
+    takes_sse: bool,
 ) -> Result<Response<Body>, Dropped> {
     let Message::Request { id, method, params } = msg else {
         return Ok(full(StatusCode::ACCEPTED, "", Bytes::new()));
@@ -393,13 +381,9 @@ async fn modern_request(
         );
         return Ok(full(StatusCode::BAD_REQUEST, "application/json", body));
     }
-    let meta_version = params
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok())
-        .and_then(|v| {
-            v.pointer("/_meta/io.modelcontextprotocol~1protocolVersion")
-                .and_then(|x| x.as_str())
-                .map(String::from)
-        });
+    let meta_version = params.and_then(|p| serde_json::from_str::<serde_json::Value>(p.get()).ok()).and_then(|v| {
+        v.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(|x| x.as_str()).map(String::from)
+    });
     if meta_version.as_deref() != Some(MODERN) {
         let body = mcp::error_body(
             Some(id),
@@ -409,15 +393,9 @@ async fn modern_request(
         );
         return Ok(full(StatusCode::BAD_REQUEST, "application/json", body));
     }
-    match app
-        .mcp
-        .call(Transport::Http, Era::Modern, id, &method, params)
-        .await
-    {
+    match app.mcp.call(Transport::Http, Era::Modern, id, &method, params).await {
         Answer::Drop => Err(Dropped),
-        Answer::Reply {
-            body, http_status, ..
-        } => Ok(reply(app, body, http_status)),
+        Answer::Reply { notes, body, http_status, .. } => Ok(reply(app, notes, body, http_status, takes_sse)),
     }
 }
 
@@ -430,52 +408,25 @@ fn session_problem(app: &App, sid: Option<&str>) -> Option<Response<Body>> {
             "missing Mcp-Session-Id: send initialize first",
         ));
     };
-    if app
-        .sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains_key(sid)
-    {
+    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).contains_key(sid) {
         None
     } else {
-        Some(json_error(
-            StatusCode::NOT_FOUND,
-            mcp::code::SESSION_NOT_FOUND,
-            "session not found: initialize a new one",
-        ))
+        Some(json_error(StatusCode::NOT_FOUND, mcp::code::SESSION_NOT_FOUND, "session not found: initialize a new one"))
     }
 }
 
 fn delete_session(app: &App, req: &Request<Incoming>) -> Response<Body> {
     if app.opts.stateless {
-        return full(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "stateless server: there is no session to delete\n",
-        );
+        return full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "stateless server: there is no session to delete\n");
     }
     let Some(sid) = header_str(req, "mcp-session-id") else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            mcp::code::INVALID_REQUEST,
-            "missing Mcp-Session-Id",
-        );
+        return json_error(StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST, "missing Mcp-Session-Id");
     };
-    if app
-        .sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(sid)
-        .is_some()
-    {
+    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(sid).is_some() {
         app.mcp.metrics.session(-1);
         full(StatusCode::OK, "", Bytes::new())
     } else {
-        json_error(
-            StatusCode::NOT_FOUND,
-            mcp::code::SESSION_NOT_FOUND,
-            "session not found",
-        )
+        json_error(StatusCode::NOT_FOUND, mcp::code::SESSION_NOT_FOUND, "session not found")
     }
 }
 
@@ -499,13 +450,7 @@ async fn legacy_sse(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                     "missing session_id: GET the stream first",
                 ));
             };
-            let Some(tx) = app
-                .streams
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&sid)
-                .cloned()
-            else {
+            let Some(tx) = app.streams.lock().unwrap_or_else(|e| e.into_inner()).get(&sid).cloned() else {
                 return Ok(json_error(
                     StatusCode::NOT_FOUND,
                     mcp::code::SESSION_NOT_FOUND,
@@ -517,11 +462,7 @@ async fn legacy_sse(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                 Err(res) => return Ok(res),
             };
             match mcp::parse(&body) {
-                Err(rejected) => Ok(full(
-                    StatusCode::BAD_REQUEST,
-                    "application/json",
-                    rejected.body,
-                )),
+                Err(rejected) => Ok(full(StatusCode::BAD_REQUEST, "application/json", rejected.body)),
                 Ok(Message::Notification { method }) => {
                     app.mcp.notify(&method, Transport::Sse);
                     Ok(full(StatusCode::ACCEPTED, "text/plain", "Accepted"))
@@ -533,20 +474,16 @@ async fn legacy_sse(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                         let Ok(Message::Request { id, method, params }) = mcp::parse(&body) else {
                             return;
                         };
-                        match app2
-                            .mcp
-                            .call(Transport::Sse, Era::Handshake, id, &method, params)
-                            .await
-                        {
-                            Answer::Reply { body, .. } => {
+                        match app2.mcp.call(Transport::Sse, Era::Handshake, id, &method, params).await {
+                            Answer::Reply { notes, body, .. } => {
+                                for note in notes {
+                                    let _ = tx.send(sse_event(&note)).await;
+                                }
                                 let _ = tx.send(sse_event(&body)).await;
                             }
                             Answer::Drop => {
                                 // Dropping the sender table entry ends the client's stream.
-                                app2.streams
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .remove(&sid);
+                                app2.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
                             }
                         }
                     });
@@ -554,11 +491,7 @@ async fn legacy_sse(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                 }
             }
         }
-        _ => Ok(full(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET the stream, POST messages\n",
-        )),
+        _ => Ok(full(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET the stream, POST messages\n")),
     }
 }
 
@@ -570,11 +503,7 @@ struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.app
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.sid);
+        self.app.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sid);
         self.app.mcp.metrics.session(-1);
         self.app.mcp.metrics.connection(Transport::Sse, -1);
     }
@@ -590,20 +519,11 @@ fn open_stream(app: Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     }
     let sid = app.new_session_id();
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    app.streams
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(sid.clone(), tx);
+    app.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), tx);
     app.mcp.metrics.session(1);
     app.mcp.metrics.connection(Transport::Sse, 1);
-    let endpoint = format!(
-        "event: endpoint\ndata: {}?session_id={sid}\n\n",
-        req.uri().path()
-    );
-    let guard = StreamGuard {
-        app: app.clone(),
-        sid: sid.clone(),
-    };
+    let endpoint = format!("event: endpoint\ndata: {}?session_id={sid}\n\n", req.uri().path());
+    let guard = StreamGuard { app: app.clone(), sid: sid.clone() };
     let closing = app.closing.clone();
     struct State {
         rx: mpsc::Receiver<Bytes>,
@@ -614,13 +534,7 @@ fn open_stream(app: Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     }
     let mut keepalive = tokio::time::interval(Duration::from_secs(15));
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = State {
-        rx,
-        first: Some(Bytes::from(endpoint)),
-        keepalive,
-        closing,
-        _guard: guard,
-    };
+    let state = State { rx, first: Some(Bytes::from(endpoint)), keepalive, closing, _guard: guard };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         if let Some(first) = s.first.take() {
             s.keepalive.reset();
@@ -634,14 +548,8 @@ fn open_stream(app: Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     });
     let mut res = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        "mcp-session-id",
-        HeaderValue::from_str(&sid).expect("hex is a valid header"),
-    );
+    h.insert("mcp-session-id", HeaderValue::from_str(&sid).expect("hex is a valid header"));
     res
 }

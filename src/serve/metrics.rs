@@ -41,16 +41,11 @@ pub const METHODS: [&str; 11] = [
 
 /// Index of a method in [`METHODS`].
 pub fn method_index(method: &str) -> usize {
-    METHODS
-        .iter()
-        .position(|m| *m == method)
-        .unwrap_or(METHODS.len() - 1)
+    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1)
 }
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// All counters of one server process.
 pub struct Metrics {
@@ -136,18 +131,13 @@ impl Metrics {
 
     /// Requests counted so far for `method` over all transports (for tests).
     pub fn requests_total(&self, method: &str) -> u64 {
-        self.requests[method_index(method)]
-            .iter()
-            .map(|c| c.load(Relaxed))
-            .sum()
+        self.requests[method_index(method)].iter().map(|c| c.load(Relaxed)).sum()
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
-        out.push_str(
-            "# HELP mcp_server_info Identity of this replica.\n# TYPE mcp_server_info gauge\n",
-        );
+        out.push_str("# HELP mcp_server_info Identity of this replica.\n# TYPE mcp_server_info gauge\n");
         out.push_str(&self.info);
 
         out.push_str("# HELP mcp_requests_total JSON-RPC messages received, by method and transport.\n# TYPE mcp_requests_total counter\n");
@@ -155,10 +145,7 @@ impl Metrics {
             for (t, transport) in TRANSPORTS.iter().enumerate() {
                 let v = self.requests[m][t].load(Relaxed);
                 if v > 0 {
-                    let _ = writeln!(
-                        out,
-                        "mcp_requests_total{{method=\"{method}\",transport=\"{transport}\"}} {v}"
-                    );
+                    let _ = writeln!(out, "mcp_requests_total{{method=\"{method}\",transport=\"{transport}\"}} {v}");
                 }
             }
         }
@@ -166,12 +153,8 @@ impl Metrics {
         out.push_str("# HELP mcp_request_errors_total Error answers, by method and JSON-RPC code (tool_error: a tool result with isError).\n# TYPE mcp_request_errors_total counter\n");
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         for ((m, code), v) in errors.iter() {
-            let _ = writeln!(
-                out,
-                "mcp_request_errors_total{{method=\"{}\",code=\"{}\"}} {v}",
-                METHODS[*m],
-                escape(code)
-            );
+            let _ =
+                writeln!(out, "mcp_request_errors_total{{method=\"{}\",code=\"{}\"}} {v}", METHODS[*m], escape(code));
         }
         drop(errors);
 
@@ -184,21 +167,15 @@ impl Metrics {
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
                 cumulative += self.buckets[m][i].load(Relaxed);
-                let _ = writeln!(out, "mcp_request_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "mcp_request_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}"
+                );
             }
-            let _ = writeln!(
-                out,
-                "mcp_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}"
-            );
+            let _ = writeln!(out, "mcp_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {count}");
             let sum = self.duration_sum_ns[m].load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "mcp_request_duration_seconds_sum{{method=\"{method}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "mcp_request_duration_seconds_count{{method=\"{method}\"}} {count}"
-            );
+            let _ = writeln!(out, "mcp_request_duration_seconds_sum{{method=\"{method}\"}} {sum}");
+            let _ = writeln!(out, "mcp_request_duration_seconds_count{{method=\"{method}\"}} {count}");
         }
 
         out.push_str("# HELP mcp_connections_active Open client connections (SSE: open event streams), by transport.\n# TYPE mcp_connections_active gauge\n");
@@ -241,9 +218,7 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -275,10 +250,7 @@ mod tests {
             "mcp_connections_total{transport=\"ws\"} 1",
             "mcp_sessions_active 1",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing `{line}` in:\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
         assert_eq!(m.requests_total("tools/call"), 2);
         assert!(text.contains("process_resident_memory_bytes "));

@@ -6,6 +6,7 @@
 //! request costs the same whichever way it arrives.
 
 pub mod faults;
+mod fixtures;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
@@ -71,6 +72,10 @@ pub struct ServeOptions {
     /// Answer Streamable HTTP requests as SSE streams instead of JSON bodies.
     #[arg(long, env = "SWARMCTL_SERVE_SSE_REPLIES")]
     pub sse_replies: bool,
+    /// Also accept requests whose Origin header is this (repeatable); loopback origins always
+    /// are, and requests without Origin (every non-browser client) always are.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// Largest request body or message.
     #[arg(long, default_value = "4M", value_name = "SIZE")]
     pub max_body: ByteSize,
@@ -87,12 +92,7 @@ pub struct ServeOptions {
     #[arg(long, value_name = "LENGTH/PERIOD[@OFFSET]", env = "SWARMCTL_SERVE_STALL", value_parser = |s: &str| s.parse::<Stall>())]
     pub stall: Option<Stall>,
     /// Report unhealthy (503) for this long after start.
-    #[arg(
-        long,
-        default_value = "0s",
-        value_name = "DURATION",
-        env = "SWARMCTL_SERVE_SLOW_START"
-    )]
+    #[arg(long, default_value = "0s", value_name = "DURATION", env = "SWARMCTL_SERVE_SLOW_START")]
     pub slow_start: Dur,
     /// Refuse connections beyond this many open ones.
     #[arg(long, value_name = "N", env = "SWARMCTL_SERVE_MAX_CONNECTIONS")]
@@ -141,13 +141,8 @@ pub struct Server {
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         return t.as_nanos() as u64 ^ u64::from(std::process::id());
     }
     u64::from_le_bytes(b)
@@ -172,21 +167,14 @@ impl Server {
         }
         let max_message = usize::try_from(opts.max_body.0).unwrap_or(usize::MAX);
         // Flags with the same address share a listener; port 0 ("any free port") never does.
-        let mut http_routes: BTreeMap<(SocketAddr, usize), (Routes, Vec<&'static str>)> =
-            BTreeMap::new();
+        let mut http_routes: BTreeMap<(SocketAddr, usize), (Routes, Vec<&'static str>)> = BTreeMap::new();
         let mut ordinal = 0;
         let mut route = |addr: SocketAddr, flag: &'static str, f: &dyn Fn(&mut Routes)| {
             ordinal += 1;
             let key = (addr, if addr.port() == 0 { ordinal } else { 0 });
-            let entry = http_routes.entry(key).or_insert_with(|| {
-                (
-                    Routes {
-                        health: opts.health_path.clone(),
-                        ..Default::default()
-                    },
-                    vec![],
-                )
-            });
+            let entry = http_routes
+                .entry(key)
+                .or_insert_with(|| (Routes { health: opts.health_path.clone(), ..Default::default() }, vec![]));
             f(&mut entry.0);
             entry.1.push(flag);
         };
@@ -198,28 +186,21 @@ impl Server {
         }
         if let Some(a) = opts.ws {
             route(a, "--ws", &|r| {
-                r.ws = Some(ws::WsOptions {
-                    path: opts.ws_path.clone(),
-                    newline: opts.ws_newline,
-                    max_message,
-                })
+                r.ws = Some(ws::WsOptions { path: opts.ws_path.clone(), newline: opts.ws_newline, max_message })
             });
         }
         if let Some(a) = opts.metrics {
             route(a, "--metrics", &|r| r.metrics = true);
         }
         for ((addr, _), (routes, flags)) in &http_routes {
-            let paths: Vec<&String> = [&routes.http, &routes.sse]
-                .into_iter()
-                .flatten()
-                .chain(routes.ws.as_ref().map(|w| &w.path))
-                .collect();
+            let paths: Vec<&String> =
+                [&routes.http, &routes.sse].into_iter().flatten().chain(routes.ws.as_ref().map(|w| &w.path)).collect();
             for (i, p) in paths.iter().enumerate() {
-                if paths[..i].contains(p)
-                    || **p == routes.health
-                    || (routes.metrics && p.as_str() == "/metrics")
-                {
-                    bail!("{} on {addr} would serve two things at path {p}: give them different paths", flags.join(" and "));
+                if paths[..i].contains(p) || **p == routes.health || (routes.metrics && p.as_str() == "/metrics") {
+                    bail!(
+                        "{} on {addr} would serve two things at path {p}: give them different paths",
+                        flags.join(" and ")
+                    );
                 }
             }
         }
@@ -242,19 +223,13 @@ impl Server {
             listeners.push((l, Kind::Http(Arc::new(routes))));
         }
         if let Some(addr) = opts.tcp {
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (--tcp)"))?;
+            let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (--tcp)"))?;
             addrs.insert("--tcp", l.local_addr()?);
             listeners.push((l, Kind::Tcp));
         }
 
         let identity = mcp::Identity::from_env();
-        let metrics = Arc::new(Metrics::new(
-            &identity.hostname,
-            &identity.slot,
-            env!("CARGO_PKG_VERSION"),
-        ));
+        let metrics = Arc::new(Metrics::new(&identity.hostname, &identity.slot, env!("CARGO_PKG_VERSION")));
         let faults = Arc::new(Faults::new(
             opts.latency.unwrap_or_default(),
             opts.error_ratio,
@@ -269,20 +244,10 @@ impl Server {
             stateless: opts.stateless,
             sse_replies: opts.sse_replies,
             max_body: max_message,
+            allowed_origins: opts.allowed_origins.clone(),
         };
-        let app = Arc::new(App::new(
-            core,
-            http_opts,
-            CancellationToken::new(),
-            random_u64(),
-        ));
-        Ok(Server {
-            listeners,
-            addrs,
-            app,
-            max_message,
-            drain_timeout: opts.drain_timeout.0,
-        })
+        let app = Arc::new(App::new(core, http_opts, CancellationToken::new(), random_u64()));
+        Ok(Server { listeners, addrs, app, max_message, drain_timeout: opts.drain_timeout.0 })
     }
 
     /// The address bound for a flag (`--http`, `--ws`, `--tcp`, `--metrics`, `--sse`).
@@ -303,32 +268,13 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains: `/health` turns 503, listeners
     /// close, in-flight requests finish (at most `--drain-timeout`), streams and sockets close.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Server {
-            listeners,
-            app,
-            max_message,
-            drain_timeout,
-            ..
-        } = self;
+        let Server { listeners, app, max_message, drain_timeout, .. } = self;
         let tracker = TaskTracker::new();
         let stop_accepting = CancellationToken::new();
         let active = Arc::new(AtomicUsize::new(0));
         for (listener, kind) in listeners {
-            let (app, tracker2, stop, active) = (
-                app.clone(),
-                tracker.clone(),
-                stop_accepting.clone(),
-                active.clone(),
-            );
-            tracker.spawn(accept_loop(
-                listener,
-                kind,
-                app,
-                tracker2,
-                stop,
-                active,
-                max_message,
-            ));
+            let (app, tracker2, stop, active) = (app.clone(), tracker.clone(), stop_accepting.clone(), active.clone());
+            tracker.spawn(accept_loop(listener, kind, app, tracker2, stop, active, max_message));
         }
         shutdown.cancelled().await;
         tracing::info!("draining: /health answers 503, listeners close, in-flight requests finish");
@@ -336,10 +282,7 @@ impl Server {
         stop_accepting.cancel();
         app.closing.cancel();
         tracker.close();
-        if tokio::time::timeout(drain_timeout, tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
             tracing::warn!(
                 "{} connections still open after the drain timeout ({}); exiting anyway",
                 active.load(Relaxed),
@@ -398,12 +341,7 @@ async fn accept_loop(
     }
 }
 
-async fn serve_http(
-    app: Arc<App>,
-    routes: Arc<Routes>,
-    stream: tokio::net::TcpStream,
-    slot: ConnSlot,
-) {
+async fn serve_http(app: Arc<App>, routes: Arc<Routes>, stream: tokio::net::TcpStream, slot: ConnSlot) {
     app.mcp.metrics.connection(Transport::Http, 1);
     let closing = app.closing.clone();
     let svc_app = app.clone();
@@ -411,10 +349,7 @@ async fn serve_http(
         req.extensions_mut().insert(slot.clone());
         http::handle(svc_app.clone(), routes.clone(), req)
     });
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

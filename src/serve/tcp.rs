@@ -30,9 +30,13 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, max_message: usize) {
         }
         match answer_on(&app, &line, Transport::Tcp).await {
             Reply::None => {}
-            Reply::Send(mut body) => {
-                body.push(b'\n');
-                if write.write_all(&body).await.is_err() {
+            Reply::Send(notes, body) => {
+                let mut out = Vec::with_capacity(body.len() + 1);
+                for msg in notes.iter().chain(std::iter::once(&body)) {
+                    out.extend_from_slice(msg);
+                    out.push(b'\n');
+                }
+                if write.write_all(&out).await.is_err() {
                     break;
                 }
             }
@@ -64,10 +68,7 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
                 buf.extend_from_slice(available);
                 r.consume(n);
                 if buf.len() > max {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "line too long",
-                    ));
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"));
                 }
             }
         }

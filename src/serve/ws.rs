@@ -44,14 +44,10 @@ pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> R
     let key = req.headers().get("sec-websocket-key").cloned();
     let (true, Some(key)) = (is_upgrade, key) else {
         let mut res = Response::new(
-            Full::new(Bytes::from_static(
-                b"this path speaks WebSocket: send an Upgrade request\n",
-            ))
-            .boxed(),
+            Full::new(Bytes::from_static(b"this path speaks WebSocket: send an Upgrade request\n")).boxed(),
         );
         *res.status_mut() = StatusCode::UPGRADE_REQUIRED;
-        res.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        res.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         return res;
     };
     let offers_mcp = req
@@ -72,9 +68,7 @@ pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> R
         config.write_buffer_size = 0;
         config.max_message_size = Some(opts.max_message);
         config.max_frame_size = Some(opts.max_message);
-        let stream =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let stream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         serve(app, stream, opts.newline).await;
         drop(slot);
     });
@@ -85,8 +79,7 @@ pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> R
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(
         "sec-websocket-accept",
-        HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-            .expect("base64 is a valid header"),
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 is a valid header"),
     );
     if offers_mcp {
         h.insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
@@ -139,14 +132,16 @@ where
         for msg in messages {
             match answer_on(&app, msg.as_bytes(), Transport::Ws).await {
                 Reply::None => {}
-                Reply::Send(mut body) => {
-                    if newline {
-                        body.push(b'\n');
-                    }
-                    let text = String::from_utf8(body).expect("JSON is UTF-8");
-                    if ws.send(WsMessage::Text(text.into())).await.is_err() {
-                        app.mcp.metrics.connection(Transport::Ws, -1);
-                        return;
+                Reply::Send(notes, body) => {
+                    for mut frame in notes.into_iter().chain(std::iter::once(body)) {
+                        if newline {
+                            frame.push(b'\n');
+                        }
+                        let text = String::from_utf8(frame).expect("JSON is UTF-8");
+                        if ws.send(WsMessage::Text(text.into())).await.is_err() {
+                            app.mcp.metrics.connection(Transport::Ws, -1);
+                            return;
+                        }
                     }
                 }
                 Reply::Drop => {
@@ -161,27 +156,28 @@ where
 
 /// What a message-oriented transport (WebSocket, TCP) sends back for one message.
 pub(crate) enum Reply {
+    /// Nothing (a notification).
     None,
-    Send(Vec<u8>),
+    /// Notifications sent while the request ran, then the response.
+    Send(Vec<Vec<u8>>, Vec<u8>),
+    /// Close the connection (fault injection).
     Drop,
 }
 
 /// Answers one message on a message-oriented transport (a session is the connection itself).
 pub(crate) async fn answer_on(app: &App, bytes: &[u8], transport: Transport) -> Reply {
     match mcp::parse(bytes) {
-        Err(rejected) => Reply::Send(rejected.body),
+        Err(rejected) => Reply::Send(vec![], rejected.body),
         Ok(Message::Notification { method }) => {
             app.mcp.notify(&method, transport);
             Reply::None
         }
         Ok(Message::Response) => Reply::None,
-        Ok(Message::Request { id, method, params }) => match app
-            .mcp
-            .call(transport, Era::Handshake, id, &method, params)
-            .await
-        {
-            Answer::Reply { body, .. } => Reply::Send(body),
-            Answer::Drop => Reply::Drop,
-        },
+        Ok(Message::Request { id, method, params }) => {
+            match app.mcp.call(transport, Era::Handshake, id, &method, params).await {
+                Answer::Reply { notes, body, .. } => Reply::Send(notes, body),
+                Answer::Drop => Reply::Drop,
+            }
+        }
     }
 }

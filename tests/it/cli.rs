@@ -7,10 +7,7 @@ fn render_writes_a_deployable_folder() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("rendered");
-    let res = swarmctl(
-        &["render", "--stack", "default", "-o", dir.to_str().unwrap()],
-        state.path(),
-    );
+    let res = swarmctl(&["render", "--stack", "default", "-o", dir.to_str().unwrap()], state.path());
     let (stdout, stderr) = text(&res);
     assert!(res.status.success(), "{stderr}");
     for file in [
@@ -26,26 +23,16 @@ fn render_writes_a_deployable_folder() {
     ] {
         let path = dir.join(file);
         assert!(path.is_file(), "{file} missing");
-        assert!(
-            stdout.contains(path.to_str().unwrap()),
-            "{file} not listed on stdout: {stdout}"
-        );
+        assert!(stdout.contains(path.to_str().unwrap()), "{file} not listed on stdout: {stdout}");
     }
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("secrets/grafana_admin_password"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(dir.join("secrets/grafana_admin_password")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // The password is generated once and kept: a second render gives the same secret name.
     let first = std::fs::read_to_string(dir.join("stack.yml")).unwrap();
     let res = swarmctl(&["render", "--stack", "default"], state.path());
     assert!(res.status.success());
-    assert_eq!(
-        text(&res).0,
-        first,
-        "stdout render equals the written stack.yml"
-    );
+    assert_eq!(text(&res).0, first, "stdout render equals the written stack.yml");
     let password = std::fs::read_to_string(dir.join("secrets/grafana_admin_password")).unwrap();
     assert!(password.len() >= 20 && password != "admin", "{password}");
 }
@@ -55,18 +42,9 @@ fn bad_configuration_exits_2_naming_the_problem() {
     let state = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (
-            "server:\n  replica: 3\n",
-            ":2:3: server.replica: unknown key `replica`",
-        ),
-        (
-            "server:\n  replicas: many\n",
-            ":2:13: server.replicas: invalid type",
-        ),
-        (
-            "server:\n  replicas: 0\n",
-            "server.replicas: must be at least 1",
-        ),
+        ("server:\n  replica: 3\n", ":2:3: server.replica: unknown key `replica`"),
+        ("server:\n  replicas: many\n", ":2:13: server.replicas: invalid type"),
+        ("server:\n  replicas: 0\n", "server.replicas: must be at least 1"),
     ];
     for (i, (yaml, want)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad{i}.yaml"));
@@ -74,25 +52,13 @@ fn bad_configuration_exits_2_naming_the_problem() {
         let res = swarmctl(&["render", "--stack", file.to_str().unwrap()], state.path());
         let (stdout, stderr) = text(&res);
         assert_eq!(res.status.code(), Some(2), "{yaml}: {stderr}");
-        assert!(
-            stderr.contains(want),
-            "{yaml}: wanted `{want}` in: {stderr}"
-        );
-        assert!(
-            stderr.contains(file.to_str().unwrap()),
-            "names the file: {stderr}"
-        );
+        assert!(stderr.contains(want), "{yaml}: wanted `{want}` in: {stderr}");
+        assert!(stderr.contains(file.to_str().unwrap()), "names the file: {stderr}");
         assert!(stdout.is_empty(), "nothing half-rendered on stdout");
     }
     let res = swarmctl(&["render", "--set", "lb.ports.web=nine"], state.path());
     assert_eq!(res.status.code(), Some(2));
-    assert!(
-        text(&res)
-            .1
-            .contains("--set lb.ports.web=nine: lb.ports.web: invalid type"),
-        "{}",
-        text(&res).1
-    );
+    assert!(text(&res).1.contains("--set lb.ports.web=nine: lb.ports.web: invalid type"), "{}", text(&res).1);
     let res = swarmctl(&["render", "--stack", "nosuchstack"], state.path());
     assert_eq!(res.status.code(), Some(2));
     let res = swarmctl(&["render", "--bogus-flag"], state.path());
@@ -103,85 +69,33 @@ fn bad_configuration_exits_2_naming_the_problem() {
 fn template_overrides_replace_by_name_and_reject_unknown_files() {
     let state = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let traefik = swarmctl::render::TEMPLATES
-        .iter()
-        .find(|(n, _)| *n == "traefik.yml")
-        .unwrap()
-        .1;
-    std::fs::write(
-        dir.path().join("traefik.yml"),
-        traefik.replace("level: INFO", "level: DEBUG"),
-    )
-    .unwrap();
+    let traefik = swarmctl::render::TEMPLATES.iter().find(|(n, _)| *n == "traefik.yml").unwrap().1;
+    std::fs::write(dir.path().join("traefik.yml"), traefik.replace("level: INFO", "level: DEBUG")).unwrap();
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("out");
     let res = swarmctl(
-        &[
-            "render",
-            "--stack",
-            "ci",
-            "--templates",
-            dir.path().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
+        &["render", "--stack", "ci", "--templates", dir.path().to_str().unwrap(), "-o", out.to_str().unwrap()],
         state.path(),
     );
     assert!(res.status.success(), "{}", text(&res).1);
-    assert!(std::fs::read_to_string(out.join("traefik.yml"))
-        .unwrap()
-        .contains("level: DEBUG"));
+    assert!(std::fs::read_to_string(out.join("traefik.yml")).unwrap().contains("level: DEBUG"));
 
     std::fs::write(dir.path().join("stak.yml"), "x").unwrap();
-    let res = swarmctl(
-        &[
-            "render",
-            "--stack",
-            "ci",
-            "--templates",
-            dir.path().to_str().unwrap(),
-        ],
-        state.path(),
-    );
+    let res = swarmctl(&["render", "--stack", "ci", "--templates", dir.path().to_str().unwrap()], state.path());
     assert_eq!(res.status.code(), Some(2));
-    assert!(
-        text(&res).1.contains("stak.yml: not a swarmctl template"),
-        "{}",
-        text(&res).1
-    );
+    assert!(text(&res).1.contains("stak.yml: not a swarmctl template"), "{}", text(&res).1);
 
     // A template that renders a compose key swarmctl cannot deploy is refused, with the key.
     std::fs::remove_file(dir.path().join("stak.yml")).unwrap();
-    let stack = swarmctl::render::TEMPLATES
-        .iter()
-        .find(|(n, _)| *n == "stack.yml")
-        .unwrap()
-        .1;
+    let stack = swarmctl::render::TEMPLATES.iter().find(|(n, _)| *n == "stack.yml").unwrap().1;
     std::fs::write(
         dir.path().join("stack.yml"),
-        stack.replacen(
-            "    stop_grace_period:",
-            "    privileged: true\n    stop_grace_period:",
-            1,
-        ),
+        stack.replacen("    stop_grace_period:", "    privileged: true\n    stop_grace_period:", 1),
     )
     .unwrap();
-    let res = swarmctl(
-        &[
-            "render",
-            "--stack",
-            "ci",
-            "--templates",
-            dir.path().to_str().unwrap(),
-        ],
-        state.path(),
-    );
+    let res = swarmctl(&["render", "--stack", "ci", "--templates", dir.path().to_str().unwrap()], state.path());
     assert_eq!(res.status.code(), Some(2));
-    assert!(
-        text(&res).1.contains("services.server.privileged"),
-        "{}",
-        text(&res).1
-    );
+    assert!(text(&res).1.contains("services.server.privileged"), "{}", text(&res).1);
 }
 
 #[test]
@@ -189,10 +103,7 @@ fn help_lists_only_working_commands_and_completions_work() {
     let state = tempfile::tempdir().unwrap();
     let res = swarmctl(&["--help"], state.path());
     let help = text(&res).0;
-    assert!(
-        help.contains("render") && help.contains("completions"),
-        "{help}"
-    );
+    assert!(help.contains("render") && help.contains("completions"), "{help}");
     for shell in ["bash", "zsh", "fish"] {
         let res = swarmctl(&["completions", shell], state.path());
         assert!(res.status.success());

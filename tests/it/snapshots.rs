@@ -34,11 +34,8 @@ fn rendered_files_of_every_stack() {
 fn swarm_specs_of_every_stack() {
     for (stack, _) in BUILTIN_STACKS {
         let (config, rendered) = render_builtin(stack);
-        let files: BTreeMap<String, String> = rendered
-            .files
-            .iter()
-            .map(|(k, v)| (k.clone(), v.content.clone()))
-            .collect();
+        let files: BTreeMap<String, String> =
+            rendered.files.iter().map(|(k, v)| (k.clone(), v.content.clone())).collect();
         let desired = convert_stack(&Namespace(config.name.clone()), &rendered.compose, &files)
             .unwrap_or_else(|e| panic!("{stack}: {e}"));
         // Config data is the rendered files above, base64-encoded; pinned there, not twice.
@@ -73,20 +70,10 @@ fn config_names_change_with_content_only() {
     )
     .unwrap();
     let names = |r: &swarmctl::render::Rendered| -> BTreeMap<String, String> {
-        r.compose
-            .configs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.name.clone().unwrap()))
-            .collect()
+        r.compose.configs.iter().map(|(k, v)| (k.clone(), v.name.clone().unwrap())).collect()
     };
     let (na, nb) = (names(&a), names(&b));
-    assert_ne!(
-        na["prometheus_yml"], nb["prometheus_yml"],
-        "changed content, new name"
-    );
-    assert_eq!(
-        na["traefik_yml"], nb["traefik_yml"],
-        "unchanged content, same name"
-    );
+    assert_ne!(na["prometheus_yml"], nb["prometheus_yml"], "changed content, new name");
+    assert_eq!(na["traefik_yml"], nb["traefik_yml"], "unchanged content, same name");
     assert!(na["traefik_yml"].starts_with("swarmctl-ci_traefik_yml_"));
 }

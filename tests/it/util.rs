@@ -8,10 +8,7 @@ use swarmctl::render::{self, Inputs, Rendered, Templates};
 
 /// Fixed inputs so that rendered output (and the hashes in config names) is reproducible.
 pub fn fixed_inputs() -> Inputs {
-    Inputs {
-        version: "0.0.0-test".into(),
-        grafana_admin_password: Some("test-password".into()),
-    }
+    Inputs { version: "0.0.0-test".into(), grafana_admin_password: Some("test-password".into()) }
 }
 
 /// Renders a built-in stack with fixed inputs.
@@ -35,10 +32,7 @@ pub fn swarmctl(args: &[&str], state: &Path) -> Output {
 
 /// stdout and stderr as text.
 pub fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A started in-process reference server and the token that stops it.
@@ -84,12 +78,7 @@ pub async fn start_server(extra: &[&str]) -> TestServer {
     let metrics = server.metrics();
     let stop = tokio_util::sync::CancellationToken::new();
     let done = tokio::spawn(server.run(stop.clone()));
-    TestServer {
-        addrs,
-        metrics,
-        stop,
-        done,
-    }
+    TestServer { addrs, metrics, stop, done }
 }
 
 /// One HTTP/1.1 exchange on a fresh connection: (status, headers, body).
@@ -102,42 +91,22 @@ pub async fn http(
 ) -> (u16, hyper::HeaderMap, String) {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .unwrap();
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body.to_string()))).unwrap();
     let res = send.send_request(req).await.expect("response");
     let (parts, body) = res.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The headers every Streamable HTTP POST carries.
-pub const MCP_HEADERS: [(&str, &str); 2] = [
-    ("content-type", "application/json"),
-    ("accept", "application/json, text/event-stream"),
-];
+pub const MCP_HEADERS: [(&str, &str); 2] =
+    [("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
 
 /// A well-formed initialize request.
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
