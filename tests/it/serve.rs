@@ -446,3 +446,31 @@ fn serve_refuses_nonsense_with_a_clear_message() {
     let out = crate::util::swarmctl(&["serve", "--http", "127.0.0.1:0", "--latency", "soon"], state.path());
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The `builtin` image runs the command the stack renders: it must be a valid `serve` command
+/// line, with the healthcheck probing a path that serve really answers.
+#[test]
+fn rendered_builtin_command_is_a_valid_serve_command_line() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        cmd: swarmctl::cli::Command,
+    }
+    for (stack, _) in swarmctl::config::BUILTIN_STACKS {
+        let (config, rendered) = crate::util::render_builtin(stack);
+        if config.server.image != "builtin" {
+            continue;
+        }
+        let server = &rendered.compose.services["server"];
+        let args = server.command.clone().expect("builtin gets a command");
+        let parsed = Wrap::try_parse_from(std::iter::once("swarmctl".to_string()).chain(args.clone()))
+            .unwrap_or_else(|e| panic!("{stack}: {args:?}: {e}"));
+        let swarmctl::cli::Command::Serve(opts) = parsed.cmd else { panic!("{stack}: not a serve command") };
+        assert_eq!(opts.http.map(|a| a.port()), Some(8080), "{stack}");
+        assert_eq!(opts.metrics.map(|a| a.port()), Some(config.server.metrics_port), "{stack}");
+        let test = server.healthcheck.as_ref().and_then(|h| h.test.clone()).unwrap();
+        assert_eq!(test[..3], ["CMD", "/swarmctl", "probe"], "{stack}");
+        assert_eq!(test[3], format!("http://127.0.0.1:{}{}", config.server.metrics_port, opts.health_path), "{stack}");
+    }
+}
