@@ -18,6 +18,8 @@ pub mod compose;
 pub mod config;
 pub mod convert;
 pub mod engine;
+pub mod image;
+pub mod plan;
 pub mod render;
 pub mod serve;
 pub mod shutdown;

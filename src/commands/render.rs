@@ -17,7 +17,7 @@ pub fn run(cli: &Cli, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let templates = super::load_templates(cli)?;
     let grafana_admin_password =
         if config.grafana.enabled { Some(state::grafana_admin_password(&config.name)?) } else { None };
-    let inputs = Inputs { version: env!("CARGO_PKG_VERSION").into(), grafana_admin_password };
+    let inputs = Inputs { version: env!("CARGO_PKG_VERSION").into(), grafana_admin_password, builtin_image: None };
     let rendered = render::render(&config, &templates, &inputs)?;
     check_converts(&config.name, &rendered)?;
 

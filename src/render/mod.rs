@@ -151,6 +151,9 @@ pub struct Inputs {
     pub version: String,
     /// Grafana's admin password (needed only when Grafana is enabled).
     pub grafana_admin_password: Option<String>,
+    /// The `builtin` image's reference; `None`: `swarmctl/mcp-server:<version>`. `up` passes
+    /// the tag with the binary's content hash, so a rebuilt binary is a new image.
+    pub builtin_image: Option<String>,
 }
 
 /// A file rendered next to `stack.yml`.
@@ -226,7 +229,7 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
     let connection_limit = c.server.ulimits.get("nofile").copied().unwrap_or(20_000);
     ctx.insert("connection_limit", &connection_limit);
     ctx.insert("connection_alert_threshold", &(connection_limit * 9 / 10));
-    ctx.insert("server", &server_view(c, &inputs.version));
+    ctx.insert("server", &server_view(c, inputs));
     let (routes, services) = routes(c);
     ctx.insert("http_routes", &routes);
     ctx.insert("http_services", &services);
@@ -302,7 +305,7 @@ fn check_syntax(file: &str, content: &str) -> Result<(), RenderError> {
 /// For `builtin`, the image is this binary and its arguments follow from the transports; the
 /// healthcheck probes the metrics listener's `/health` with the binary itself (a scratch image
 /// has no curl).
-fn server_view(c: &Config, version: &str) -> ServerView {
+fn server_view(c: &Config, inputs: &Inputs) -> ServerView {
     let s = &c.server;
     if s.image != "builtin" {
         return ServerView {
@@ -347,7 +350,8 @@ fn server_view(c: &Config, version: &str) -> ServerView {
     } else {
         s.healthcheck.test.clone()
     };
-    ServerView { image: format!("{BUILTIN_IMAGE_REPO}:{version}"), command, healthcheck }
+    let image = inputs.builtin_image.clone().unwrap_or_else(|| format!("{BUILTIN_IMAGE_REPO}:{}", inputs.version));
+    ServerView { image, command, healthcheck }
 }
 
 /// Traefik routers and services for the server's HTTP-based transports.

@@ -8,7 +8,7 @@ use swarmctl::render::{self, Inputs, Rendered, Templates};
 
 /// Fixed inputs so that rendered output (and the hashes in config names) is reproducible.
 pub fn fixed_inputs() -> Inputs {
-    Inputs { version: "0.0.0-test".into(), grafana_admin_password: Some("test-password".into()) }
+    Inputs { version: "0.0.0-test".into(), grafana_admin_password: Some("test-password".into()), builtin_image: None }
 }
 
 /// Renders a built-in stack with fixed inputs.

@@ -1,0 +1,8 @@
+//! Plan: what `up` must do, decided without touching the engine. `diff` compares the desired
+//! stack with what the engine has; `topology` checks that the swarm's nodes can hold it at
+//! all, so that impossible placements are said before deploying, not found as stuck tasks.
+
+mod diff;
+pub mod topology;
+
+pub use diff::*;
