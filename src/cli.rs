@@ -46,6 +46,35 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Make this engine a swarm manager and check that the stack can be placed: swarm init when
+    /// inactive, the stack's overlay networks and named volumes, and a topology check of
+    /// managers, workers, placement constraints, reservations and host ports.
+    Init(InitArgs),
+
+    /// Deploy the stack and wait until it runs: render, plan, apply, wait for convergence,
+    /// print the endpoints.
+    ///
+    /// The plan lists every network, config, secret and service as created (+), updated (~),
+    /// unchanged (=) or removed (-); a second `up` with the same input changes nothing. The
+    /// wait ends when every replica of every service runs (healthy, where a healthcheck
+    /// exists) and stays so for a few seconds; it fails fast with the scheduler's own reason
+    /// when tasks cannot be placed or keep failing. Runs `init` first when the engine is in
+    /// no swarm, and packs the builtin server image when it is missing.
+    Up(UpArgs),
+
+    /// Show the stack: services with desired and running replicas, tasks per slot with node,
+    /// state and error, and the endpoints.
+    Status(StatusArgs),
+
+    /// Remove the stack: services, then (once their containers are gone) configs, secrets and
+    /// networks; volumes with --volumes; leave the swarm with --leave-swarm. Running it twice
+    /// is fine.
+    Down(DownArgs),
+
+    /// Build images through the Engine API, without a registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
+
     /// Render the stack: the compose file and the config files it references.
     ///
     /// Without -o, prints the compose file to stdout. With -o DIR, writes DIR/stack.yml and
@@ -76,6 +105,82 @@ pub struct RenderArgs {
     /// Write into this folder (created if missing) instead of printing stack.yml.
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `swarmctl init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Address other nodes reach this manager at (default: the engine's choice, else 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub advertise_addr: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarmctl up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove services of the stack that the stack file no longer has.
+    #[arg(long)]
+    pub prune: bool,
+    /// Give up waiting for convergence after this long.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub timeout: crate::units::Duration,
+    /// Print the plan (with --dry-run) or the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarmctl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarmctl down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the stack's named volumes (data is lost).
+    #[arg(long)]
+    pub volumes: bool,
+    /// Then leave the swarm (forcefully, as the last manager must).
+    #[arg(long)]
+    pub leave_swarm: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub timeout: crate::units::Duration,
+}
+
+/// `swarmctl image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an image from a local binary: a static one goes into `FROM scratch` alone, a
+    /// dynamic one brings its ELF interpreter and libraries. Prints the image ID.
+    Pack(PackArgs),
+}
+
+/// `swarmctl image pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The binary (not with --self).
+    #[arg(required_unless_present = "self_")]
+    pub binary: Option<std::path::PathBuf>,
+    /// Pack this swarmctl binary as the builtin reference-server image
+    /// (swarmctl/mcp-server:<version>-<content hash>, also tagged <version>).
+    #[arg(long = "self", conflicts_with = "binary")]
+    pub self_: bool,
+    /// Image tag (repeatable); required unless --self.
+    #[arg(long = "tag", short = 't', value_name = "NAME:TAG", required_unless_present = "self_")]
+    pub tags: Vec<String>,
+    /// Name of the binary inside the image (default: its file name); the entrypoint is /NAME.
+    #[arg(long, value_name = "NAME")]
+    pub entrypoint: Option<String>,
 }
 
 /// `swarmctl probe`.

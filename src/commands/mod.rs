@@ -1,5 +1,7 @@
 //! Command glue: from parsed arguments to the stages, with `anyhow` context for the user.
 
+mod deploy;
+mod image;
 mod render;
 mod serve;
 
@@ -14,6 +16,11 @@ use crate::render::Templates;
 /// Runs one command.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Init(args) => deploy::init(&cli, args).await,
+        Command::Up(args) => deploy::up(&cli, args).await,
+        Command::Status(args) => deploy::status(&cli, args).await,
+        Command::Down(args) => deploy::down(&cli, args).await,
+        Command::Image(cmd) => image::run(cmd).await,
         Command::Render(args) => render::run(&cli, args),
         Command::Serve(opts) => serve::run(opts).await,
         Command::Probe(args) => serve::probe(args).await,

@@ -130,8 +130,13 @@ const PENDING_GRACE: Duration = Duration::from_secs(3);
 /// Failed or rejected tasks of the current spec tolerated before giving up.
 const MAX_FAILURES: usize = 3;
 
-async fn service_state(docker: &Docker, name: &str, pending_since: &mut HashMap<String, Instant>) -> Result<ServiceState, ConvergeError> {
-    let svc = docker.inspect_service(name, None).await.map_err(|e| EngineError::api(format!("inspect service {name}"), e))?;
+async fn service_state(
+    docker: &Docker,
+    name: &str,
+    pending_since: &mut HashMap<String, Instant>,
+) -> Result<ServiceState, ConvergeError> {
+    let svc =
+        docker.inspect_service(name, None).await.map_err(|e| EngineError::api(format!("inspect service {name}"), e))?;
     let spec = svc.spec.clone().unwrap_or_default();
     let desired = spec.mode.and_then(|m| m.replicated).and_then(|r| r.replicas).unwrap_or(1).max(0) as u64;
     if let Some(status) = svc.update_status {
@@ -144,7 +149,11 @@ async fn service_state(docker: &Docker, name: &str, pending_since: &mut HashMap<
                 return Err(ConvergeError::UpdateFailed { service: name.into(), state: "rolled back".into(), message })
             }
             Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => {
-                return Err(ConvergeError::UpdateFailed { service: name.into(), state: "rollback paused".into(), message })
+                return Err(ConvergeError::UpdateFailed {
+                    service: name.into(),
+                    state: "rollback paused".into(),
+                    message,
+                })
             }
             _ => {}
         }
@@ -159,7 +168,7 @@ async fn service_state(docker: &Docker, name: &str, pending_since: &mut HashMap<
         .await
         .map_err(|e| EngineError::api(format!("list tasks of {name}"), e))?;
     let mut running: BTreeSet<i64> = BTreeSet::new();
-    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    let mut failures: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut note = None;
     for t in &tasks {
         let status = t.status.clone().unwrap_or_default();
@@ -181,15 +190,17 @@ async fn service_state(docker: &Docker, name: &str, pending_since: &mut HashMap<
                 note = Some(e);
             }
             (Some(TaskState::FAILED | TaskState::REJECTED), Some(e)) => {
-                failures.insert(id, e.clone());
+                failures.insert(id, (t.slot.unwrap_or(0), e.clone()));
                 note = Some(e);
             }
             (Some(s), _) if desired_running => note = note.or(Some(format!("a task is {s}"))),
             _ => {}
         }
     }
+    // A slot that runs now has recovered: its earlier failures are history.
+    failures.retain(|_, (slot, _)| !running.contains(slot));
     if failures.len() >= MAX_FAILURES {
-        let reason = failures.values().last().cloned().unwrap_or_default();
+        let reason = failures.values().last().map(|(_, e)| e.clone()).unwrap_or_default();
         return Err(ConvergeError::Stuck {
             service: name.into(),
             hint: hint(&reason),

@@ -15,9 +15,15 @@ pub async fn exists(docker: &Docker, tag: &str) -> Result<bool, EngineError> {
 }
 
 /// Builds `contents` as `tags[0]` and adds the other tags; returns the image ID.
-pub async fn build(docker: &Docker, contents: &Contents, tags: &[String], labels: &[(String, String)]) -> Result<String, EngineError> {
+pub async fn build(
+    docker: &Docker,
+    contents: &Contents,
+    tags: &[String],
+    labels: &[(String, String)],
+) -> Result<String, EngineError> {
     let action = format!("build image {}", tags.join(", "));
-    let tar = context(contents, labels).map_err(|e| EngineError::Api { action: action.clone(), message: e.to_string() })?;
+    let tar =
+        context(contents, labels).map_err(|e| EngineError::Api { action: action.clone(), message: e.to_string() })?;
     let options = bollard::query_parameters::BuildImageOptions {
         dockerfile: "Dockerfile".into(),
         t: Some(tags[0].clone()),

@@ -50,7 +50,9 @@ impl EngineError {
 /// The engine's own message from a bollard error, without bollard's framing.
 pub fn message(err: &bollard::errors::Error) -> String {
     match err {
-        bollard::errors::Error::DockerResponseServerError { message, status_code } => format!("{message} (HTTP {status_code})"),
+        bollard::errors::Error::DockerResponseServerError { message, status_code } => {
+            format!("{message} (HTTP {status_code})")
+        }
         other => other.to_string(),
     }
 }

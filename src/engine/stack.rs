@@ -80,9 +80,16 @@ pub async fn ensure_volumes(docker: &Docker, desired: &DesiredStack) -> Result<V
 /// Executes `plan`: networks, configs and secrets, services (with their config and secret IDs
 /// filled in and their spec hash labelled), then removals. `report` hears each step done;
 /// returns warnings (removals the engine refused, engine warnings on updates).
-pub async fn apply(docker: &Docker, desired: &DesiredStack, plan: &Plan, report: &mut dyn FnMut(&str)) -> Result<Vec<String>, EngineError> {
+pub async fn apply(
+    docker: &Docker,
+    desired: &DesiredStack,
+    plan: &Plan,
+    report: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, EngineError> {
     let mut warnings = Vec::new();
-    let todo = |kind: Kind, action: Action| plan.steps.iter().filter(move |s| s.kind == kind && s.action == action).map(|s| s.name.clone());
+    let todo = |kind: Kind, action: Action| {
+        plan.steps.iter().filter(move |s| s.kind == kind && s.action == action).map(|s| s.name.clone())
+    };
 
     for name in todo(Kind::Network, Action::Create) {
         let req = desired.networks.iter().find(|n| n.name == name).cloned().expect("planned from desired");
@@ -101,7 +108,9 @@ pub async fn apply(docker: &Docker, desired: &DesiredStack, plan: &Plan, report:
     }
 
     let observed = observe(docker, &desired.namespace).await?;
-    let ids = |objs: &[ObservedObject]| -> HashMap<String, String> { objs.iter().map(|o| (o.name.clone(), o.id.clone())).collect() };
+    let ids = |objs: &[ObservedObject]| -> HashMap<String, String> {
+        objs.iter().map(|o| (o.name.clone(), o.id.clone())).collect()
+    };
     let (config_ids, secret_ids) = (ids(&observed.configs), ids(&observed.secrets));
     let ready = |spec: &ServiceSpec| -> Result<ServiceSpec, EngineError> {
         let mut spec = spec.clone();
@@ -133,7 +142,10 @@ pub async fn apply(docker: &Docker, desired: &DesiredStack, plan: &Plan, report:
         let Some(step) = plan.steps.iter().find(|s| s.kind == Kind::Service && s.name == name) else { continue };
         match step.action {
             Action::Create => {
-                let res = docker.create_service(ready(spec)?, None).await.map_err(|e| EngineError::api(format!("create service {name}"), e))?;
+                let res = docker
+                    .create_service(ready(spec)?, None)
+                    .await
+                    .map_err(|e| EngineError::api(format!("create service {name}"), e))?;
                 warnings.extend(res.warnings.unwrap_or_default());
                 report(&format!("created service {name}"));
             }
@@ -152,9 +164,12 @@ pub async fn apply(docker: &Docker, desired: &DesiredStack, plan: &Plan, report:
     for (kind, objs) in [(Kind::Config, &observed.configs), (Kind::Secret, &observed.secrets)] {
         for name in todo(kind, Action::Remove) {
             let Some(id) = objs.iter().find(|o| o.name == name).map(|o| o.id.clone()) else { continue };
-            let result = if kind == Kind::Config { docker.delete_config(&id).await } else { docker.delete_secret(&id).await };
+            let result =
+                if kind == Kind::Config { docker.delete_config(&id).await } else { docker.delete_secret(&id).await };
             match result {
-                Ok(()) => report(&format!("removed old {} {name}", if kind == Kind::Config { "config" } else { "secret" })),
+                Ok(()) => {
+                    report(&format!("removed old {} {name}", if kind == Kind::Config { "config" } else { "secret" }))
+                }
                 Err(e) => warnings.push(format!("could not remove {name} yet: {}", super::message(&e))),
             }
         }
@@ -201,7 +216,13 @@ pub struct Removed {
 /// Removes everything labelled with `stack`, in order: services; wait until their containers
 /// are gone; configs and secrets; networks (retried while endpoints detach); volumes when
 /// asked. Running it on a stack that does not exist removes nothing and succeeds.
-pub async fn remove(docker: &Docker, stack: &str, volumes: bool, timeout: Duration, report: &mut dyn FnMut(&str)) -> Result<Removed, EngineError> {
+pub async fn remove(
+    docker: &Docker,
+    stack: &str,
+    volumes: bool,
+    timeout: Duration,
+    report: &mut dyn FnMut(&str),
+) -> Result<Removed, EngineError> {
     let mut removed = Removed::default();
     let deadline = Instant::now() + timeout;
     let observed = observe(docker, stack).await?;

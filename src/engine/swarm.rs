@@ -1,8 +1,8 @@
 //! Swarm state: is this node a manager, swarm init, the nodes and what they can hold.
 
-use bollard::models::{NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, SwarmInitRequest};
 use super::{Docker, EngineError};
 pub use crate::plan::topology::NodeInfo;
+use bollard::models::{NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, SwarmInitRequest};
 
 /// Whether this engine is a swarm manager; `Err(NotManager)` says what to do if not.
 pub async fn require_manager(docker: &Docker) -> Result<(), EngineError> {
@@ -41,7 +41,11 @@ pub async fn init(docker: &Docker, advertise: Option<&str>) -> Result<Option<Str
         Ok(id) => Ok(Some(id)),
         Err(e) if advertise.is_none() && super::message(&e).contains("advertise") => {
             tracing::warn!("the engine could not choose an address to advertise; using 127.0.0.1 (one-node swarm; give --advertise-addr for more nodes)");
-            docker.init_swarm(request(Some("127.0.0.1"))).await.map(Some).map_err(|e| EngineError::api("swarm init --advertise-addr 127.0.0.1", e))
+            docker
+                .init_swarm(request(Some("127.0.0.1")))
+                .await
+                .map(Some)
+                .map_err(|e| EngineError::api("swarm init --advertise-addr 127.0.0.1", e))
         }
         Err(e) => Err(EngineError::api("swarm init", e)),
     }

@@ -164,7 +164,8 @@ mod tests {
         assert!(contents.is_static(), "the crate is built with +crt-static: {:?}", contents.libraries);
         let tar = context(&contents, &[("a".into(), "b".into())]).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
-        let names: Vec<String> = archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["Dockerfile", "rootfs/swarmctl", "rootfs/tmp/"]);
         assert_eq!(dockerfile(&contents, &[]), "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/swarmctl\"]\n");
     }

@@ -211,7 +211,12 @@ pub fn diff(desired: &DesiredStack, observed: &Observed, prune: bool) -> Plan {
         [(Kind::Config, &observed.configs, &desired_configs), (Kind::Secret, &observed.secrets, &desired_secrets)]
     {
         for o in objs.iter().filter(|o| !keep.contains(&o.name)) {
-            steps.push(Step { kind, name: o.name.clone(), action: Action::Remove, note: Some("an older version".into()) });
+            steps.push(Step {
+                kind,
+                name: o.name.clone(),
+                action: Action::Remove,
+                note: Some("an older version".into()),
+            });
         }
     }
     Plan { steps }
@@ -262,7 +267,12 @@ mod tests {
             networks: vec![obj("st_mcp")],
             configs: vec![obj("st_cfg_aaa")],
             secrets: vec![],
-            services: vec![ObservedService { name: "st_server".into(), id: "s1".into(), version: 7, spec_hash: Some(hash) }],
+            services: vec![ObservedService {
+                name: "st_server".into(),
+                id: "s1".into(),
+                version: 7,
+                spec_hash: Some(hash),
+            }],
         };
         let plan = diff(&d, &observed, false);
         assert!(plan.is_noop(), "{}", plan.render());

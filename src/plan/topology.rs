@@ -92,7 +92,7 @@ pub fn check(desired: &DesiredStack, nodes: &[NodeInfo]) -> Vec<String> {
             if per * replicas > memory {
                 problems.push(format!(
                     "service {name}: {replicas} replicas reserve {} MiB, the eligible nodes have {} MiB",
-                    per * replicas >> 20,
+                    (per * replicas) >> 20,
                     memory >> 20
                 ));
             }
@@ -123,7 +123,10 @@ mod tests {
         DesiredStack {
             services: vec![ServiceSpec {
                 name: Some("st_server".into()),
-                mode: Some(ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }), ..Default::default() }),
+                mode: Some(ServiceSpecMode {
+                    replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }),
+                    ..Default::default()
+                }),
                 task_template: Some(TaskSpec {
                     placement: Some(TaskSpecPlacement {
                         constraints: Some(constraints.iter().map(|c| c.to_string()).collect()),
@@ -161,7 +164,10 @@ mod tests {
         assert!(check(&stack(&["node.role == worker"], 12, Some(2.0), Some(1)), &nodes).is_empty());
         let problems = check(&stack(&["node.role == worker"], 12, Some(4.0), Some(1)), &nodes);
         assert_eq!(problems, ["service st_server: 12 replicas reserve 48.0 CPUs, the eligible nodes have 32.0"]);
-        assert!(check(&stack(&[], 12, None, None), &[node("vm", "manager", 2, 24)]).is_empty(), "the default stack fits one node");
+        assert!(
+            check(&stack(&[], 12, None, None), &[node("vm", "manager", 2, 24)]).is_empty(),
+            "the default stack fits one node"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   accepting and deploying what swarmctl renders.
 
 mod cli;
+mod deploy;
 mod engine;
 mod serve;
 mod snapshots;

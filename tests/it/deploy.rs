@@ -1,0 +1,176 @@
+//! `up`, `status` and `down` against the real engine, with the real Traefik and Prometheus
+//! images `scripts/offline-images` builds (scripts/test builds them first). One test walks the
+//! whole life of a stack, so that its steps never race each other for the swarm.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{swarmctl, text, MCP_HEADERS};
+
+const NAME: &str = "swit-up";
+
+fn up(state: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "up",
+        "--stack",
+        "ci",
+        "--set",
+        "name=swit-up",
+        "--set",
+        "lb.ports={web: 28280, websocket: 28281, metrics: 28282, tcp: 28283}",
+        "--set",
+        "prometheus.port=28290",
+        "--timeout",
+        "3m",
+    ];
+    args.extend_from_slice(extra);
+    swarmctl(&args, state)
+}
+
+async fn versions(docker: &bollard::Docker) -> HashMap<String, u64> {
+    let filters = swarmctl::engine::stack_filter(NAME);
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptions { filters: Some(filters), status: None }))
+        .await
+        .unwrap();
+    services
+        .into_iter()
+        .map(|s| (s.spec.and_then(|sp| sp.name).unwrap_or_default(), s.version.and_then(|v| v.index).unwrap_or(0)))
+        .collect()
+}
+
+async fn leftovers(docker: &bollard::Docker) -> Vec<String> {
+    let f = || Some(swarmctl::engine::stack_filter(NAME));
+    let mut left = Vec::new();
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptions { filters: f(), status: None }))
+        .await
+        .unwrap();
+    left.extend(services.into_iter().map(|s| format!("service {:?}", s.spec.and_then(|x| x.name))));
+    let networks =
+        docker.list_networks(Some(bollard::query_parameters::ListNetworksOptions { filters: f() })).await.unwrap();
+    left.extend(networks.into_iter().map(|n| format!("network {:?}", n.name)));
+    let configs =
+        docker.list_configs(Some(bollard::query_parameters::ListConfigsOptions { filters: f() })).await.unwrap();
+    left.extend(configs.into_iter().map(|c| format!("config {:?}", c.spec.and_then(|s| s.name))));
+    let secrets =
+        docker.list_secrets(Some(bollard::query_parameters::ListSecretsOptions { filters: f() })).await.unwrap();
+    left.extend(secrets.into_iter().map(|c| format!("secret {:?}", c.spec.and_then(|s| s.name))));
+    let opts = bollard::query_parameters::ListContainersOptions { all: true, filters: f(), ..Default::default() };
+    left.extend(
+        docker.list_containers(Some(opts)).await.unwrap().into_iter().map(|c| format!("container {:?}", c.names)),
+    );
+    left
+}
+
+/// Initializes sessions through Traefik until every replica has answered one; each session is
+/// then used for a tools/call, which only works if Traefik's sticky cookie brings it back to
+/// the replica that holds the session.
+async fn sessions_reach_every_replica(replicas: usize) {
+    let addr: std::net::SocketAddr = "127.0.0.1:28280".parse().unwrap();
+    let mut slots = BTreeSet::new();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
+    for i in 0..(replicas * 10) {
+        let (status, headers, body) = crate::util::http(addr, "POST", "/mcp", &MCP_HEADERS, init).await;
+        assert_eq!(status, 200, "initialize through Traefik: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        slots.insert(v["result"]["_meta"]["swarmctl/replica"]["slot"].as_str().unwrap().to_string());
+        let sid = headers["mcp-session-id"].to_str().unwrap().to_string();
+        let cookie = headers
+            .get("set-cookie")
+            .expect("Traefik sets the sticky cookie")
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut h = MCP_HEADERS.to_vec();
+        h.push(("mcp-session-id", &sid));
+        h.push(("cookie", &cookie));
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m{i}"}}}}}}"#
+        );
+        let (status, _, body) = crate::util::http(addr, "POST", "/mcp", &h, &call).await;
+        assert_eq!(status, 200, "tools/call on the session's replica: {body}");
+        assert!(body.contains(&format!("\"m{i}\"")), "{body}");
+    }
+    assert_eq!(slots.len(), replicas, "every replica answered: {slots:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_cleans_up() {
+    let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    for image in ["swarmctl/traefik:local", "swarmctl/prometheus:local"] {
+        assert!(
+            swarmctl::engine::images::exists(&docker, image).await.unwrap(),
+            "{image} is missing: run scripts/offline-images (scripts/test does)"
+        );
+    }
+    let state = tempfile::tempdir().unwrap();
+    // Start clean, whatever an earlier run left.
+    let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    // 1. A fresh up converges and prints the endpoints.
+    let out = up(state.path(), &["--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "up failed:\n{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["plan"]["create"].as_array().unwrap().len(), 8, "{}", result["plan"]);
+    let urls: Vec<&str> = result["endpoints"].as_array().unwrap().iter().map(|e| e["url"].as_str().unwrap()).collect();
+    assert!(urls.contains(&"http://127.0.0.1:28280/mcp"), "{urls:?}");
+    sessions_reach_every_replica(3).await;
+
+    // 2. A second up plans nothing and bumps no version.
+    let before = versions(&docker).await;
+    let out = up(state.path(), &["--json"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let result: Value = serde_json::from_str(&text(&out).0).unwrap();
+    for action in ["create", "update", "remove"] {
+        assert_eq!(result["plan"][action], Value::Array(vec![]), "second up: {}", result["plan"]);
+    }
+    assert_eq!(versions(&docker).await, before, "no service version changed");
+
+    // 3. Changing the replica count updates only the server.
+    let out = up(state.path(), &["--set", "server.replicas=4", "--dry-run", "--json"]);
+    let plan: Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(plan["update"], serde_json::json!(["service/swit-up_server"]), "{plan}");
+    let out = up(state.path(), &["--set", "server.replicas=4"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let after = versions(&docker).await;
+    for (name, v) in &after {
+        assert_eq!(*v != before[name], name == "swit-up_server", "{name}: {} -> {v}", before[name]);
+    }
+
+    // 4. A task that can never be scheduled fails within seconds, with the scheduler's reason.
+    let started = Instant::now();
+    let out = up(
+        state.path(),
+        &["--set", "server.replicas=4", "--set", "server.placement.constraints=[\"node.labels.swarmctl-none==yes\"]"],
+    );
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no suitable node"), "the scheduler's reason: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "failed fast: {:?}", started.elapsed());
+
+    // 5. status shows the stack.
+    let out = swarmctl(&["status", "--stack", "ci", "--set", "name=swit-up", "--json"], state.path());
+    let status: Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(status["services"].as_array().unwrap().len(), 3);
+
+    // 6. down leaves nothing labelled; up → down → up works without waiting in between.
+    let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(leftovers(&docker).await, Vec::<String>::new());
+    let out = up(state.path(), &[]);
+    assert!(out.status.success(), "up right after down: {}", text(&out).1);
+    let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(leftovers(&docker).await, Vec::<String>::new());
+    let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
+    assert!(out.status.success(), "down twice is fine: {}", text(&out).1);
+}
