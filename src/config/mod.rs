@@ -21,6 +21,7 @@ pub const BUILTIN_STACKS: &[(&str, &str)] = &[
     ("default", include_str!("../../stacks/default.yaml")),
     ("ci", include_str!("../../stacks/ci.yaml")),
     ("erlmcp-100k", include_str!("../../stacks/erlmcp-100k.yaml")),
+    ("local", include_str!("../../stacks/local.yaml")),
 ];
 
 /// A stack file's text and where it came from.

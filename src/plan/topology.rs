@@ -76,7 +76,17 @@ pub fn check(desired: &DesiredStack, nodes: &[NodeInfo]) -> Vec<String> {
                 ));
             }
         }
-        let reserved = task.resources.and_then(|r| r.reservations).unwrap_or_default();
+        let resources = task.resources.unwrap_or_default();
+        let biggest = eligible.iter().map(|n| n.nano_cpus).max().unwrap_or(0);
+        if let Some(limit) = resources.limits.as_ref().and_then(|l| l.nano_cpus).filter(|l| *l > biggest && biggest > 0)
+        {
+            problems.push(format!(
+                "service {name}: its CPU limit ({:.1}) is more than any eligible node has ({:.1}); the engine refuses to start such a container: lower the limit",
+                limit as f64 / 1e9,
+                biggest as f64 / 1e9
+            ));
+        }
+        let reserved = resources.reservations.unwrap_or_default();
         let cpus: i64 = eligible.iter().map(|n| n.nano_cpus).sum();
         let memory: i64 = eligible.iter().map(|n| n.memory_bytes).sum();
         if let Some(per) = reserved.nano_cpus.filter(|c| *c > 0) {
@@ -168,6 +178,17 @@ mod tests {
             check(&stack(&[], 12, None, None), &[node("vm", "manager", 2, 24)]).is_empty(),
             "the default stack fits one node"
         );
+    }
+
+    #[test]
+    fn a_cpu_limit_above_every_node_is_refused_before_deploying() {
+        let mut s = stack(&[], 2, None, None);
+        let task = s.services[0].task_template.as_mut().unwrap();
+        task.resources.as_mut().unwrap().limits = Some(Limit { nano_cpus: Some(4_000_000_000), ..Default::default() });
+        let problems = check(&s, &[node("vm", "manager", 2, 24)]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("CPU limit (4.0) is more than any eligible node has (2.0)"), "{problems:?}");
+        assert!(check(&s, &[node("big", "manager", 8, 24)]).is_empty());
     }
 
     #[test]
