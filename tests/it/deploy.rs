@@ -174,3 +174,38 @@ async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_clea
     let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
     assert!(out.status.success(), "down twice is fine: {}", text(&out).1);
 }
+
+#[test]
+fn init_reports_the_topology_and_refuses_what_cannot_be_placed() {
+    let state = tempfile::tempdir().unwrap();
+    let out = swarmctl(
+        &[
+            "init",
+            "--stack",
+            "ci",
+            "--set",
+            "name=swit-init",
+            "--set",
+            "lb.ports={web: 28380, websocket: 28381, metrics: 28382, tcp: 28383}",
+            "--set",
+            "prometheus.port=28390",
+            "--json",
+        ],
+        state.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let nodes = report["nodes"].as_array().unwrap();
+    assert!(nodes.iter().any(|n| n["role"] == "manager"), "{report}");
+    assert_eq!(report["problems"], Value::Array(vec![]));
+    // The original erlmcp topology wants workers only; this swarm has one manager.
+    let out = swarmctl(&["init", "--stack", "erlmcp-100k", "--set", "name=swit-init2"], state.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("no node satisfies its placement constraints [\"node.role == worker\"]"), "{stdout}");
+    for name in ["swit-init", "swit-init2"] {
+        let out = swarmctl(&["down", "--stack", "ci", "--set", &format!("name={name}"), "--volumes"], state.path());
+        assert!(out.status.success(), "{}", text(&out).1);
+    }
+}
