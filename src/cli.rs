@@ -92,6 +92,14 @@ pub enum Command {
     /// --drain-timeout), then the process exits.
     Serve(Box<crate::serve::ServeOptions>),
 
+    /// Put MCP load on any endpoint and measure it: sessions ramped in, requests scheduled in
+    /// advance, latency from when each request was due (coordinated omission corrected) and
+    /// from when it was sent, HDR histograms, error classes, thresholds.
+    ///
+    /// Exit codes: 0 pass, 3 a threshold failed, 4 the generator could not keep its schedule,
+    /// 130 interrupted (Ctrl-C stops scheduling, drains, and still writes the results).
+    Load(Box<crate::load::LoadOptions>),
+
     /// GET an http:// URL and exit 0 on a 2xx answer (the `builtin` image's healthcheck).
     Probe(ProbeArgs),
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod image;
+pub mod load;
 pub mod plan;
 pub mod render;
 pub mod serve;

@@ -2,6 +2,7 @@
 
 mod deploy;
 mod image;
+mod load;
 mod render;
 mod serve;
 
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&cli, args),
         Command::Serve(opts) => serve::run(opts).await,
         Command::Probe(args) => serve::probe(args).await,
+        Command::Load(opts) => load::run(&cli, opts).await,
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());

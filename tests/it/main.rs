@@ -8,6 +8,7 @@
 mod cli;
 mod deploy;
 mod engine;
+mod load;
 mod serve;
 mod snapshots;
 mod util;

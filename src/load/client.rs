@@ -1,0 +1,429 @@
+//! Client transports: one connection per virtual client, speaking Streamable HTTP (JSON or SSE
+//! replies, sessions, sticky cookies, DELETE at the end), WebSocket (one message per text
+//! frame) or newline-delimited TCP. Only `id`, `error.code` and `result.isError` of a reply
+//! are decoded.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use super::stats::ErrorClass;
+
+/// Where the load goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Streamable HTTP endpoint.
+    Http {
+        /// `host:port`.
+        authority: String,
+        /// Path (and query).
+        path: String,
+    },
+    /// WebSocket endpoint.
+    Ws {
+        /// The full URL.
+        url: String,
+        /// `host:port`.
+        authority: String,
+        /// Offer the `mcp` subprotocol.
+        subprotocol: bool,
+        /// End every message with `\n` (erlmcp).
+        newline: bool,
+    },
+    /// Newline-delimited TCP.
+    Tcp {
+        /// `host:port`.
+        authority: String,
+    },
+}
+
+impl Target {
+    /// `http://…`, `ws://…` or `tcp://host:port`.
+    pub fn parse(url: &str, subprotocol: bool, newline: bool) -> Result<Target, String> {
+        let bad = |why: &str| {
+            format!("invalid --url `{url}`: {why}; use http://host:port/mcp, ws://host:port/mcp/ws or tcp://host:port")
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || !authority.contains(':') {
+            return Err(bad("give host:port"));
+        }
+        let authority = authority.to_string();
+        match scheme {
+            "http" => Ok(Target::Http { authority, path: path.to_string() }),
+            "ws" => Ok(Target::Ws { url: url.to_string(), authority, subprotocol, newline }),
+            "tcp" => Ok(Target::Tcp { authority }),
+            "https" | "wss" => Err(bad("TLS is not supported yet")),
+            _ => Err(bad("unknown scheme")),
+        }
+    }
+
+    /// `http`, `ws` or `tcp`.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Target::Http { .. } => "http",
+            Target::Ws { .. } => "ws",
+            Target::Tcp { .. } => "tcp",
+        }
+    }
+}
+
+enum Conn {
+    Http(SendRequest<Full<Bytes>>),
+    Ws(Box<WebSocketStream<TcpStream>>),
+    Tcp(BufReader<TcpStream>),
+}
+
+/// One virtual client's connection and MCP session.
+pub struct Session {
+    target: Target,
+    conn: Conn,
+    session_id: Option<String>,
+    cookie: Option<String>,
+    version: String,
+    /// The server forgot the session (HTTP 404): initialize again before the next request.
+    pub expired: bool,
+}
+
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<ReplyError>,
+    #[serde(default)]
+    result: Option<ReplyResult>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ReplyError {
+    #[allow(dead_code)] // decoded to prove the shape; the class is what is counted
+    code: i64,
+}
+
+#[derive(Deserialize)]
+struct ReplyResult {
+    #[serde(rename = "isError", default)]
+    is_error: Option<bool>,
+}
+
+/// Classifies one JSON-RPC message: `None` if it is not the answer to `id` (a notification or
+/// a server request to skip), else the outcome.
+fn classify(text: &[u8], id: u64) -> Option<Result<(), ErrorClass>> {
+    let Ok(reply) = serde_json::from_slice::<Reply>(text) else { return Some(Err(ErrorClass::Protocol)) };
+    if reply.method.is_some() {
+        return None; // a notification or request from the server
+    }
+    let Some(got) = reply.id else { return Some(Err(ErrorClass::Protocol)) };
+    if got.get() != id.to_string() {
+        return Some(Err(ErrorClass::Protocol));
+    }
+    Some(match (reply.error, reply.result) {
+        (Some(_), _) => Err(ErrorClass::Jsonrpc),
+        (None, Some(r)) if r.is_error == Some(true) => Err(ErrorClass::ToolError),
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(ErrorClass::Protocol),
+    })
+}
+
+/// Finds the answer to `id` in an SSE body (WHATWG format: any line ending, comments, events
+/// dispatched on a blank line, `data` lines joined).
+fn classify_sse(body: &[u8], id: u64) -> Result<(), ErrorClass> {
+    // CRLF is one line ending, not a line end followed by an empty line.
+    let text = String::from_utf8_lossy(body).replace("\r\n", "\n").replace('\r', "\n");
+    let mut data = String::new();
+    let mut kind = String::new();
+    for line in text.split('\n').chain(std::iter::once("")) {
+        if line.is_empty() {
+            if !data.is_empty() && (kind.is_empty() || kind == "message") {
+                if let Some(outcome) = classify(data.as_bytes(), id) {
+                    return outcome;
+                }
+            }
+            data.clear();
+            kind.clear();
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) =
+            line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+        match field {
+            "data" => {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value);
+            }
+            "event" => kind = value.to_string(),
+            _ => {}
+        }
+    }
+    Err(ErrorClass::Protocol)
+}
+
+impl Session {
+    /// Opens the connection (nothing MCP yet).
+    pub async fn connect(target: &Target) -> Result<Session, ErrorClass> {
+        let authority = match target {
+            Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => authority,
+        };
+        let tcp = TcpStream::connect(authority.as_str()).await.map_err(|_| ErrorClass::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let conn = match target {
+            Target::Http { .. } => {
+                let (send, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|_| ErrorClass::Connect)?;
+                tokio::spawn(conn);
+                Conn::Http(send)
+            }
+            Target::Ws { url, subprotocol, .. } => {
+                let mut req = url.as_str().into_client_request().map_err(|_| ErrorClass::Connect)?;
+                if *subprotocol {
+                    req.headers_mut().insert("sec-websocket-protocol", "mcp".parse().expect("valid header"));
+                }
+                let (ws, _) = tokio_tungstenite::client_async(req, tcp).await.map_err(|_| ErrorClass::Connect)?;
+                Conn::Ws(Box::new(ws))
+            }
+            Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
+        };
+        Ok(Session {
+            target: target.clone(),
+            conn,
+            session_id: None,
+            cookie: None,
+            version: String::new(),
+            expired: false,
+        })
+    }
+
+    /// `initialize` (id `id`) then `notifications/initialized`.
+    pub async fn initialize(&mut self, id: u64) -> Result<(), ErrorClass> {
+        self.session_id = None;
+        self.expired = false;
+        let init = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"swarmctl-load","version":"{}"}}}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        self.version = "2025-11-25".into();
+        self.call(init.into_bytes(), id).await?;
+        self.notify(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).await
+    }
+
+    async fn notify(&mut self, bytes: Vec<u8>) -> Result<(), ErrorClass> {
+        match &mut self.conn {
+            Conn::Http(_) => {
+                let res = self.post(bytes).await?;
+                if res.0 != 202 && res.0 != 200 {
+                    return Err(ErrorClass::HttpStatus);
+                }
+                Ok(())
+            }
+            Conn::Ws(ws) => {
+                ws.send(WsMessage::Text(frame(bytes, &self.target).into())).await.map_err(|_| ErrorClass::Disconnect)
+            }
+            Conn::Tcp(stream) => {
+                let mut b = bytes;
+                b.push(b'\n');
+                stream.get_mut().write_all(&b).await.map_err(|_| ErrorClass::Disconnect)
+            }
+        }
+    }
+
+    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, Option<String>, Bytes), ErrorClass> {
+        let Conn::Http(send) = &mut self.conn else { unreachable!("HTTP only") };
+        let Target::Http { authority, path } = &self.target else { unreachable!("HTTP only") };
+        let mut req = hyper::Request::post(path.as_str())
+            .header("host", authority.as_str())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(sid) = &self.session_id {
+            req = req.header("mcp-session-id", sid.as_str()).header("mcp-protocol-version", self.version.as_str());
+        }
+        if let Some(cookie) = &self.cookie {
+            req = req.header("cookie", cookie.as_str());
+        }
+        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|_| ErrorClass::Protocol)?;
+        send.ready().await.map_err(|_| ErrorClass::Disconnect)?;
+        let res = send.send_request(req).await.map_err(|_| ErrorClass::Disconnect)?;
+        let status = res.status().as_u16();
+        if let Some(sid) = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            self.session_id = Some(sid.to_string());
+        }
+        // A load balancer's sticky cookie keeps the session on its replica.
+        let cookies: Vec<&str> = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .collect();
+        if !cookies.is_empty() {
+            self.cookie = Some(cookies.join("; "));
+        }
+        let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = res.into_body().collect().await.map_err(|_| ErrorClass::Disconnect)?.to_bytes();
+        Ok((status, ctype, body))
+    }
+
+    /// Sends request `bytes` (whose id is `id`) and waits for its answer.
+    pub async fn call(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), ErrorClass> {
+        match &mut self.conn {
+            Conn::Http(_) => {
+                let had_session = self.session_id.is_some();
+                let (status, ctype, body) = self.post(bytes).await?;
+                match status {
+                    200 => {}
+                    404 if had_session => {
+                        self.expired = true;
+                        return Err(ErrorClass::SessionExpired);
+                    }
+                    _ => return Err(ErrorClass::HttpStatus),
+                }
+                if ctype.as_deref().is_some_and(|c| c.starts_with("text/event-stream")) {
+                    classify_sse(&body, id)
+                } else {
+                    classify(&body, id).unwrap_or(Err(ErrorClass::Protocol))
+                }
+            }
+            Conn::Ws(ws) => {
+                ws.send(WsMessage::Text(frame(bytes, &self.target).into()))
+                    .await
+                    .map_err(|_| ErrorClass::Disconnect)?;
+                loop {
+                    match ws.next().await {
+                        Some(Ok(WsMessage::Text(t))) => {
+                            if let Some(outcome) = classify(t.as_str().trim_end().as_bytes(), id) {
+                                return outcome;
+                            }
+                        }
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                        Some(Ok(WsMessage::Binary(_))) => return Err(ErrorClass::Protocol),
+                        Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return Err(ErrorClass::Disconnect),
+                    }
+                }
+            }
+            Conn::Tcp(stream) => {
+                let mut b = bytes;
+                b.push(b'\n');
+                stream.get_mut().write_all(&b).await.map_err(|_| ErrorClass::Disconnect)?;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match stream.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return Err(ErrorClass::Disconnect),
+                        Ok(_) => {
+                            if let Some(outcome) = classify(line.trim_end().as_bytes(), id) {
+                                return outcome;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the session politely: DELETE for Streamable HTTP sessions, a close frame for
+    /// WebSocket.
+    pub async fn close(mut self) {
+        match &mut self.conn {
+            Conn::Http(send) => {
+                let (Some(sid), Target::Http { authority, path }) = (&self.session_id, &self.target) else { return };
+                let Ok(req) = hyper::Request::delete(path.as_str())
+                    .header("host", authority.as_str())
+                    .header("mcp-session-id", sid.as_str())
+                    .body(Full::new(Bytes::new()))
+                else {
+                    return;
+                };
+                if send.ready().await.is_ok() {
+                    if let Ok(res) = send.send_request(req).await {
+                        let _ = res.into_body().collect().await;
+                    }
+                }
+            }
+            Conn::Ws(ws) => {
+                let _ = SinkExt::close(ws.as_mut()).await;
+            }
+            Conn::Tcp(_) => {}
+        }
+    }
+}
+
+fn frame(bytes: Vec<u8>, target: &Target) -> String {
+    let mut s = String::from_utf8(bytes).expect("requests are UTF-8");
+    if matches!(target, Target::Ws { newline: true, .. }) {
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_classified_by_id_error_and_is_error() {
+        assert_eq!(classify(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#, 7), Some(Ok(())));
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":7,"result":{"isError":true,"content":[]}}"#, 7),
+            Some(Err(ErrorClass::ToolError))
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"x"}}"#, 7),
+            Some(Err(ErrorClass::Jsonrpc))
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":8,"result":{}}"#, 7),
+            Some(Err(ErrorClass::Protocol)),
+            "wrong id"
+        );
+        assert_eq!(
+            classify(br#"{"jsonrpc":"2.0","id":"7","result":{}}"#, 7),
+            Some(Err(ErrorClass::Protocol)),
+            "a string id is another id"
+        );
+        assert_eq!(classify(b"garbage", 7), Some(Err(ErrorClass::Protocol)));
+        assert_eq!(classify(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#, 7), None);
+    }
+
+    #[test]
+    fn sse_bodies_in_every_line_ending_and_with_notifications() {
+        let lf = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n";
+        assert_eq!(classify_sse(lf.as_bytes(), 3), Ok(()));
+        let crlf = ": ping\r\nid: 1\r\ndata: \r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\r\ndata: \"result\":{}}\r\n\r\n";
+        assert_eq!(classify_sse(crlf.as_bytes(), 3), Ok(()), "priming event skipped, data lines joined");
+        assert_eq!(classify_sse(b"event: keepalive\ndata: ping\n\n", 3), Err(ErrorClass::Protocol));
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            Target::parse("http://127.0.0.1:8080/mcp", false, false).unwrap(),
+            Target::Http { authority: "127.0.0.1:8080".into(), path: "/mcp".into() }
+        );
+        assert!(matches!(
+            Target::parse("ws://127.0.0.1:5555/mcp/ws", true, false).unwrap(),
+            Target::Ws { subprotocol: true, .. }
+        ));
+        assert_eq!(Target::parse("tcp://127.0.0.1:7070", false, false).unwrap().transport(), "tcp");
+        for bad in ["127.0.0.1:8080", "https://x:1/mcp", "http:///mcp", "http://host/mcp"] {
+            assert!(Target::parse(bad, false, false).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The run: one task per virtual client, each started at its scheduled time, every request
+//! scheduled before it is sent; a collector that folds the shards into the timeline once a
+//! second. Stops by itself at the end of the run, or early on cancellation (then it drains:
+//! requests in flight are answered or time out, sessions close).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::client::{Session, Target};
+use super::stats::{ErrorClass, Shards, Stats};
+use super::workload::{Mix, Model};
+
+/// A fully resolved run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Targets; sessions are spread over them round-robin.
+    pub targets: Vec<Target>,
+    /// Sessions to open.
+    pub sessions: usize,
+    /// Sessions started per second.
+    pub ramp: f64,
+    /// How long after the last session started the run goes on.
+    pub hold: Duration,
+    /// Pacing.
+    pub model: Model,
+    /// What each session sends.
+    pub mix: Mix,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// DELETE / close sessions at the end.
+    pub close: bool,
+}
+
+impl Plan {
+    /// When the last session is due, after the start.
+    pub fn ramp_time(&self) -> Duration {
+        Duration::from_secs_f64((self.sessions.saturating_sub(1)) as f64 / self.ramp)
+    }
+
+    /// The whole run.
+    pub fn run_time(&self) -> Duration {
+        self.ramp_time() + self.hold
+    }
+}
+
+/// Live counters the progress display reads (relaxed: a display needs no ordering).
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Sessions open now.
+    pub sessions_open: AtomicU64,
+    /// Most sessions open at once.
+    pub sessions_peak: AtomicU64,
+    /// Requests answered or failed so far.
+    pub requests: AtomicU64,
+    /// Of which failed.
+    pub errors: AtomicU64,
+}
+
+/// One second of the run, as timeline.jsonl records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the start.
+    pub t: u64,
+    /// Sessions open at the end of the second.
+    pub sessions: u64,
+    /// Requests completed in the second.
+    pub requests: u64,
+    /// Of which successful.
+    pub ok: u64,
+    /// Errors by class.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Corrected latency of the second's requests, ms.
+    pub p50_ms: f64,
+    /// Corrected p99 of the second's requests, ms.
+    pub p99_ms: f64,
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// Runs `plan`; `on_second` hears each second (for the timeline file and the progress line).
+/// Returns the merged measurements, and whether the run was cut short by `cancel`.
+pub async fn run(
+    plan: Arc<Plan>,
+    cancel: CancellationToken,
+    live: Arc<Live>,
+    mut on_second: impl FnMut(Second),
+) -> (Stats, Duration, bool) {
+    let shards = Arc::new(Shards::new(16));
+    let start = Instant::now() + Duration::from_millis(50);
+    let end = start + plan.run_time();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..plan.sessions {
+        let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);
+        let (plan, shards, live, cancel) = (plan.clone(), shards.clone(), live.clone(), cancel.clone());
+        tasks.spawn(session(i, due, end, plan, shards, live, cancel));
+    }
+    let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut t = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                t += 1;
+                let s = shards.take_second();
+                on_second(second(t, &s, &live));
+            }
+            done = tasks.join_next() => {
+                if done.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    let s = shards.take_second();
+    if s.totals().0 > 0 {
+        on_second(second(t + 1, &s, &live));
+    }
+    let elapsed = start.elapsed();
+    (shards.total(), elapsed, cancel.is_cancelled())
+}
+
+fn second(t: u64, s: &Stats, live: &Live) -> Second {
+    let (requests, ok) = s.totals();
+    let (c, _) = s.latency();
+    Second {
+        t,
+        sessions: live.sessions_open.load(Relaxed),
+        requests,
+        ok,
+        errors: s.errors.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+        p50_ms: super::stats::LatencyMs::at(&c, 50.0),
+        p99_ms: super::stats::LatencyMs::at(&c, 99.0),
+    }
+}
+
+/// Connects and initializes, retrying with a bounded backoff; the failure class otherwise.
+async fn open(
+    target: &Target,
+    shards: &Shards,
+    i: usize,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Session, ErrorClass> {
+    let mut backoff = Duration::from_millis(100);
+    let mut last = ErrorClass::Connect;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let attempt = async {
+            let mut s = Session::connect(target).await?;
+            s.initialize(1).await?;
+            Ok::<_, ErrorClass>(s)
+        };
+        let outcome = match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(ErrorClass::Timeout),
+        };
+        let took = us(started.elapsed());
+        shards.with(i, |st| st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|e| *e), took, took, 0));
+        match outcome {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    Err(last)
+}
+
+async fn session(
+    i: usize,
+    due: Instant,
+    end: Instant,
+    plan: Arc<Plan>,
+    shards: Arc<Shards>,
+    live: Arc<Live>,
+    cancel: CancellationToken,
+) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(due.into()) => {}
+        _ = cancel.cancelled() => return,
+    }
+    shards.with(i, |st| st.session_started(us(due.elapsed())));
+    let target = &plan.targets[i % plan.targets.len()];
+    let mut session = match open(target, &shards, i, plan.timeout, &cancel).await {
+        Ok(s) => s,
+        Err(_) => return, // counted in `initialize`
+    };
+    let open_now = live.sessions_open.fetch_add(1, Relaxed) + 1;
+    live.sessions_peak.fetch_max(open_now, Relaxed);
+
+    // Open model: this session's share of the rate, its first request offset so that the
+    // sessions' requests interleave evenly.
+    let (interval, mut next_due) = match plan.model {
+        Model::Open { rate } => {
+            let interval = Duration::from_secs_f64(plan.sessions as f64 / rate);
+            let offset = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
+            (Some(interval), Instant::now() + offset)
+        }
+        Model::Closed { .. } => (None, Instant::now()),
+    };
+    let mut n: u64 = 0;
+    let mut free_since = Instant::now();
+    loop {
+        if next_due >= end || cancel.is_cancelled() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_due.into()) => {}
+            _ = cancel.cancelled() => break,
+        }
+        if session.expired {
+            // The server forgot the session (counted as session_expired): start a new one.
+            if session.initialize(1).await.is_err() {
+                match open(target, &shards, i, plan.timeout, &cancel).await {
+                    Ok(s) => session = s,
+                    Err(_) => break,
+                }
+            }
+        }
+        let call = plan.mix.pick(n + i as u64);
+        let id = n + 2;
+        let sent = Instant::now();
+        let outcome = match tokio::time::timeout(plan.timeout, session.call(call.bytes(id), id)).await {
+            Ok(r) => r,
+            Err(_) => Err(ErrorClass::Timeout),
+        };
+        let done = Instant::now();
+        // Lag is the generator's own lateness: from when the request was due, or, if the
+        // session was still waiting for its previous answer then, from when that came (a
+        // slow target makes requests late too, but that is the target's, and corrected
+        // latency already carries it).
+        let lag = sent.saturating_duration_since(next_due.max(free_since));
+        let (corrected, raw, lag) = (us(done - next_due.min(sent)), us(done - sent), us(lag));
+        free_since = done;
+        shards.with(i, |st| st.record(&call.label, outcome, corrected, raw, lag));
+        live.requests.fetch_add(1, Relaxed);
+        if outcome.is_err() {
+            live.errors.fetch_add(1, Relaxed);
+        }
+        if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect)) {
+            // The connection's state is unknown: reconnect (bounded, counted in `initialize`).
+            match open(target, &shards, i, plan.timeout, &cancel).await {
+                Ok(s) => session = s,
+                Err(_) => break,
+            }
+        }
+        n += 1;
+        next_due = match (plan.model, interval) {
+            (Model::Open { .. }, Some(iv)) => next_due + iv,
+            (Model::Closed { think }, _) => Instant::now() + think,
+            _ => unreachable!("open has an interval"),
+        };
+    }
+    if plan.close {
+        let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+    }
+    live.sessions_open.fetch_sub(1, Relaxed);
+}

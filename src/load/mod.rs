@@ -1,0 +1,442 @@
+//! `swarmctl load`: the MCP load engine, usable against any MCP endpoint without a swarm.
+//!
+//! workload (mix, pacing, thresholds) → engine (scheduled sessions and requests) → stats (HDR
+//! histograms, error classes, per-second timeline) → results (`results.json`, the contract,
+//! and `SUMMARY.txt` rendered from it). The load engine never touches the Docker Engine.
+
+pub mod client;
+pub mod engine;
+pub mod stats;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::units::Duration as Dur;
+use client::Target;
+use stats::{LatencyMs, Stats};
+use workload::{Metric, Mix, Model, Threshold};
+
+/// Everything `swarmctl load` can be told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOptions {
+    /// Target endpoint (repeatable; sessions go round-robin): http://host:port/mcp (Streamable
+    /// HTTP), ws://host:port/mcp/ws (WebSocket) or tcp://host:port (newline-delimited).
+    #[arg(long = "url", required = true, value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Concurrent MCP sessions (one connection each).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub sessions: usize,
+    /// New sessions per second during the ramp.
+    #[arg(long, default_value_t = 100.0, value_name = "PER_SECOND")]
+    pub ramp: f64,
+    /// How long the run goes on after the last session started.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub duration: Dur,
+    /// Closed model: each session pauses this long after an answer (0: back to back).
+    #[arg(long, default_value = "1s", value_name = "DURATION", conflicts_with = "rate")]
+    pub think: Dur,
+    /// Open model: requests per second over all sessions, whatever the answers do; latency
+    /// counts from when each request was due (coordinated omission corrected).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Weighted request mix: ping, tools/list, resources/list, prompts/list,
+    /// resources/read:URI, tools/call:TOOL or tools/call:TOOL(key=value;…).
+    #[arg(long, default_value = "tools/call:echo=1", value_name = "SPEC")]
+    pub mix: String,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub timeout: Dur,
+    /// Pass/fail condition (repeatable): p99<500ms, success>=99.9%, tools/call:echo:p95<50ms.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Offer the `mcp` WebSocket subprotocol.
+    #[arg(long)]
+    pub ws_subprotocol: bool,
+    /// End every WebSocket message with a newline (erlmcp).
+    #[arg(long)]
+    pub ws_newline: bool,
+    /// Leave sessions open at the end (no DELETE, no close frame).
+    #[arg(long)]
+    pub no_close: bool,
+    /// Write results.json, timeline.jsonl (as the run goes) and SUMMARY.txt into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print results.json on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The version of the results.json contract (docs/results.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `results.json`: everything else is rendered from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The contract's version.
+    pub schema_version: u32,
+    /// `pass`, `fail` (a threshold failed) or `interrupted`.
+    pub verdict: String,
+    /// What was run.
+    pub config: RunConfig,
+    /// Figures over all methods but `initialize`.
+    pub summary: Summary,
+    /// By method label.
+    pub by_method: BTreeMap<String, MethodSummary>,
+    /// The thresholds and their outcome.
+    pub thresholds: Vec<ThresholdResult>,
+    /// Whether the generator kept its schedule.
+    pub generator: Generator,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Targets.
+    pub urls: Vec<String>,
+    /// Sessions.
+    pub sessions: usize,
+    /// Ramp, sessions per second.
+    pub ramp: f64,
+    /// Hold after the ramp, seconds.
+    pub hold_s: f64,
+    /// `closed` or `open`.
+    pub model: String,
+    /// Think time (closed), seconds.
+    pub think_s: Option<f64>,
+    /// Rate (open), requests per second.
+    pub rate: Option<f64>,
+    /// The mix as given.
+    pub mix: String,
+}
+
+/// Totals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Requests sent (all methods but initialize).
+    pub requests_total: u64,
+    /// Of which successful.
+    pub requests_ok: u64,
+    /// `requests_ok / requests_total`.
+    pub success_ratio: f64,
+    /// Completed requests per second over the run.
+    pub throughput_rps: f64,
+    /// Most sessions open at once.
+    pub sessions_peak: u64,
+    /// Run time, seconds.
+    pub duration_s: f64,
+    /// Latency from when each request was due.
+    pub latency_ms: LatencyMs,
+    /// Latency from when each request was sent.
+    pub latency_uncorrected_ms: LatencyMs,
+    /// Failures by class.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// One method's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Sent.
+    pub count: u64,
+    /// Successful.
+    pub ok: u64,
+    /// Corrected latency.
+    pub latency_ms: LatencyMs,
+    /// Raw latency.
+    pub latency_uncorrected_ms: LatencyMs,
+}
+
+/// One threshold's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// As given.
+    pub expr: String,
+    /// The measured value (ms, or a ratio).
+    pub actual: f64,
+    /// Whether it held.
+    pub pass: bool,
+}
+
+/// Schedule keeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Generator {
+    /// p99 of how late requests were sent after they were due, ms.
+    pub send_lag_p99_ms: f64,
+    /// p99 of how late sessions started after they were due, ms.
+    pub start_lag_p99_ms: f64,
+    /// False when the generator could not keep its schedule (exit code 4).
+    pub kept_schedule: bool,
+}
+
+/// A validated run: the engine's plan plus thresholds.
+fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
+    let targets = o
+        .urls
+        .iter()
+        .map(|u| Target::parse(u, o.ws_subprotocol, o.ws_newline))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if o.sessions == 0 {
+        bail!("--sessions must be at least 1");
+    }
+    if o.ramp.is_nan() || o.ramp <= 0.0 {
+        bail!("--ramp must be above 0 sessions per second");
+    }
+    let model = match o.rate {
+        Some(r) if r > 0.0 => Model::Open { rate: r },
+        Some(_) => bail!("--rate must be above 0 requests per second"),
+        None => Model::Closed { think: o.think.0 },
+    };
+    let mix: Mix = o.mix.parse().map_err(|e: String| anyhow::anyhow!("--mix: {e}"))?;
+    let thresholds =
+        o.thresholds.iter().map(|t| t.parse()).collect::<Result<Vec<Threshold>, _>>().map_err(anyhow::Error::msg)?;
+    let plan = engine::Plan {
+        targets,
+        sessions: o.sessions,
+        ramp: o.ramp,
+        hold: o.duration.0,
+        model,
+        mix,
+        timeout: o.timeout.0,
+        close: !o.no_close,
+    };
+    Ok((plan, thresholds))
+}
+
+/// What a finished run produced, with its exit code.
+pub struct Outcome {
+    /// The results.
+    pub result: RunResult,
+    /// 0 pass, 3 thresholds failed, 4 schedule not kept, 130 interrupted.
+    pub exit_code: u8,
+}
+
+/// Runs the load; writes the timeline as it goes when `--out` is given.
+pub async fn run(
+    o: &LoadOptions,
+    cancel: tokio_util::sync::CancellationToken,
+    progress: bool,
+) -> anyhow::Result<Outcome> {
+    let (plan, thresholds) = resolve(o)?;
+    let plan = Arc::new(plan);
+    let mut timeline = match &o.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join("timeline.jsonl");
+            Some(std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
+        }
+        None => None,
+    };
+    let live = Arc::new(engine::Live::default());
+    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s| {
+        if let Some(f) = timeline.as_mut() {
+            let _ = writeln!(f, "{}", serde_json::to_string(&s).unwrap_or_default());
+            let _ = f.flush();
+        }
+        if progress {
+            let errors: u64 = s.errors.values().sum();
+            eprintln!(
+                "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
+                s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
+            );
+        }
+    })
+    .await;
+    let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
+    let result = summarize(o, &plan, &thresholds, &stats, elapsed, peak, interrupted);
+    let exit_code = if interrupted {
+        130
+    } else if result.thresholds.iter().any(|t| !t.pass) {
+        3
+    } else if !result.generator.kept_schedule {
+        4
+    } else {
+        0
+    };
+    if let Some(dir) = &o.out {
+        write_results(dir, &result)?;
+    }
+    Ok(Outcome { result, exit_code })
+}
+
+fn summarize(
+    o: &LoadOptions,
+    plan: &engine::Plan,
+    thresholds: &[Threshold],
+    stats: &Stats,
+    elapsed: Duration,
+    peak: u64,
+    interrupted: bool,
+) -> RunResult {
+    let (total, ok) = stats.totals();
+    let (corrected, raw) = stats.latency();
+    let by_method: BTreeMap<String, MethodSummary> = stats
+        .methods
+        .iter()
+        .map(|(l, m)| {
+            (
+                l.clone(),
+                MethodSummary {
+                    count: m.count,
+                    ok: m.ok,
+                    latency_ms: LatencyMs::of(&m.corrected),
+                    latency_uncorrected_ms: LatencyMs::of(&m.raw),
+                },
+            )
+        })
+        .collect();
+    let success_ratio = if total == 0 { 0.0 } else { ok as f64 / total as f64 };
+    let judged: Vec<ThresholdResult> = thresholds
+        .iter()
+        .map(|t| {
+            let actual = match (&t.method, t.metric) {
+                (None, Metric::Success) => success_ratio,
+                (None, Metric::Percentile(p)) => LatencyMs::at(&corrected, p),
+                (Some(m), metric) => {
+                    let found = stats.methods.iter().filter(|(l, _)| *l == m || l.starts_with(&format!("{m}:"))).fold(
+                        None::<(u64, u64, hdrhistogram::Histogram<u64>)>,
+                        |acc, (_, s)| {
+                            let mut acc = acc.unwrap_or_else(|| (0, 0, s.corrected.clone()));
+                            if acc.0 > 0 {
+                                acc.2.add(&s.corrected).expect("same bounds");
+                            }
+                            acc.0 += s.count;
+                            acc.1 += s.ok;
+                            Some(acc)
+                        },
+                    );
+                    match (found, metric) {
+                        (None, _) => f64::NAN,
+                        (Some((c, k, _)), Metric::Success) => {
+                            if c == 0 {
+                                0.0
+                            } else {
+                                k as f64 / c as f64
+                            }
+                        }
+                        (Some((_, _, h)), Metric::Percentile(p)) => LatencyMs::at(&h, p),
+                    }
+                }
+            };
+            ThresholdResult { expr: t.expr.clone(), actual, pass: !actual.is_nan() && t.holds(actual) }
+        })
+        .collect();
+    let lag = |h: &Option<hdrhistogram::Histogram<u64>>| h.as_ref().map(|h| LatencyMs::at(h, 99.0)).unwrap_or(0.0);
+    let (send_lag, start_lag) = (lag(&stats.send_lag), lag(&stats.start_lag));
+    let (model, think_s, rate) = match plan.model {
+        Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None),
+        Model::Open { rate } => ("open", None, Some(rate)),
+    };
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        verdict: if interrupted {
+            "interrupted"
+        } else if judged.iter().all(|t| t.pass) {
+            "pass"
+        } else {
+            "fail"
+        }
+        .into(),
+        config: RunConfig {
+            urls: o.urls.clone(),
+            sessions: plan.sessions,
+            ramp: plan.ramp,
+            hold_s: plan.hold.as_secs_f64(),
+            model: model.into(),
+            think_s,
+            rate,
+            mix: o.mix.clone(),
+        },
+        summary: Summary {
+            requests_total: total,
+            requests_ok: ok,
+            success_ratio,
+            throughput_rps: if elapsed.is_zero() { 0.0 } else { total as f64 / elapsed.as_secs_f64() },
+            sessions_peak: peak,
+            duration_s: elapsed.as_secs_f64(),
+            latency_ms: LatencyMs::of(&corrected),
+            latency_uncorrected_ms: LatencyMs::of(&raw),
+            errors: stats.errors.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+        },
+        by_method,
+        thresholds: judged,
+        // Late by more than 100 ms at p99 (sends) or 1 s (session starts): the figures would
+        // describe the generator, not the target.
+        generator: Generator {
+            send_lag_p99_ms: send_lag,
+            start_lag_p99_ms: start_lag,
+            kept_schedule: send_lag <= 100.0 && start_lag <= 1000.0,
+        },
+    }
+}
+
+/// The human summary, rendered from the results alone.
+pub fn summary_text(r: &RunResult) -> String {
+    let s = &r.summary;
+    let l = &s.latency_ms;
+    let u = &s.latency_uncorrected_ms;
+    let mut out = format!(
+        "verdict: {}\nrequests: {} sent, {} ok ({:.3} %), {:.1} req/s over {:.1} s; sessions peak {}\n\
+         latency (ms, from when due):  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n\
+         latency (ms, from when sent): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
+        r.verdict,
+        s.requests_total,
+        s.requests_ok,
+        s.success_ratio * 100.0,
+        s.throughput_rps,
+        s.duration_s,
+        s.sessions_peak,
+        l.p50,
+        l.p90,
+        l.p99,
+        l.p999,
+        l.max,
+        u.p50,
+        u.p90,
+        u.p99,
+        u.p999,
+        u.max
+    );
+    if !s.errors.is_empty() {
+        out.push_str(&format!(
+            "errors: {}\n",
+            s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (m, ms) in &r.by_method {
+        out.push_str(&format!(
+            "  {m:<24} {:>9} sent {:>9} ok  p50 {:.3} ms  p99 {:.3} ms\n",
+            ms.count, ms.ok, ms.latency_ms.p50, ms.latency_ms.p99
+        ));
+    }
+    for t in &r.thresholds {
+        out.push_str(&format!(
+            "threshold {}: {} (actual {:.3})\n",
+            t.expr,
+            if t.pass { "pass" } else { "FAIL" },
+            t.actual
+        ));
+    }
+    if !r.generator.kept_schedule {
+        out.push_str(&format!(
+            "the generator fell behind its schedule (send lag p99 {:.1} ms, start lag p99 {:.1} ms): these figures describe the generator, not the target\n",
+            r.generator.send_lag_p99_ms, r.generator.start_lag_p99_ms
+        ));
+    }
+    out
+}
+
+fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(r)?;
+    std::fs::write(dir.join("results.json"), json)
+        .with_context(|| format!("cannot write {}/results.json", dir.display()))?;
+    std::fs::write(dir.join("SUMMARY.txt"), summary_text(r))
+        .with_context(|| format!("cannot write {}/SUMMARY.txt", dir.display()))?;
+    Ok(())
+}

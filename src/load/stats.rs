@@ -1,0 +1,296 @@
+//! Measurement: HDR histograms (microseconds) per method, corrected and raw, outcome counters
+//! by error class, kept in shards that sessions record into and a collector folds once a
+//! second into the timeline and, at the end, into the totals. No I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The connection could not be opened.
+    Connect,
+    /// No answer within the request timeout.
+    Timeout,
+    /// An HTTP status other than 200/202.
+    HttpStatus,
+    /// A JSON-RPC error answer.
+    Jsonrpc,
+    /// A tool result with `isError: true`.
+    ToolError,
+    /// An answer that is not valid JSON-RPC, or whose id does not match.
+    Protocol,
+    /// The server no longer knew the session (HTTP 404): the session was re-initialized.
+    SessionExpired,
+    /// The connection closed under a request.
+    Disconnect,
+}
+
+impl ErrorClass {
+    /// All classes, in report order.
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::HttpStatus,
+        ErrorClass::Jsonrpc,
+        ErrorClass::ToolError,
+        ErrorClass::Protocol,
+        ErrorClass::SessionExpired,
+        ErrorClass::Disconnect,
+    ];
+
+    /// The name used in results.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::HttpStatus => "http_status",
+            ErrorClass::Jsonrpc => "jsonrpc",
+            ErrorClass::ToolError => "tool_error",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::SessionExpired => "session_expired",
+            ErrorClass::Disconnect => "disconnect",
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 h at 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// Counts and latencies of one method.
+#[derive(Debug, Clone)]
+pub struct MethodStats {
+    /// Requests sent.
+    pub count: u64,
+    /// Requests answered successfully.
+    pub ok: u64,
+    /// Latency from when the request was due (coordinated omission corrected), µs.
+    pub corrected: Histogram<u64>,
+    /// Latency from when it was actually sent, µs.
+    pub raw: Histogram<u64>,
+}
+
+impl Default for MethodStats {
+    fn default() -> Self {
+        MethodStats { count: 0, ok: 0, corrected: histogram(), raw: histogram() }
+    }
+}
+
+/// Everything measured over some span of time.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// By method label (`initialize`, `ping`, `tools/call:echo`, …).
+    pub methods: BTreeMap<String, MethodStats>,
+    /// Failures by class.
+    pub errors: BTreeMap<ErrorClass, u64>,
+    /// How late requests were sent after they were due, µs.
+    pub send_lag: Option<Histogram<u64>>,
+    /// How late sessions started after they were due, µs.
+    pub start_lag: Option<Histogram<u64>>,
+}
+
+impl Stats {
+    /// Records one request.
+    pub fn record(
+        &mut self,
+        label: &str,
+        outcome: Result<(), ErrorClass>,
+        corrected_us: u64,
+        raw_us: u64,
+        lag_us: u64,
+    ) {
+        let m = match self.methods.get_mut(label) {
+            Some(m) => m,
+            None => self.methods.entry(label.to_string()).or_default(),
+        };
+        m.count += 1;
+        match outcome {
+            Ok(()) => m.ok += 1,
+            Err(class) => *self.errors.entry(class).or_default() += 1,
+        }
+        if outcome != Err(ErrorClass::Connect) {
+            m.corrected.saturating_record(corrected_us.max(1));
+            m.raw.saturating_record(raw_us.max(1));
+        }
+        self.send_lag.get_or_insert_with(histogram).saturating_record(lag_us.max(1));
+    }
+
+    /// Records a failure that belongs to no request (a session that could not start).
+    pub fn fail(&mut self, class: ErrorClass) {
+        *self.errors.entry(class).or_default() += 1;
+    }
+
+    /// Records how late a session started.
+    pub fn session_started(&mut self, lag_us: u64) {
+        self.start_lag.get_or_insert_with(histogram).saturating_record(lag_us.max(1));
+    }
+
+    /// Adds `other` (exactly: histograms are added bucket by bucket).
+    pub fn merge(&mut self, other: &Stats) {
+        for (label, m) in &other.methods {
+            let mine = self.methods.entry(label.clone()).or_default();
+            mine.count += m.count;
+            mine.ok += m.ok;
+            mine.corrected.add(&m.corrected).expect("same bounds");
+            mine.raw.add(&m.raw).expect("same bounds");
+        }
+        for (class, n) in &other.errors {
+            *self.errors.entry(*class).or_default() += n;
+        }
+        for (mine, theirs) in [(&mut self.send_lag, &other.send_lag), (&mut self.start_lag, &other.start_lag)] {
+            if let Some(h) = theirs {
+                mine.get_or_insert_with(histogram).add(h).expect("same bounds");
+            }
+        }
+    }
+
+    /// Requests and successes over all methods but `initialize` (reported on its own).
+    pub fn totals(&self) -> (u64, u64) {
+        self.methods.iter().filter(|(l, _)| *l != "initialize").fold((0, 0), |(c, o), (_, m)| (c + m.count, o + m.ok))
+    }
+
+    /// Corrected and raw latency over all methods but `initialize`.
+    pub fn latency(&self) -> (Histogram<u64>, Histogram<u64>) {
+        let (mut c, mut r) = (histogram(), histogram());
+        for (_, m) in self.methods.iter().filter(|(l, _)| *l != "initialize") {
+            c.add(&m.corrected).expect("same bounds");
+            r.add(&m.raw).expect("same bounds");
+        }
+        (c, r)
+    }
+}
+
+/// Latency figures in milliseconds, as results.json reports them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct LatencyMs {
+    /// Smallest.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencyMs {
+    /// From a µs histogram (all zero when empty).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencyMs::default();
+        }
+        let ms = |us: u64| (us as f64 / 1e3 * 1000.0).round() / 1000.0;
+        LatencyMs {
+            min: ms(h.min()),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: (h.mean() / 1e3 * 1000.0).round() / 1000.0,
+        }
+    }
+
+    /// The value at a percentile, ms.
+    pub fn at(h: &Histogram<u64>, pct: f64) -> f64 {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(pct / 100.0) as f64 / 1e3
+        }
+    }
+}
+
+/// Where sessions record: a few locked shards, so that recording never contends much and the
+/// collector can take a second's worth at a time.
+pub struct Shards {
+    shards: Vec<Mutex<(Stats, Stats)>>,
+}
+
+impl Shards {
+    /// `n` shards (a few per core).
+    pub fn new(n: usize) -> Self {
+        Shards { shards: (0..n.max(1)).map(|_| Mutex::new((Stats::default(), Stats::default()))).collect() }
+    }
+
+    /// Records into the shard of `session` (both the running second and the total).
+    pub fn with<R>(&self, session: usize, f: impl Fn(&mut Stats) -> R) -> R {
+        let mut guard = self.shards[session % self.shards.len()].lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard.1);
+        f(&mut guard.0)
+    }
+
+    /// Takes the second's worth from every shard (for the timeline).
+    pub fn take_second(&self) -> Stats {
+        let mut out = Stats::default();
+        for s in &self.shards {
+            let second = std::mem::take(&mut s.lock().unwrap_or_else(|e| e.into_inner()).1);
+            out.merge(&second);
+        }
+        out
+    }
+
+    /// Everything so far, merged.
+    pub fn total(&self) -> Stats {
+        let mut out = Stats::default();
+        for s in &self.shards {
+            out.merge(&s.lock().unwrap_or_else(|e| e.into_inner()).0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_is_exact_not_an_average_of_percentiles() {
+        let (mut a, mut b) = (Stats::default(), Stats::default());
+        for _ in 0..990 {
+            a.record("ping", Ok(()), 1_000, 1_000, 0);
+        }
+        for _ in 0..10 {
+            b.record("ping", Err(ErrorClass::Timeout), 1_000_000, 1_000_000, 0);
+        }
+        a.merge(&b);
+        let (c, _) = a.latency();
+        assert_eq!(c.len(), 1000);
+        // 1 % of requests took 1 s: p99 is still 1 ms, p99.9 is the 1 s tail.
+        assert!((LatencyMs::at(&c, 99.0) - 1.0).abs() < 0.01);
+        assert!(LatencyMs::at(&c, 99.9) > 990.0);
+        assert_eq!(a.totals(), (1000, 990));
+        assert_eq!(a.errors[&ErrorClass::Timeout], 10);
+    }
+
+    #[test]
+    fn initialize_is_kept_apart_and_shards_take_seconds() {
+        let shards = Shards::new(4);
+        for s in 0..8 {
+            shards.with(s, |st| st.record("initialize", Ok(()), 5_000, 5_000, 0));
+            shards.with(s, |st| st.record("tools/call:echo", Ok(()), 2_000, 1_500, 500));
+        }
+        let second = shards.take_second();
+        assert_eq!(second.totals(), (8, 8));
+        assert_eq!(shards.take_second().totals(), (0, 0), "a second is taken once");
+        let total = shards.total();
+        assert_eq!(total.methods["initialize"].count, 8);
+        let (c, r) = total.latency();
+        assert_eq!((LatencyMs::of(&c).p50, LatencyMs::of(&r).p50), (2.0, 1.5));
+    }
+}

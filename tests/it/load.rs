@@ -1,0 +1,218 @@
+//! The load engine against the reference server over real loopback sockets: exact accounting,
+//! coordinated-omission correction, thresholds and exit codes, Ctrl-C.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use swarmctl::load::{self, LoadOptions};
+
+use crate::util::start_server;
+
+#[derive(clap::Parser)]
+struct Wrap {
+    #[command(flatten)]
+    opts: LoadOptions,
+}
+
+fn options(args: &[&str]) -> LoadOptions {
+    Wrap::try_parse_from(std::iter::once("load").chain(args.iter().copied())).unwrap().opts
+}
+
+async fn run(args: &[&str]) -> load::Outcome {
+    load::run(&options(args), tokio_util::sync::CancellationToken::new(), false).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_is_exact_for_every_transport() {
+    let s = start_server(&[]).await;
+    let urls = [
+        format!("http://{}/mcp", s.addr("--http")),
+        format!("ws://{}/mcp/ws", s.addr("--ws")),
+        format!("tcp://{}", s.addr("--tcp")),
+    ];
+    let mut sent_calls = 0;
+    let mut sent_pings = 0;
+    for url in &urls {
+        let out = run(&[
+            "--url",
+            url,
+            "--sessions",
+            "8",
+            "--ramp",
+            "200",
+            "--duration",
+            "1s",
+            "--think",
+            "0",
+            "--mix",
+            "ping=1,tools/call:echo=3",
+        ])
+        .await;
+        let r = &out.result;
+        assert_eq!(out.exit_code, 0, "{url}: {r:?}");
+        assert_eq!(r.summary.requests_ok, r.summary.requests_total, "{url}: {:?}", r.summary.errors);
+        assert!(r.summary.requests_total > 100, "{url}: {}", r.summary.requests_total);
+        sent_calls += r.by_method["tools/call:echo"].count;
+        sent_pings += r.by_method["ping"].count;
+        assert_eq!(r.by_method["initialize"].count, 8, "{url}");
+    }
+    // What the engine counts as sent is exactly what the server counts as received.
+    assert_eq!(s.metrics.requests_total("tools/call"), sent_calls);
+    assert_eq!(s.metrics.requests_total("ping"), sent_pings);
+    assert_eq!(s.metrics.requests_total("initialize"), 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinated_omission_is_corrected() {
+    // 200 requests/s for 5 s; the server answers nothing from 1.5 s to 2.5 s.
+    let s = start_server(&["--stateless", "--stall", "1s/60s@1500ms"]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let out = run(&["--url", &url, "--sessions", "4", "--ramp", "1000", "--duration", "5s", "--rate", "200"]).await;
+    let r = &out.result;
+    assert!(r.summary.requests_total >= 900, "{}", r.summary.requests_total);
+    assert!(r.summary.latency_ms.p99 >= 500.0, "the corrected histogram shows the stall: {:?}", r.summary.latency_ms);
+    assert!(
+        r.summary.latency_uncorrected_ms.p99 < 500.0,
+        "the raw one does not: {:?}",
+        r.summary.latency_uncorrected_ms
+    );
+    assert!(r.generator.kept_schedule, "the stall is the target's, not the generator's: {:?}", r.generator);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified() {
+    let s = start_server(&["--stateless", "--error-ratio", "0.2"]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let out = run(&[
+        "--url",
+        &url,
+        "--sessions",
+        "4",
+        "--duration",
+        "1s",
+        "--think",
+        "0",
+        "--mix",
+        "tools/call:echo=1,tools/call:fail=1",
+    ])
+    .await;
+    let e = &out.result.summary.errors;
+    assert!(e["tool_error"] > 0, "{e:?}");
+    assert!(e["jsonrpc"] > 0, "{e:?}");
+    let refused = run(&["--url", "http://127.0.0.1:1/mcp", "--sessions", "2", "--duration", "1s"]).await;
+    assert!(refused.result.summary.errors["connect"] >= 2, "{:?}", refused.result.summary.errors);
+}
+
+fn serve_child(extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(["serve", "--http", "127.0.0.1:0", "--stateless"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().nth(2).unwrap().to_string();
+    (child, format!("http://{addr}/mcp"))
+}
+
+#[test]
+fn failed_thresholds_exit_3_and_the_results_folder_is_complete() {
+    let (mut server, url) = serve_child(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = crate::util::swarmctl(
+        &[
+            "load",
+            "--url",
+            &url,
+            "--sessions",
+            "4",
+            "--duration",
+            "2s",
+            "--think",
+            "10ms",
+            "--threshold",
+            "p50<1us",
+            "--threshold",
+            "success>=99%",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["verdict"], "fail");
+    assert_eq!(r["thresholds"][0]["pass"], false);
+    assert_eq!(r["thresholds"][1]["pass"], true);
+    for key in ["requests_total", "requests_ok", "success_ratio", "throughput_rps", "sessions_peak"] {
+        assert!(r["summary"][key].is_number(), "{key}");
+    }
+    for key in ["min", "p50", "p90", "p95", "p99", "p999", "max", "mean"] {
+        assert!(r["summary"]["latency_ms"][key].is_number(), "{key}");
+        assert!(r["summary"]["latency_uncorrected_ms"][key].is_number(), "{key}");
+    }
+    let timeline = std::fs::read_to_string(dir.path().join("timeline.jsonl")).unwrap();
+    assert!(timeline.lines().count() >= 2, "{timeline}");
+    let summary = std::fs::read_to_string(dir.path().join("SUMMARY.txt")).unwrap();
+    assert!(summary.contains("threshold p50<1us: FAIL"), "{summary}");
+}
+
+#[test]
+fn ctrl_c_stops_drains_and_writes_an_interrupted_report() {
+    let (mut server, url) = serve_child(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut load = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args([
+            "load",
+            "--url",
+            &url,
+            "--sessions",
+            "4",
+            "--duration",
+            "60s",
+            "--think",
+            "10ms",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let _ = Command::new("kill").args(["-INT", &load.id().to_string()]).status();
+    let status = load.wait().unwrap();
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(10), "drains quickly");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["verdict"], "interrupted");
+    assert!(r["summary"]["requests_total"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let state = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (vec!["load", "--url", "localhost:8080"], "invalid --url"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--mix", "nope=1"], "--mix"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<5"], "invalid threshold"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "0"], "--sessions"),
+    ] {
+        let out = crate::util::swarmctl(&args, state.path());
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
