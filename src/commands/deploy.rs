@@ -300,6 +300,7 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .await;
     progress.finish();
     let states = result.context("the stack was deployed but did not converge")?;
+    wait_for_routes(&config, &public_host(), quiet).await;
     let list = endpoints(&config, &public_host());
     if args.json {
         let out =
@@ -316,6 +317,27 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         print_endpoints(&list)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
+/// for a moment after convergence the endpoints answer 404. Waits (at most 30 s) until the
+/// health route answers through the load balancer; says so if it never does.
+async fn wait_for_routes(config: &Config, host: &str, quiet: bool) {
+    if config.server.transports.http.is_none() {
+        return;
+    }
+    let url = format!("http://{host}:{}{}", config.lb.ports.web, config.server.health_path);
+    let probe = crate::cli::ProbeArgs { url: url.clone(), timeout: crate::units::Duration::from_secs(2) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if super::serve::probe(&probe).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    if !quiet {
+        eprintln!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)");
+    }
 }
 
 /// Packs this binary as the builtin image: `tag`, plus `swarmctl/mcp-server:<version>`.

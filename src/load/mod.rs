@@ -209,6 +209,32 @@ fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
     Ok((plan, thresholds))
 }
 
+/// Open files a process needs besides its sessions' sockets (runtime, stdio, output files).
+const SPARE_FILES: u64 = 64;
+
+/// Pre-flight: one socket per session must fit under the open-file limit. Raises the soft
+/// limit to the hard one when that is enough; otherwise says what is feasible, before
+/// anything is started.
+pub fn check_open_files(sessions: usize) -> anyhow::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let need = sessions as u64 + SPARE_FILES;
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current.unwrap_or(u64::MAX), limit.maximum.unwrap_or(u64::MAX));
+    if need <= soft {
+        return Ok(soft);
+    }
+    if need <= hard {
+        setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(hard), maximum: limit.maximum })
+            .context("cannot raise the open-file limit")?;
+        return Ok(hard);
+    }
+    bail!(
+        "{sessions} sessions need {need} open files, and this process may open at most {hard} (hard limit): \
+         run at most {} sessions per process (split the load over several `swarmctl load` processes), or raise the hard limit",
+        hard.saturating_sub(SPARE_FILES)
+    )
+}
+
 /// What a finished run produced, with its exit code.
 pub struct Outcome {
     /// The results.
@@ -224,6 +250,7 @@ pub async fn run(
     progress: bool,
 ) -> anyhow::Result<Outcome> {
     let (plan, thresholds) = resolve(o)?;
+    check_open_files(plan.sessions)?;
     let plan = Arc::new(plan);
     let mut timeline = match &o.out {
         Some(dir) => {
