@@ -177,13 +177,31 @@ fn classify_sse(body: &[u8], id: u64) -> Result<(), ErrorClass> {
     Err(ErrorClass::Protocol)
 }
 
+/// Connects from `source` when given: bound with `IP_BIND_ADDRESS_NO_PORT`, so the port is
+/// chosen at connect time per destination and each source address adds a full ephemeral
+/// port range (the ~28K ports to one destination are the limit without it).
+async fn dial(authority: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else { return TcpStream::connect(authority).await };
+    let addr = tokio::net::lookup_host(authority)
+        .await?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address of the source's family"))?;
+    let socket = if source.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    if source.is_ipv4() {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
+            .map_err(std::io::Error::from)?;
+    }
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 impl Session {
-    /// Opens the connection (nothing MCP yet).
-    pub async fn connect(target: &Target) -> Result<Session, ErrorClass> {
+    /// Opens the connection (nothing MCP yet), from `source` when given.
+    pub async fn connect(target: &Target, source: Option<std::net::IpAddr>) -> Result<Session, ErrorClass> {
         let authority = match target {
             Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => authority,
         };
-        let tcp = TcpStream::connect(authority.as_str()).await.map_err(|_| ErrorClass::Connect)?;
+        let tcp = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
         let _ = tcp.set_nodelay(true);
         let conn = match target {
             Target::Http { .. } => {

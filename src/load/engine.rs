@@ -32,6 +32,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// DELETE / close sessions at the end.
     pub close: bool,
+    /// Source addresses; sessions use them round-robin (empty: the kernel's choice).
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 impl Plan {
@@ -138,19 +140,16 @@ fn second(t: u64, s: &Stats, live: &Live) -> Second {
 }
 
 /// Connects and initializes, retrying with a bounded backoff; the failure class otherwise.
-async fn open(
-    target: &Target,
-    shards: &Shards,
-    i: usize,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<Session, ErrorClass> {
+async fn open(plan: &Plan, shards: &Shards, i: usize, cancel: &CancellationToken) -> Result<Session, ErrorClass> {
+    let target = &plan.targets[i % plan.targets.len()];
+    let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
+    let timeout = plan.timeout;
     let mut backoff = Duration::from_millis(100);
     let mut last = ErrorClass::Connect;
     for _ in 0..3 {
         let started = Instant::now();
         let attempt = async {
-            let mut s = Session::connect(target).await?;
+            let mut s = Session::connect(target, source).await?;
             s.initialize(1).await?;
             Ok::<_, ErrorClass>(s)
         };
@@ -187,8 +186,7 @@ async fn session(
         _ = cancel.cancelled() => return,
     }
     shards.with(i, |st| st.session_started(us(due.elapsed())));
-    let target = &plan.targets[i % plan.targets.len()];
-    let mut session = match open(target, &shards, i, plan.timeout, &cancel).await {
+    let mut session = match open(&plan, &shards, i, &cancel).await {
         Ok(s) => s,
         Err(_) => return, // counted in `initialize`
     };
@@ -218,7 +216,7 @@ async fn session(
         if session.expired {
             // The server forgot the session (counted as session_expired): start a new one.
             if session.initialize(1).await.is_err() {
-                match open(target, &shards, i, plan.timeout, &cancel).await {
+                match open(&plan, &shards, i, &cancel).await {
                     Ok(s) => session = s,
                     Err(_) => break,
                 }
@@ -246,7 +244,7 @@ async fn session(
         }
         if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect)) {
             // The connection's state is unknown: reconnect (bounded, counted in `initialize`).
-            match open(target, &shards, i, plan.timeout, &cancel).await {
+            match open(&plan, &shards, i, &cancel).await {
                 Ok(s) => session = s,
                 Err(_) => break,
             }

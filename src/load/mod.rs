@@ -56,6 +56,10 @@ pub struct LoadOptions {
     /// Pass/fail condition (repeatable): p99<500ms, success>=99.9%, tools/call:echo:p95<50ms.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
+    /// Source addresses to connect from, round-robin: a range (127.0.0.2-127.0.0.40) or a
+    /// comma list. Each adds a full ephemeral port range toward every destination.
+    #[arg(long, value_name = "ADDRS")]
+    pub source_ips: Option<String>,
     /// Offer the `mcp` WebSocket subprotocol.
     #[arg(long)]
     pub ws_subprotocol: bool,
@@ -175,7 +179,7 @@ pub struct Generator {
 }
 
 /// A validated run: the engine's plan plus thresholds.
-fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
+pub(crate) fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
     let targets = o
         .urls
         .iter()
@@ -196,7 +200,12 @@ fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
     let mix: Mix = o.mix.parse().map_err(|e: String| anyhow::anyhow!("--mix: {e}"))?;
     let thresholds =
         o.thresholds.iter().map(|t| t.parse()).collect::<Result<Vec<Threshold>, _>>().map_err(anyhow::Error::msg)?;
+    let sources = match &o.source_ips {
+        Some(spec) => parse_sources(spec).map_err(|e| anyhow::anyhow!("--source-ips: {e}"))?,
+        None => Vec::new(),
+    };
     let plan = engine::Plan {
+        sources,
         targets,
         sessions: o.sessions,
         ramp: o.ramp,
@@ -207,6 +216,32 @@ fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Threshold>)> {
         close: !o.no_close,
     };
     Ok((plan, thresholds))
+}
+
+/// `127.0.0.2-127.0.0.40` or `10.0.0.5,10.0.0.6`.
+pub fn parse_sources(spec: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (Ipv4Addr, Ipv4Addr) = (
+                    a.trim().parse().map_err(|_| format!("`{a}` is not an IPv4 address"))?,
+                    b.trim().parse().map_err(|_| format!("`{b}` is not an IPv4 address"))?,
+                );
+                let (a, b) = (u32::from(a), u32::from(b));
+                if b < a || b - a > 65_535 {
+                    return Err(format!("`{part}` is not a range of at most 65536 addresses, low to high"));
+                }
+                out.extend((a..=b).map(|x| IpAddr::V4(Ipv4Addr::from(x))));
+            }
+            None => out.push(part.parse().map_err(|_| format!("`{part}` is not an IP address"))?),
+        }
+    }
+    if out.is_empty() {
+        return Err("no address given".into());
+    }
+    Ok(out)
 }
 
 /// Open files a process needs besides its sessions' sockets (runtime, stdio, output files).
@@ -235,6 +270,43 @@ pub fn check_open_files(sessions: usize) -> anyhow::Result<u64> {
     )
 }
 
+/// The kernel's ephemeral port range size (`net.ipv4.ip_local_port_range`; 28,232 by default).
+fn local_port_range() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().filter_map(|x| x.parse::<u64>().ok());
+            Some(it.next()?.abs_diff(it.next()?) + 1)
+        })
+        .unwrap_or(28_232)
+}
+
+/// Pre-flight: connections to one destination from one source address are limited by the
+/// ephemeral port range; say so before starting, with what would work.
+pub fn check_ports(plan: &engine::Plan, port_range: u64) -> anyhow::Result<()> {
+    let mut per_destination: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..plan.sessions {
+        let authority = match &plan.targets[i % plan.targets.len()] {
+            Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => {
+                authority.clone()
+            }
+        };
+        *per_destination.entry(authority).or_default() += 1;
+    }
+    let sources = plan.sources.len().max(1) as u64;
+    for (dest, n) in per_destination {
+        if n > port_range * sources {
+            let needed = n.div_ceil(port_range);
+            bail!(
+                "{n} sessions to {dest} need more than the {port_range} ephemeral ports one source address has{}: give --source-ips with at least {needed} addresses (e.g. 127.0.0.2-127.0.0.{})",
+                if sources > 1 { format!(" ({sources} addresses give {})", port_range * sources) } else { String::new() },
+                needed + 1
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What a finished run produced, with its exit code.
 pub struct Outcome {
     /// The results.
@@ -251,6 +323,7 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let (plan, thresholds) = resolve(o)?;
     check_open_files(plan.sessions)?;
+    check_ports(&plan, local_port_range())?;
     let plan = Arc::new(plan);
     let mut timeline = match &o.out {
         Some(dir) => {
@@ -466,4 +539,35 @@ fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
     std::fs::write(dir.join("SUMMARY.txt"), summary_text(r))
         .with_context(|| format!("cannot write {}/SUMMARY.txt", dir.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sessions: usize, urls: &[&str], sources: usize) -> engine::Plan {
+        engine::Plan {
+            targets: urls.iter().map(|u| Target::parse(u, false, false).unwrap()).collect(),
+            sessions,
+            ramp: 1.0,
+            hold: Duration::ZERO,
+            model: Model::Closed { think: Duration::ZERO },
+            mix: "ping=1".parse().unwrap(),
+            timeout: Duration::from_secs(1),
+            close: true,
+            sources: (0..sources).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i as u8])).collect(),
+        }
+    }
+
+    #[test]
+    fn port_preflight_counts_per_destination_and_source() {
+        assert!(check_ports(&plan(20_000, &["http://127.0.0.1:1/mcp"], 0), 28_232).is_ok());
+        let err = check_ports(&plan(100_000, &["http://127.0.0.1:1/mcp"], 0), 28_232).unwrap_err().to_string();
+        assert!(err.contains("--source-ips with at least 4 addresses"), "{err}");
+        assert!(check_ports(&plan(100_000, &["http://127.0.0.1:1/mcp"], 4), 28_232).is_ok());
+        // Spread over 12 replicas' ports, one address is enough.
+        let urls: Vec<String> = (0..12).map(|i| format!("http://127.0.0.1:{}/mcp", 20000 + i)).collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        assert!(check_ports(&plan(100_000, &urls, 0), 28_232).is_ok());
+    }
 }

@@ -217,3 +217,37 @@ fn bad_flags_are_refused_with_the_flag_named() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_connect_from_the_source_addresses_given() {
+    // A bare listener that notes who connects and hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let seen = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            seen.lock().unwrap().insert(peer.ip().to_string());
+            drop(stream);
+        }
+    });
+    let url = format!("tcp://{addr}");
+    let out = run(&[
+        "--url",
+        &url,
+        "--sessions",
+        "6",
+        "--ramp",
+        "100",
+        "--duration",
+        "1s",
+        "--source-ips",
+        "127.0.0.2-127.0.0.4",
+    ])
+    .await;
+    assert!(out.result.by_method["initialize"].count >= 6);
+    let peers: Vec<String> = peers.lock().unwrap().iter().cloned().collect();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    assert_eq!(load::parse_sources("127.0.0.2-127.0.0.4,10.1.1.1").unwrap().len(), 4);
+    assert!(load::parse_sources("127.0.0.9-127.0.0.2").is_err());
+}
