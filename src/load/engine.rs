@@ -34,6 +34,9 @@ pub struct Plan {
     pub close: bool,
     /// Source addresses; sessions use them round-robin (empty: the kernel's choice).
     pub sources: Vec<std::net::IpAddr>,
+    /// When the first session is due (wall clock), so that worker processes share one
+    /// schedule; `None`: right away.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 impl Plan {
@@ -90,10 +93,13 @@ pub async fn run(
     plan: Arc<Plan>,
     cancel: CancellationToken,
     live: Arc<Live>,
-    mut on_second: impl FnMut(Second),
+    mut on_second: impl FnMut(Second, &Stats),
 ) -> (Stats, Duration, bool) {
     let shards = Arc::new(Shards::new(16));
-    let start = Instant::now() + Duration::from_millis(50);
+    let start = match plan.start_at {
+        Some(at) => Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default(),
+        None => Instant::now() + Duration::from_millis(50),
+    };
     let end = start + plan.run_time();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..plan.sessions {
@@ -108,7 +114,7 @@ pub async fn run(
             _ = tick.tick() => {
                 t += 1;
                 let s = shards.take_second();
-                on_second(second(t, &s, &live));
+                on_second(second(t, &s, &live), &s);
             }
             done = tasks.join_next() => {
                 if done.is_none() {
@@ -119,18 +125,23 @@ pub async fn run(
     }
     let s = shards.take_second();
     if s.totals().0 > 0 {
-        on_second(second(t + 1, &s, &live));
+        on_second(second(t + 1, &s, &live), &s);
     }
     let elapsed = start.elapsed();
     (shards.total(), elapsed, cancel.is_cancelled())
 }
 
 fn second(t: u64, s: &Stats, live: &Live) -> Second {
+    second_of(t, s, live.sessions_open.load(Relaxed))
+}
+
+/// The timeline entry of second `t` from its measurements.
+pub fn second_of(t: u64, s: &Stats, sessions: u64) -> Second {
     let (requests, ok) = s.totals();
     let (c, _) = s.latency();
     Second {
         t,
-        sessions: live.sessions_open.load(Relaxed),
+        sessions,
         requests,
         ok,
         errors: s.errors.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),

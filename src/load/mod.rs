@@ -7,6 +7,7 @@
 pub mod client;
 pub mod engine;
 pub mod stats;
+mod workers;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,16 @@ pub struct LoadOptions {
     /// Leave sessions open at the end (no DELETE, no close frame).
     #[arg(long)]
     pub no_close: bool,
+    /// Split the sessions over N processes of this binary (each process may hold at most
+    /// ~19,900 sockets here); their histograms are merged exactly, not averaged.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
+    /// Internal: run as one worker of a parent `load`, reporting into DIR.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub worker_report: Option<PathBuf>,
+    /// Internal: when the first session is due, in milliseconds since the Unix epoch.
+    #[arg(long, hide = true, value_name = "EPOCH_MS")]
+    pub start_at: Option<u64>,
     /// Write results.json, timeline.jsonl (as the run goes) and SUMMARY.txt into DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -205,6 +216,7 @@ pub(crate) fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Thre
         None => Vec::new(),
     };
     let plan = engine::Plan {
+        start_at: o.start_at.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
         sources,
         targets,
         sessions: o.sessions,
@@ -322,9 +334,15 @@ pub async fn run(
     progress: bool,
 ) -> anyhow::Result<Outcome> {
     let (plan, thresholds) = resolve(o)?;
-    check_open_files(plan.sessions)?;
     check_ports(&plan, local_port_range())?;
+    if o.workers > 1 {
+        return workers::run(o, &plan, &thresholds, cancel, progress).await;
+    }
+    check_open_files(plan.sessions)?;
     let plan = Arc::new(plan);
+    if let Some(dir) = &o.worker_report {
+        return workers::serve_as_worker(plan, dir, cancel).await;
+    }
     let mut timeline = match &o.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -334,22 +352,40 @@ pub async fn run(
         None => None,
     };
     let live = Arc::new(engine::Live::default());
-    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s| {
-        if let Some(f) = timeline.as_mut() {
-            let _ = writeln!(f, "{}", serde_json::to_string(&s).unwrap_or_default());
-            let _ = f.flush();
-        }
-        if progress {
-            let errors: u64 = s.errors.values().sum();
-            eprintln!(
-                "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
-                s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
-            );
-        }
+    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, _| {
+        show_second(&s, timeline.as_mut(), progress);
     })
     .await;
     let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
-    let result = summarize(o, &plan, &thresholds, &stats, elapsed, peak, interrupted);
+    finish(o, &plan, &thresholds, &stats, elapsed, peak, interrupted)
+}
+
+/// Appends a second to the timeline file and prints the progress line.
+fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: bool) {
+    if let Some(f) = timeline {
+        let _ = writeln!(f, "{}", serde_json::to_string(s).unwrap_or_default());
+        let _ = f.flush();
+    }
+    if progress {
+        let errors: u64 = s.errors.values().sum();
+        eprintln!(
+            "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
+            s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
+        );
+    }
+}
+
+/// Results, exit code, results folder.
+fn finish(
+    o: &LoadOptions,
+    plan: &engine::Plan,
+    thresholds: &[Threshold],
+    stats: &Stats,
+    elapsed: Duration,
+    peak: u64,
+    interrupted: bool,
+) -> anyhow::Result<Outcome> {
+    let result = summarize(o, plan, thresholds, stats, elapsed, peak, interrupted);
     let exit_code = if interrupted {
         130
     } else if result.thresholds.iter().any(|t| !t.pass) {
@@ -476,6 +512,37 @@ fn summarize(
     }
 }
 
+/// Results of a worker's share (no thresholds: the parent judges the merged run).
+pub(crate) fn summarize_plain(
+    plan: &engine::Plan,
+    stats: &Stats,
+    elapsed: Duration,
+    peak: u64,
+    interrupted: bool,
+) -> RunResult {
+    let o = LoadOptions {
+        urls: plan.targets.iter().map(|t| format!("{t:?}")).collect(),
+        sessions: plan.sessions,
+        ramp: plan.ramp,
+        duration: Dur(plan.hold),
+        think: Dur(Duration::ZERO),
+        rate: None,
+        mix: String::new(),
+        timeout: Dur(plan.timeout),
+        thresholds: vec![],
+        source_ips: None,
+        workers: 1,
+        worker_report: None,
+        start_at: None,
+        ws_subprotocol: false,
+        ws_newline: false,
+        no_close: false,
+        out: None,
+        json: false,
+    };
+    summarize(&o, plan, &[], stats, elapsed, peak, interrupted)
+}
+
 /// The human summary, rendered from the results alone.
 pub fn summary_text(r: &RunResult) -> String {
     let s = &r.summary;
@@ -556,6 +623,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             close: true,
             sources: (0..sources).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i as u8])).collect(),
+            start_at: None,
         }
     }
 

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Why a request did not succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The connection could not be opened.
@@ -292,5 +292,98 @@ mod tests {
         assert_eq!(total.methods["initialize"].count, 8);
         let (c, r) = total.latency();
         assert_eq!((LatencyMs::of(&c).p50, LatencyMs::of(&r).p50), (2.0, 1.5));
+    }
+}
+
+/// `Stats` in a form that crosses process boundaries losslessly: histograms in HdrHistogram's
+/// V2 compressed encoding (base64), so that worker processes merge exactly.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct WireStats {
+    methods: BTreeMap<String, (u64, u64, String, String)>,
+    errors: BTreeMap<ErrorClass, u64>,
+    send_lag: Option<String>,
+    start_lag: Option<String>,
+}
+
+fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    let mut buf = Vec::new();
+    hdrhistogram::serialization::Serializer::serialize(
+        &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+        h,
+        &mut buf,
+    )
+    .expect("serializing into memory cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+fn decode(s: &str) -> Result<Histogram<u64>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| e.to_string())?;
+    let h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("{e:?}"))?;
+    let mut out = histogram();
+    out.add(&h).map_err(|e| format!("{e:?}"))?;
+    Ok(out)
+}
+
+impl From<&Stats> for WireStats {
+    fn from(s: &Stats) -> Self {
+        WireStats {
+            methods: s
+                .methods
+                .iter()
+                .map(|(l, m)| (l.clone(), (m.count, m.ok, encode(&m.corrected), encode(&m.raw))))
+                .collect(),
+            errors: s.errors.clone(),
+            send_lag: s.send_lag.as_ref().map(encode),
+            start_lag: s.start_lag.as_ref().map(encode),
+        }
+    }
+}
+
+impl TryFrom<&WireStats> for Stats {
+    type Error = String;
+
+    fn try_from(w: &WireStats) -> Result<Self, String> {
+        let mut s = Stats { errors: w.errors.clone(), ..Default::default() };
+        for (label, (count, ok, c, r)) in &w.methods {
+            s.methods
+                .insert(label.clone(), MethodStats { count: *count, ok: *ok, corrected: decode(c)?, raw: decode(r)? });
+        }
+        s.send_lag = w.send_lag.as_deref().map(decode).transpose()?;
+        s.start_lag = w.start_lag.as_deref().map(decode).transpose()?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn stats_survive_the_wire_exactly() {
+        let mut s = Stats::default();
+        for i in 1..=1000u64 {
+            s.record(
+                "tools/call:echo",
+                if i % 10 == 0 { Err(ErrorClass::Jsonrpc) } else { Ok(()) },
+                i * 100,
+                i * 90,
+                i,
+            );
+        }
+        s.session_started(1500);
+        let json = serde_json::to_string(&WireStats::from(&s)).unwrap();
+        let back = Stats::try_from(&serde_json::from_str::<WireStats>(&json).unwrap()).unwrap();
+        assert_eq!(back.totals(), s.totals());
+        assert_eq!(back.errors, s.errors);
+        let ((c1, r1), (c2, r2)) = (s.latency(), back.latency());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(c1.value_at_quantile(q), c2.value_at_quantile(q));
+            assert_eq!(r1.value_at_quantile(q), r2.value_at_quantile(q));
+        }
+        assert_eq!(back.start_lag.unwrap().len(), 1);
     }
 }

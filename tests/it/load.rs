@@ -251,3 +251,47 @@ async fn sessions_connect_from_the_source_addresses_given() {
     assert_eq!(load::parse_sources("127.0.0.2-127.0.0.4,10.1.1.1").unwrap().len(), 4);
     assert!(load::parse_sources("127.0.0.9-127.0.0.2").is_err());
 }
+
+#[test]
+fn workers_split_the_sessions_and_merge_exactly() {
+    let (mut server, url) = serve_child(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = crate::util::swarmctl(
+        &[
+            "load",
+            "--url",
+            &url,
+            "--sessions",
+            "30",
+            "--ramp",
+            "200",
+            "--duration",
+            "2s",
+            "--think",
+            "20ms",
+            "--workers",
+            "3",
+            "--json",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["by_method"]["initialize"]["count"], 30, "every worker's sessions are counted once");
+    assert_eq!(r["summary"]["sessions_peak"], 30);
+    let sent = r["summary"]["requests_total"].as_u64().unwrap();
+    assert!(sent > 500, "{sent}");
+    // The merged timeline accounts for every request exactly once.
+    let timeline = std::fs::read_to_string(dir.path().join("timeline.jsonl")).unwrap();
+    let per_second: u64 =
+        timeline.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["requests"].as_u64().unwrap()).sum();
+    assert_eq!(per_second, sent);
+    for k in 0..3 {
+        assert!(dir.path().join(format!("workers/worker-{k}/report.json")).is_file());
+    }
+}

@@ -1,0 +1,234 @@
+//! Several processes in one run: each process may hold only so many sockets (20,000 open
+//! files here), so `--workers N` runs N copies of this binary on one shared schedule, reads
+//! their per-second measurements as they come, and merges their HDR histograms exactly.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{self, Plan};
+use super::stats::{Stats, WireStats};
+use super::workload::{Model, Threshold};
+use super::{finish, show_second, LoadOptions, Outcome};
+
+#[derive(Serialize, Deserialize)]
+struct WorkerSecond {
+    t: u64,
+    sessions: u64,
+    stats: WireStats,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WorkerReport {
+    stats: WireStats,
+    peak: u64,
+    elapsed_s: f64,
+    interrupted: bool,
+}
+
+/// The worker side: runs its share, writing each second and then the totals into `dir`.
+pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut seconds =
+        std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
+    let live = Arc::new(engine::Live::default());
+    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, st| {
+        let line = WorkerSecond { t: s.t, sessions: s.sessions, stats: WireStats::from(st) };
+        let _ = writeln!(seconds, "{}", serde_json::to_string(&line).unwrap_or_default());
+        let _ = seconds.flush();
+    })
+    .await;
+    let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
+    let report = WorkerReport { stats: WireStats::from(&stats), peak, elapsed_s: elapsed.as_secs_f64(), interrupted };
+    let tmp = dir.join("report.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
+    std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
+    Ok(Outcome {
+        result: super::summarize_plain(&plan, &stats, elapsed, peak, interrupted),
+        exit_code: if interrupted { 130 } else { 0 },
+    })
+}
+
+struct Worker {
+    child: Child,
+    dir: PathBuf,
+    offset: u64,
+    done: bool,
+    last_t: u64,
+}
+
+fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-q".into(), "load".into()];
+    for u in &o.urls {
+        a.extend(["--url".into(), u.clone()]);
+    }
+    a.extend(["--sessions".into(), sessions.to_string(), "--ramp".into(), ramp.to_string()]);
+    a.extend([
+        "--duration".into(),
+        o.duration.to_string(),
+        "--mix".into(),
+        o.mix.clone(),
+        "--timeout".into(),
+        o.timeout.to_string(),
+    ]);
+    match plan.model {
+        Model::Closed { think } => a.extend(["--think".into(), crate::units::Duration(think).to_string()]),
+        Model::Open { rate } => {
+            a.extend(["--rate".into(), (rate * sessions as f64 / plan.sessions as f64).to_string()])
+        }
+    }
+    if let Some(s) = &o.source_ips {
+        a.extend(["--source-ips".into(), s.clone()]);
+    }
+    for (flag, on) in
+        [("--ws-subprotocol", o.ws_subprotocol), ("--ws-newline", o.ws_newline), ("--no-close", o.no_close)]
+    {
+        if on {
+            a.push(flag.into());
+        }
+    }
+    a.extend(["--worker-report".into(), dir.display().to_string(), "--start-at".into(), start_ms.to_string()]);
+    a
+}
+
+/// The parent side: starts the workers, merges their seconds into the timeline as they come,
+/// forwards Ctrl-C to them (by their PIDs), and merges their totals at the end.
+pub async fn run(
+    o: &LoadOptions,
+    plan: &Plan,
+    thresholds: &[Threshold],
+    cancel: CancellationToken,
+    progress: bool,
+) -> anyhow::Result<Outcome> {
+    let n = o.workers.min(plan.sessions);
+    let exe = std::env::current_exe().context("cannot find this swarmctl binary to start workers")?;
+    let base = match &o.out {
+        Some(dir) => dir.join("workers"),
+        None => std::env::temp_dir().join(format!("swarmctl-load-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let mut timeline = match &o.out {
+        Some(dir) => Some(std::fs::File::create(dir.join("timeline.jsonl")).context("cannot create timeline.jsonl")?),
+        None => None,
+    };
+    // One schedule for all: worker k's sessions are due at t0 + (k + j·n) / ramp.
+    let t0 = SystemTime::now() + Duration::from_millis(1500);
+    let t0_ms = t0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let mut workers = Vec::with_capacity(n);
+    for k in 0..n {
+        let sessions = plan.sessions / n + usize::from(k < plan.sessions % n);
+        let dir = base.join(format!("worker-{k}"));
+        std::fs::create_dir_all(&dir)?;
+        let start_ms = t0_ms + (k as f64 * 1000.0 / plan.ramp) as u64;
+        let log = std::fs::File::create(dir.join("log.txt"))?;
+        let child = Command::new(&exe)
+            .args(args_for(o, plan, sessions, plan.ramp / n as f64, start_ms, &dir))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start a load worker")?;
+        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0 });
+    }
+
+    let mut pending: BTreeMap<u64, (usize, u64, Stats)> = BTreeMap::new();
+    let mut peak = 0;
+    let mut emitted = 0;
+    let mut signalled = false;
+    loop {
+        if cancel.is_cancelled() && !signalled {
+            signalled = true;
+            for w in &workers {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(w.child.id() as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                );
+            }
+        }
+        for w in workers.iter_mut() {
+            read_seconds(w, &mut pending)?;
+            if !w.done {
+                w.done = w.child.try_wait()?.is_some();
+                if w.done {
+                    read_seconds(w, &mut pending)?;
+                }
+            }
+        }
+        // A second is complete once every worker still running has reported it.
+        let running: Vec<u64> = workers.iter().filter(|w| !w.done).map(|w| w.last_t).collect();
+        let complete_up_to = running.iter().min().copied().unwrap_or(u64::MAX);
+        while let Some((&t, _)) = pending.iter().next() {
+            if t > complete_up_to {
+                break;
+            }
+            let (_, sessions, stats) = pending.remove(&t).expect("present");
+            peak = peak.max(sessions);
+            emitted = t;
+            show_second(&engine::second_of(t, &stats, sessions), timeline.as_mut(), progress);
+        }
+        if workers.iter().all(|w| w.done) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = cancel.cancelled(), if !signalled => {}
+        }
+    }
+    let _ = emitted;
+
+    let mut total = Stats::default();
+    let (mut elapsed, mut interrupted) = (0f64, signalled);
+    for w in &mut workers {
+        let status = w.child.wait()?;
+        let report_path = w.dir.join("report.json");
+        let Ok(bytes) = std::fs::read(&report_path) else {
+            let log = std::fs::read_to_string(w.dir.join("log.txt")).unwrap_or_default();
+            bail!(
+                "a load worker ended ({status}) without a report; its log ({}):\n{}",
+                w.dir.join("log.txt").display(),
+                log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        };
+        let report: WorkerReport = serde_json::from_slice(&bytes).context("a worker report does not parse")?;
+        total.merge(&Stats::try_from(&report.stats).map_err(anyhow::Error::msg)?);
+        peak = peak.max(report.peak);
+        elapsed = elapsed.max(report.elapsed_s);
+        interrupted |= report.interrupted;
+    }
+    if o.out.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    finish(o, plan, thresholds, &total, Duration::from_secs_f64(elapsed), peak, interrupted)
+}
+
+fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, (usize, u64, Stats)>) -> anyhow::Result<()> {
+    let path = w.dir.join("seconds.jsonl");
+    let Ok(mut f) = std::fs::File::open(&path) else { return Ok(()) };
+    f.seek(SeekFrom::Start(w.offset))?;
+    let mut reader = std::io::BufReader::new(f);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            break; // a line still being written is read next time
+        }
+        w.offset += n as u64;
+        let s: WorkerSecond =
+            serde_json::from_str(line.trim_end()).context("a worker's seconds file does not parse")?;
+        let stats = Stats::try_from(&s.stats).map_err(anyhow::Error::msg)?;
+        let entry = pending.entry(s.t).or_insert_with(|| (0, 0, Stats::default()));
+        entry.0 += 1;
+        entry.1 += s.sessions;
+        entry.2.merge(&stats);
+        w.last_t = w.last_t.max(s.t);
+    }
+    Ok(())
+}
