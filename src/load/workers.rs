@@ -108,6 +108,8 @@ pub async fn run(
     progress: bool,
 ) -> anyhow::Result<Outcome> {
     let n = o.workers.min(plan.sessions);
+    // Each worker must hold its share; say so now rather than as a worker's failure.
+    super::check_open_files(plan.sessions.div_ceil(n)).context("per worker")?;
     let exe = std::env::current_exe().context("cannot find this swarmctl binary to start workers")?;
     let base = match &o.out {
         Some(dir) => dir.join("workers"),
