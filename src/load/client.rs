@@ -91,8 +91,9 @@ pub struct Session {
     target: Target,
     conn: Conn,
     session_id: Option<String>,
-    cookie: Option<String>,
-    version: String,
+    session_header: Option<hyper::header::HeaderValue>,
+    host: Option<hyper::header::HeaderValue>,
+    cookie: Option<hyper::header::HeaderValue>,
     /// The server forgot the session (HTTP 404): initialize again before the next request.
     pub expired: bool,
 }
@@ -129,7 +130,7 @@ fn classify(text: &[u8], id: u64) -> Option<Result<(), ErrorClass>> {
         return None; // a notification or request from the server
     }
     let Some(got) = reply.id else { return Some(Err(ErrorClass::Protocol)) };
-    if got.get() != id.to_string() {
+    if got.get().parse::<u64>().ok() != Some(id) || got.get().starts_with('"') {
         return Some(Err(ErrorClass::Protocol));
     }
     Some(match (reply.error, reply.result) {
@@ -220,12 +221,17 @@ impl Session {
             }
             Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
         };
+        let host = match target {
+            Target::Http { authority, .. } => hyper::header::HeaderValue::from_str(authority).ok(),
+            _ => None,
+        };
         Ok(Session {
             target: target.clone(),
             conn,
             session_id: None,
+            session_header: None,
+            host,
             cookie: None,
-            version: String::new(),
             expired: false,
         })
     }
@@ -233,12 +239,12 @@ impl Session {
     /// `initialize` (id `id`) then `notifications/initialized`.
     pub async fn initialize(&mut self, id: u64) -> Result<(), ErrorClass> {
         self.session_id = None;
+        self.session_header = None;
         self.expired = false;
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"swarmctl-load","version":"{}"}}}}}}"#,
             env!("CARGO_PKG_VERSION")
         );
-        self.version = "2025-11-25".into();
         self.call(init.into_bytes(), id).await?;
         self.notify(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).await
     }
@@ -263,40 +269,52 @@ impl Session {
         }
     }
 
-    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, Option<String>, Bytes), ErrorClass> {
+    /// One POST; returns the status, whether the body is an SSE stream, and the body.
+    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, bool, Bytes), ErrorClass> {
+        use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, HOST};
         let Conn::Http(send) = &mut self.conn else { unreachable!("HTTP only") };
         let Target::Http { authority, path } = &self.target else { unreachable!("HTTP only") };
-        let mut req = hyper::Request::post(path.as_str())
-            .header("host", authority.as_str())
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
-        if let Some(sid) = &self.session_id {
-            req = req.header("mcp-session-id", sid.as_str()).header("mcp-protocol-version", self.version.as_str());
+        let mut req = hyper::Request::post(path.as_str());
+        let headers = req.headers_mut().expect("a fresh builder has headers");
+        headers.insert(
+            HOST,
+            self.host
+                .clone()
+                .unwrap_or_else(|| HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static("localhost"))),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Some(sid) = &self.session_header {
+            headers.insert("mcp-session-id", sid.clone());
+            headers.insert("mcp-protocol-version", HeaderValue::from_static("2025-11-25"));
         }
         if let Some(cookie) = &self.cookie {
-            req = req.header("cookie", cookie.as_str());
+            headers.insert(COOKIE, cookie.clone());
         }
         let req = req.body(Full::new(Bytes::from(bytes))).map_err(|_| ErrorClass::Protocol)?;
         send.ready().await.map_err(|_| ErrorClass::Disconnect)?;
         let res = send.send_request(req).await.map_err(|_| ErrorClass::Disconnect)?;
         let status = res.status().as_u16();
-        if let Some(sid) = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            self.session_id = Some(sid.to_string());
+        if let Some(sid) = res.headers().get("mcp-session-id") {
+            if self.session_header.as_ref() != Some(sid) {
+                self.session_id = sid.to_str().ok().map(str::to_owned);
+                self.session_header = Some(sid.clone());
+            }
         }
         // A load balancer's sticky cookie keeps the session on its replica.
-        let cookies: Vec<&str> = res
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|c| c.split(';').next())
-            .collect();
-        if !cookies.is_empty() {
-            self.cookie = Some(cookies.join("; "));
+        if res.headers().contains_key("set-cookie") {
+            let cookies: Vec<&str> = res
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|c| c.split(';').next())
+                .collect();
+            self.cookie = HeaderValue::from_str(&cookies.join("; ")).ok();
         }
-        let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let sse = res.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let body = res.into_body().collect().await.map_err(|_| ErrorClass::Disconnect)?.to_bytes();
-        Ok((status, ctype, body))
+        Ok((status, sse, body))
     }
 
     /// Sends request `bytes` (whose id is `id`) and waits for its answer.
@@ -304,7 +322,7 @@ impl Session {
         match &mut self.conn {
             Conn::Http(_) => {
                 let had_session = self.session_id.is_some();
-                let (status, ctype, body) = self.post(bytes).await?;
+                let (status, sse, body) = self.post(bytes).await?;
                 match status {
                     200 => {}
                     404 if had_session => {
@@ -313,7 +331,7 @@ impl Session {
                     }
                     _ => return Err(ErrorClass::HttpStatus),
                 }
-                if ctype.as_deref().is_some_and(|c| c.starts_with("text/event-stream")) {
+                if sse {
                     classify_sse(&body, id)
                 } else {
                     classify(&body, id).unwrap_or(Err(ErrorClass::Protocol))

@@ -220,9 +220,13 @@ async fn session(
         if next_due >= end || cancel.is_cancelled() {
             break;
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_due.into()) => {}
-            _ = cancel.cancelled() => break,
+        // A request already due goes out at once: a timer, even one in the past, costs a
+        // trip through the timer wheel (up to a millisecond).
+        if next_due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_due.into()) => {}
+                _ = cancel.cancelled() => break,
+            }
         }
         if session.expired {
             // The server forgot the session (counted as session_expired): start a new one.

@@ -219,37 +219,42 @@ impl LatencyMs {
 /// Where sessions record: a few locked shards, so that recording never contends much and the
 /// collector can take a second's worth at a time.
 pub struct Shards {
-    shards: Vec<Mutex<(Stats, Stats)>>,
+    shards: Vec<Mutex<Stats>>,
+    total: Mutex<Stats>,
 }
 
 impl Shards {
     /// `n` shards (a few per core).
     pub fn new(n: usize) -> Self {
-        Shards { shards: (0..n.max(1)).map(|_| Mutex::new((Stats::default(), Stats::default()))).collect() }
+        Shards {
+            shards: (0..n.max(1)).map(|_| Mutex::new(Stats::default())).collect(),
+            total: Mutex::new(Stats::default()),
+        }
     }
 
-    /// Records into the shard of `session` (both the running second and the total).
-    pub fn with<R>(&self, session: usize, f: impl Fn(&mut Stats) -> R) -> R {
+    /// Records into the shard of `session` (the running second; the collector folds each
+    /// second into the total, so a request is recorded once, not twice).
+    pub fn with<R>(&self, session: usize, f: impl FnOnce(&mut Stats) -> R) -> R {
         let mut guard = self.shards[session % self.shards.len()].lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard.1);
-        f(&mut guard.0)
+        f(&mut guard)
     }
 
-    /// Takes the second's worth from every shard (for the timeline).
+    /// Takes the second's worth from every shard (for the timeline) and adds it to the total.
     pub fn take_second(&self) -> Stats {
         let mut out = Stats::default();
         for s in &self.shards {
-            let second = std::mem::take(&mut s.lock().unwrap_or_else(|e| e.into_inner()).1);
+            let second = std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner()));
             out.merge(&second);
         }
+        self.total.lock().unwrap_or_else(|e| e.into_inner()).merge(&out);
         out
     }
 
-    /// Everything so far, merged.
+    /// Everything so far, merged (the running second included).
     pub fn total(&self) -> Stats {
-        let mut out = Stats::default();
+        let mut out = self.total.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for s in &self.shards {
-            out.merge(&s.lock().unwrap_or_else(|e| e.into_inner()).0);
+            out.merge(&s.lock().unwrap_or_else(|e| e.into_inner()));
         }
         out
     }

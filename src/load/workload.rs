@@ -24,10 +24,10 @@ pub struct Call {
 impl Call {
     /// The request bytes for `id`: only the id is spliced in at run time.
     pub fn bytes(&self, id: u64) -> Vec<u8> {
-        let id = id.to_string();
-        let mut out = Vec::with_capacity(self.prefix.len() + id.len() + self.suffix.len());
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(self.prefix.len() + 20 + self.suffix.len());
         out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(id.as_bytes());
+        let _ = write!(out, "{id}"); // into a Vec: cannot fail
         out.extend_from_slice(self.suffix.as_bytes());
         out
     }

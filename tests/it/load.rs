@@ -209,8 +209,22 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--mix", "nope=1"], "--mix"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<5"], "invalid threshold"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "0"], "--sessions"),
-        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "5000000", "--source-ips", "127.0.0.2-127.0.0.250"], "open files"),
-        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "100000"], "--source-ips with at least 4 addresses"),
+        (
+            vec![
+                "load",
+                "--url",
+                "http://127.0.0.1:1/mcp",
+                "--sessions",
+                "5000000",
+                "--source-ips",
+                "127.0.0.2-127.0.0.250",
+            ],
+            "open files",
+        ),
+        (
+            vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "100000"],
+            "--source-ips with at least 4 addresses",
+        ),
     ] {
         let out = crate::util::swarmctl(&args, state.path());
         assert_ne!(out.status.code(), Some(0), "{args:?}");
