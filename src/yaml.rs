@@ -2,6 +2,28 @@
 //! reported separately by the callers, so they are cut from the text, and Rust type names
 //! become words.
 
+/// A YAML scalar that stands for a string where compose and stack files allow any scalar
+/// (`ERL_MAX_PORTS: 262144`, `TCP_KEEPALIVE: true`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    S(String),
+    I(i64),
+    F(f64),
+    B(bool),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> String {
+        match s {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+            Scalar::F(f) => f.to_string(),
+            Scalar::B(b) => b.to_string(),
+        }
+    }
+}
+
 /// Strips serde_yaml's " at line L column C" suffix and its leading "path: ", and names types
 /// the way a stack file's author thinks of them.
 pub(crate) fn clean_message(message: &str) -> String {

@@ -509,31 +509,12 @@ fn map_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Strin
 fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Option<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Scalar {
-        S(String),
-        I(i64),
-        F(f64),
-        B(bool),
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
     enum Raw {
-        Map(BTreeMap<String, Option<Scalar>>),
+        Map(BTreeMap<String, Option<crate::yaml::Scalar>>),
         List(Vec<String>),
     }
     Ok(match Raw::deserialize(d)? {
-        Raw::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| {
-                let v = v.map(|s| match s {
-                    Scalar::S(s) => s,
-                    Scalar::I(i) => i.to_string(),
-                    Scalar::F(f) => f.to_string(),
-                    Scalar::B(b) => b.to_string(),
-                });
-                (k, v)
-            })
-            .collect(),
+        Raw::Map(m) => m.into_iter().map(|(k, v)| (k, v.map(String::from))).collect(),
         Raw::List(l) => l
             .into_iter()
             .map(|item| match item.split_once('=') {
