@@ -271,6 +271,12 @@ async fn session(
             _ => unreachable!("open has an interval"),
         };
     }
+    // The session is held open until the run ends, even when its next request would fall
+    // after the end (a think time longer than what is left).
+    tokio::select! {
+        _ = tokio::time::sleep_until(end.into()) => {}
+        _ = cancel.cancelled() => {}
+    }
     if plan.close {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
     }

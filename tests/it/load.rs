@@ -310,3 +310,14 @@ fn workers_split_the_sessions_and_merge_exactly() {
         assert!(dir.path().join(format!("workers/worker-{k}/report.json")).is_file());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_held_until_the_end_even_with_a_long_think_time() {
+    let s = start_server(&[]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let started = Instant::now();
+    let out = run(&["--url", &url, "--sessions", "5", "--ramp", "100", "--duration", "2s", "--think", "60s"]).await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "the run lasts its duration: {:?}", started.elapsed());
+    assert_eq!(out.result.summary.sessions_peak, 5);
+    assert_eq!(out.result.summary.requests_total, 5, "one request each: the next would be due after the end");
+}
