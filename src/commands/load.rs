@@ -10,11 +10,11 @@ use crate::load::{self, LoadOptions};
 pub async fn run(cli: &Cli, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
     let cancel = crate::shutdown::on_signals();
     let progress = !cli.quiet && (std::io::stderr().is_terminal() || cli.verbose > 0 || !opts.json);
-    let worker = opts.worker_report.is_some();
-    let outcome = load::run(opts, cancel, progress && !worker).await?;
-    if worker {
-        // A worker reports through its files; its parent prints.
-    } else if opts.json {
+    if let Some(dir) = &opts.worker_report {
+        return Ok(ExitCode::from(load::run_worker(opts, dir, cancel).await?));
+    }
+    let outcome = load::run(opts, cancel, progress).await?;
+    if opts.json {
         println!("{}", serde_json::to_string_pretty(&outcome.result)?);
     } else {
         print!("{}", load::summary_text(&outcome.result));

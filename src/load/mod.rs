@@ -340,9 +340,6 @@ pub async fn run(
     }
     check_open_files(plan.sessions)?;
     let plan = Arc::new(plan);
-    if let Some(dir) = &o.worker_report {
-        return workers::serve_as_worker(plan, dir, cancel).await;
-    }
     let mut timeline = match &o.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -358,6 +355,18 @@ pub async fn run(
     .await;
     let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
     finish(o, &plan, &thresholds, &stats, elapsed, peak, interrupted)
+}
+
+/// One worker's share of a `--workers` run: reports through files in `--worker-report DIR`
+/// (its parent prints and judges); returns the exit code (0, or 130 when interrupted).
+pub async fn run_worker(
+    o: &LoadOptions,
+    dir: &Path,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<u8> {
+    let (plan, _) = resolve(o)?;
+    check_open_files(plan.sessions)?;
+    workers::serve_as_worker(Arc::new(plan), dir, cancel).await
 }
 
 /// Appends a second to the timeline file and prints the progress line.
@@ -510,37 +519,6 @@ fn summarize(
             kept_schedule: send_lag <= 100.0 && start_lag <= 1000.0,
         },
     }
-}
-
-/// Results of a worker's share (no thresholds: the parent judges the merged run).
-pub(crate) fn summarize_plain(
-    plan: &engine::Plan,
-    stats: &Stats,
-    elapsed: Duration,
-    peak: u64,
-    interrupted: bool,
-) -> RunResult {
-    let o = LoadOptions {
-        urls: plan.targets.iter().map(|t| format!("{t:?}")).collect(),
-        sessions: plan.sessions,
-        ramp: plan.ramp,
-        duration: Dur(plan.hold),
-        think: Dur(Duration::ZERO),
-        rate: None,
-        mix: String::new(),
-        timeout: Dur(plan.timeout),
-        thresholds: vec![],
-        source_ips: None,
-        workers: 1,
-        worker_report: None,
-        start_at: None,
-        ws_subprotocol: false,
-        ws_newline: false,
-        no_close: false,
-        out: None,
-        json: false,
-    };
-    summarize(&o, plan, &[], stats, elapsed, peak, interrupted)
 }
 
 /// The human summary, rendered from the results alone.

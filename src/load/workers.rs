@@ -34,7 +34,7 @@ struct WorkerReport {
 }
 
 /// The worker side: runs its share, writing each second and then the totals into `dir`.
-pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Outcome> {
+pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<u8> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut seconds =
         std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
@@ -50,10 +50,7 @@ pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationTo
     let tmp = dir.join("report.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
     std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
-    Ok(Outcome {
-        result: super::summarize_plain(&plan, &stats, elapsed, peak, interrupted),
-        exit_code: if interrupted { 130 } else { 0 },
-    })
+    Ok(if interrupted { 130 } else { 0 })
 }
 
 struct Worker {

@@ -2,7 +2,7 @@
 //! the legacy HTTP+SSE transport (GET stream + POSTed messages), the WebSocket upgrade, and
 //! the operational endpoints (`/health`, `/metrics`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -63,17 +63,12 @@ pub struct Routes {
     pub metrics: bool,
 }
 
-struct Session {
-    #[allow(dead_code)] // kept for the day a version-specific behaviour needs it
-    version: &'static str,
-}
-
 /// State shared by every HTTP connection of the process.
 pub struct App {
     /// The MCP core.
     pub mcp: Arc<Mcp>,
     opts: HttpOptions,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashSet<String>>,
     streams: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
     draining: AtomicBool,
     /// Cancelled when the server drains: streams and WebSocket loops end.
@@ -87,7 +82,7 @@ impl App {
         App {
             mcp,
             opts,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashSet::new()),
             streams: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             closing,
@@ -322,18 +317,14 @@ async fn streamable(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             return Ok(res);
         }
     }
-    let (notes, body, negotiated, status) =
-        match app.mcp.call(Transport::Http, Era::Handshake, id, &method, params).await {
-            Answer::Drop => return Err(Dropped),
-            Answer::Reply { notes, body, negotiated, http_status } => (notes, body, negotiated, http_status),
-        };
+    let (notes, body, status) = match app.mcp.call(Transport::Http, Era::Handshake, id, &method, params).await {
+        Answer::Drop => return Err(Dropped),
+        Answer::Reply { notes, body, http_status, .. } => (notes, body, http_status),
+    };
     let mut res = reply(&app, notes, body, status, takes_sse);
     if initializing && !app.opts.stateless {
         let sid = app.new_session_id();
-        app.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sid.clone(), Session { version: negotiated.unwrap_or(mcp::LATEST) });
+        app.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone());
         app.mcp.metrics.session(1);
         res.headers_mut().insert("mcp-session-id", HeaderValue::from_str(&sid).expect("hex is a valid header"));
     }
@@ -408,7 +399,7 @@ fn session_problem(app: &App, sid: Option<&str>) -> Option<Response<Body>> {
             "missing Mcp-Session-Id: send initialize first",
         ));
     };
-    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).contains_key(sid) {
+    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).contains(sid) {
         None
     } else {
         Some(json_error(StatusCode::NOT_FOUND, mcp::code::SESSION_NOT_FOUND, "session not found: initialize a new one"))
@@ -422,7 +413,7 @@ fn delete_session(app: &App, req: &Request<Incoming>) -> Response<Body> {
     let Some(sid) = header_str(req, "mcp-session-id") else {
         return json_error(StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST, "missing Mcp-Session-Id");
     };
-    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(sid).is_some() {
+    if app.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(sid) {
         app.mcp.metrics.session(-1);
         full(StatusCode::OK, "", Bytes::new())
     } else {

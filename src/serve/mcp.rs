@@ -207,8 +207,6 @@ pub enum Answer {
         notes: Vec<Vec<u8>>,
         /// The response bytes.
         body: Vec<u8>,
-        /// For `initialize`: the negotiated protocol version.
-        negotiated: Option<&'static str>,
         /// 2026-07-28 only: answer with this HTTP status (404 for an unknown method).
         http_status: u16,
     },
@@ -219,7 +217,6 @@ pub enum Answer {
 /// What dispatch produced for one request.
 struct Out {
     body: Vec<u8>,
-    negotiated: Option<&'static str>,
     status: u16,
     error_code: Option<String>,
     notes: Vec<Vec<u8>>,
@@ -227,7 +224,7 @@ struct Out {
 
 impl Out {
     fn ok(body: Vec<u8>) -> Self {
-        Out { body, negotiated: None, status: 200, error_code: None, notes: vec![] }
+        Out { body, status: 200, error_code: None, notes: vec![] }
     }
 
     fn error(id: &RawValue, code: i64, message: &str, data: Option<Value>) -> Self {
@@ -365,7 +362,7 @@ impl Mcp {
             self.metrics.error(m, c);
         }
         self.metrics.duration(m, started.elapsed());
-        Answer::Reply { notes: out.notes, body: out.body, negotiated: out.negotiated, http_status: out.status }
+        Answer::Reply { notes: out.notes, body: out.body, http_status: out.status }
     }
 
     async fn dispatch(&self, era: Era, id: &RawValue, method: &str, params: Option<&RawValue>) -> Out {
@@ -399,7 +396,7 @@ impl Mcp {
                     "instructions": "swarmctl's reference MCP server: tools echo, add, sleep, fail and blob.",
                     "_meta": {"swarmctl/replica": self.replica()}
                 });
-                Out { negotiated: Some(negotiated), ..Out::ok(result_body(id, &result)) }
+                Out::ok(result_body(id, &result))
             }
             "server/discover" => ok(json!({
                 "supportedVersions": [MODERN],
