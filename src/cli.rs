@@ -14,7 +14,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 #[command(name = "swarmctl", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Stacks: built-in `default`, `ci` and `erlmcp-100k`, or a path to your own \
 stack file (layered on `default`). Configuration reference: docs/configuration.md.\n\
-Exit codes: 0 ok, 1 error, 2 usage or configuration error.")]
+Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 a threshold or SLO failed, 4 the load \
+generator could not keep its schedule, 130 interrupted.")]
 pub struct Cli {
     /// Stack: a built-in name (default, ci, erlmcp-100k) or a path to a stack file.
     #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE")]
@@ -99,6 +100,26 @@ pub enum Command {
     /// Exit codes: 0 pass, 3 a threshold failed, 4 the generator could not keep its schedule,
     /// 130 interrupted (Ctrl-C stops scheduling, drains, and still writes the results).
     Load(Box<crate::load::LoadOptions>),
+
+    /// Deploy if needed, run a load profile through the load balancer and write a results
+    /// folder: `baseline` and `stress` run their profile; `full` runs pre-flight, up, baseline,
+    /// stress, every validate phase and the report, and leaves the stack as configured.
+    ///
+    /// Results go to test-results/<kind>-<UTC time>/ (or --out): results.json (the source of
+    /// everything else), FINAL_REPORT.md, SUMMARY.txt, report.html, timeline.jsonl (written as
+    /// the run goes), logs/, metrics/, phases/. Exit codes: 0 every phase met its SLO, 3 one
+    /// did not, 1 the run could not go on, 130 interrupted (the report is still written).
+    Test(TestArgs),
+
+    /// Run phases under load against the deployed stack, each with a verdict measured against
+    /// the stack's SLO: `failover` (kill tasks, measure client-visible recovery), `scaling`
+    /// (scale through steps and back, throughput per replica count), `incremental` (session
+    /// counts held in turn), or `all`. Writes a results folder like `test`; same exit codes.
+    Validate(ValidateArgs),
+
+    /// Read, re-render or compare results folders.
+    #[command(subcommand)]
+    Report(ReportCommand),
 
     /// GET an http:// URL and exit 0 on a 2xx answer (the `builtin` image's healthcheck).
     Probe(ProbeArgs),
@@ -189,6 +210,113 @@ pub struct PackArgs {
     /// Name of the binary inside the image (default: its file name); the entrypoint is /NAME.
     #[arg(long, value_name = "NAME")]
     pub entrypoint: Option<String>,
+}
+
+/// `swarmctl test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Which run.
+    #[arg(value_enum)]
+    pub kind: TestKind,
+    /// Use the stack as it is deployed (do not run `up` first).
+    #[arg(long)]
+    pub no_deploy: bool,
+    /// Override the profile's concurrent sessions.
+    #[arg(long, value_name = "N")]
+    pub sessions: Option<u64>,
+    /// Override the profile's ramp (new sessions per second).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub ramp: Option<u64>,
+    /// Override how long the profile holds its sessions.
+    #[arg(long, value_name = "DURATION")]
+    pub hold: Option<crate::units::Duration>,
+    /// Override the profile's think time between a session's requests.
+    #[arg(long, value_name = "DURATION")]
+    pub think: Option<crate::units::Duration>,
+    /// Results folder (default: test-results/<kind>-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The `test` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestKind {
+    /// The `baseline` profile.
+    Baseline,
+    /// The `stress` profile.
+    Stress,
+    /// Everything: pre-flight, up, baseline, stress, validate all, report.
+    Full,
+}
+
+/// `swarmctl validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Which phase.
+    #[arg(long, value_enum, default_value = "all")]
+    pub phase: PhaseName,
+    /// Failover: tasks to kill at once, a count (1) or a share of the replicas (25%)
+    /// (default: test.failover.kill).
+    #[arg(long, value_name = "N|PCT")]
+    pub kill: Option<crate::config::KillCount>,
+    /// Failover: kill server replicas or a load-balancer task (default: test.failover.target).
+    #[arg(long, value_enum)]
+    pub target: Option<KillTarget>,
+    /// Results folder (default: test-results/validate-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The `validate` phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PhaseName {
+    /// Session counts held in turn.
+    Incremental,
+    /// Tasks killed under load.
+    Failover,
+    /// Replicas scaled under load.
+    Scaling,
+    /// incremental, failover, scaling.
+    All,
+}
+
+/// What the failover phase kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KillTarget {
+    /// Server replicas.
+    Server,
+    /// A load-balancer (Traefik) task.
+    Lb,
+}
+
+/// `swarmctl report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Print a results folder's summary.
+    Show {
+        /// The results folder (or its results.json).
+        dir: PathBuf,
+    },
+    /// Write FINAL_REPORT.md, SUMMARY.txt and report.html again from results.json.
+    Render {
+        /// The results folder.
+        dir: PathBuf,
+    },
+    /// Compare run B with run A: the figures both have, regressions flagged; exit 3 when one
+    /// got worse beyond the tolerance.
+    Compare {
+        /// The earlier run.
+        a: PathBuf,
+        /// The later run.
+        b: PathBuf,
+        /// Relative change tolerated in latency, throughput and recovery, in percent (success
+        /// ratios may not drop by more than 0.1 point whatever this says).
+        #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+        tolerance: f64,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `swarmctl probe`.

@@ -30,7 +30,7 @@ pub struct Endpoint {
 
 /// The host the stack's host-mode ports are reached at: DOCKER_HOST's host for a remote
 /// engine, else loopback.
-fn public_host() -> String {
+pub(crate) fn public_host() -> String {
     std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("tcp://").map(|rest| rest.split(':').next().unwrap_or("").to_string()))
@@ -78,7 +78,7 @@ fn print_endpoints(list: &[Endpoint]) -> std::io::Result<()> {
 }
 
 /// Config, rendered files and desired specs for the selected stack.
-fn prepare(cli: &Cli, builtin_image: Option<String>) -> anyhow::Result<(Config, DesiredStack)> {
+pub(crate) fn prepare(cli: &Cli, builtin_image: Option<String>) -> anyhow::Result<(Config, DesiredStack)> {
     let config = super::load_config(cli)?;
     let templates = super::load_templates(cli)?;
     let grafana_admin_password =

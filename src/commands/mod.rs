@@ -5,6 +5,7 @@ mod image;
 mod load;
 mod render;
 mod serve;
+mod test;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(cmd) => image::run(cmd).await,
         Command::Render(args) => render::run(&cli, args),
         Command::Serve(opts) => serve::run(opts).await,
+        Command::Test(args) => test::test(&cli, args).await,
+        Command::Validate(args) => test::validate(&cli, args).await,
+        Command::Report(cmd) => test::report(cmd),
         Command::Probe(args) => serve::probe(args).await,
         Command::Load(opts) => load::run(&cli, opts).await,
         Command::Completions(args) => {

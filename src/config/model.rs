@@ -351,6 +351,130 @@ pub struct Network {
 pub struct Test {
     /// Named load profiles; `baseline` and `stress` must exist.
     pub profiles: BTreeMap<String, Profile>,
+    /// The load profile the `validate` phases run under (by name).
+    pub phase_profile: String,
+    /// The failover phase.
+    pub failover: Failover,
+    /// The scaling phase.
+    pub scaling: Scaling,
+    /// The incremental phase.
+    pub incremental: Incremental,
+}
+
+/// Failover: replicas killed under load, recovery measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Failover {
+    /// How many tasks to kill at once: a count (`1`) or a share of the replicas (`25%`).
+    pub kill: KillCount,
+    /// What to kill: `server` replicas or a load-balancer (`lb`) task.
+    pub target: FailoverTarget,
+    /// Load before the kill.
+    pub warmup: Duration,
+    /// Load after the kill, while recovery is watched.
+    pub observe: Duration,
+    /// Successes in a row after the last error that count as recovered.
+    pub consecutive_ok: u64,
+}
+
+/// How many tasks the failover phase kills: a count, or a share of the replicas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KillCount {
+    /// This many.
+    Count(u64),
+    /// This percentage of the replicas, rounded up, at least one.
+    Percent(f64),
+}
+
+impl Default for KillCount {
+    fn default() -> Self {
+        KillCount::Count(1)
+    }
+}
+
+impl KillCount {
+    /// How many of `replicas` that is.
+    pub fn of(&self, replicas: u64) -> u64 {
+        match *self {
+            KillCount::Count(n) => n.min(replicas),
+            KillCount::Percent(p) => ((replicas as f64 * p / 100.0).ceil() as u64).clamp(1, replicas.max(1)),
+        }
+    }
+}
+
+impl std::fmt::Display for KillCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KillCount::Count(n) => write!(f, "{n}"),
+            KillCount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for KillCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is neither a count of tasks (1) nor a share of the replicas (25%)");
+        match s.trim().strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(KillCount::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => s.trim().parse::<u64>().map(KillCount::Count).map_err(|_| bad()),
+        }
+    }
+}
+
+impl Serialize for KillCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KillCount::Count(n) => s.serialize_u64(*n),
+            KillCount::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KillCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: String = crate::yaml::Scalar::deserialize(d)?.into();
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the failover phase kills.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverTarget {
+    /// Server replicas.
+    #[default]
+    Server,
+    /// A load-balancer task.
+    Lb,
+}
+
+/// Scaling: the server scaled through each step and back, under saturating load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scaling {
+    /// Replica counts to visit, in order; the configured count comes first and last.
+    pub steps: Vec<u64>,
+    /// Measured at each count after it converged.
+    pub hold: Duration,
+    /// Sessions sending back to back (closed model, no think time): throughput per replica
+    /// count is only a capacity figure when the load saturates.
+    pub sessions: u64,
+    /// Give up on a step's convergence after this long.
+    pub converge_timeout: Duration,
+}
+
+/// Incremental: session counts held one after another.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Incremental {
+    /// Concurrent sessions of each stage.
+    pub stages: Vec<u64>,
+    /// How long each stage is held after its ramp.
+    pub hold: Duration,
 }
 
 /// A load profile.
@@ -394,6 +518,8 @@ pub struct Slo {
     pub p99: Duration,
     /// Maximum client-visible recovery time after a replica is killed.
     pub failover_recovery: Duration,
+    /// Minimum share of successful requests over the failover phase, kill included.
+    pub failover_success_ratio: f64,
 }
 
 /// A map whose values may be written as strings, numbers or booleans (as in compose:

@@ -131,6 +131,11 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
     k.ensure(c.slo.success_ratio > 0.0 && c.slo.success_ratio <= 1.0, "slo.success_ratio", || {
         format!("must be a ratio above 0 and at most 1, e.g. 0.95 for 95 % (got {})", c.slo.success_ratio)
     });
+    k.ensure(
+        c.slo.failover_success_ratio > 0.0 && c.slo.failover_success_ratio <= 1.0,
+        "slo.failover_success_ratio",
+        || format!("must be a ratio above 0 and at most 1, e.g. 0.99 for 99 % (got {})", c.slo.failover_success_ratio),
+    );
     k.ensure(c.slo.p99.0.as_nanos() > 0, "slo.p99", || "must be longer than 0s, e.g. 500ms".into());
     k.ensure(c.slo.failover_recovery.0.as_nanos() > 0, "slo.failover_recovery", || {
         "must be longer than 0s, e.g. 30s".into()
@@ -181,6 +186,33 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         format!("must start with `/` (got `{}`)", s.health_path)
     });
 
+    k.ensure(test.profiles.contains_key(&test.phase_profile), "test.phase_profile", || {
+        format!(
+            "`{}` is not a profile; the profiles are: {}",
+            test.phase_profile,
+            test.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    });
+    k.ensure(test.failover.kill != KillCount::Count(0), "test.failover.kill", || {
+        "must kill at least one task (1, or a share such as 25%)".into()
+    });
+    k.ensure(test.failover.observe.0.as_secs() >= 5, "test.failover.observe", || {
+        "must be at least 5s: recovery is watched for this long after the kill".into()
+    });
+    k.ensure(test.failover.consecutive_ok >= 1, "test.failover.consecutive_ok", || "must be at least 1".into());
+    for (i, n) in test.scaling.steps.iter().enumerate() {
+        k.ensure(*n >= 1, &format!("test.scaling.steps[{i}]"), || "a replica count of at least 1".into());
+    }
+    k.ensure(test.scaling.hold.0.as_secs() >= 3, "test.scaling.hold", || {
+        "must be at least 3s: throughput is measured over it at each replica count".into()
+    });
+    k.ensure(test.scaling.sessions >= 1, "test.scaling.sessions", || "must be at least 1".into());
+    k.ensure(!test.incremental.stages.is_empty(), "test.incremental.stages", || {
+        "at least one session count, e.g. [1000, 10000]".into()
+    });
+    for (i, n) in test.incremental.stages.iter().enumerate() {
+        k.ensure(*n >= 1, &format!("test.incremental.stages[{i}]"), || "a session count of at least 1".into());
+    }
     for (name, profile) in &test.profiles {
         let key = format!("test.profiles.{name}");
         k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || "must be at least 1".into());

@@ -4,9 +4,11 @@
 //! - `swarm`: swarm state, init, nodes.
 //! - `stack`: a stack's objects, found by their namespace label; create, update, remove.
 //! - `converge`: waiting until services really run, failing fast with the scheduler's reason.
+//! - `fleet`: a deployed service's replicas: tasks, kill, scale, usage, logs.
 //! - `images`: building and finding images.
 
 pub mod converge;
+pub mod fleet;
 pub mod images;
 pub mod stack;
 pub mod swarm;

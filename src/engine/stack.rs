@@ -46,6 +46,7 @@ pub async fn observe(docker: &Docker, stack: &str) -> Result<Observed, EngineErr
         .map(|s| {
             let spec = s.spec.unwrap_or_default();
             ObservedService {
+                replicas: crate::plan::replicas(&spec),
                 name: spec.name.unwrap_or_default(),
                 id: s.id.unwrap_or_default(),
                 version: s.version.and_then(|v| v.index).unwrap_or(0),
@@ -108,34 +109,7 @@ pub async fn apply(
     }
 
     let observed = observe(docker, &desired.namespace).await?;
-    let ids = |objs: &[ObservedObject]| -> HashMap<String, String> {
-        objs.iter().map(|o| (o.name.clone(), o.id.clone())).collect()
-    };
-    let (config_ids, secret_ids) = (ids(&observed.configs), ids(&observed.secrets));
-    let ready = |spec: &ServiceSpec| -> Result<ServiceSpec, EngineError> {
-        let mut spec = spec.clone();
-        let hash = spec_hash(&spec);
-        spec.labels.get_or_insert_with(HashMap::new).insert(LABEL_SPEC_HASH.into(), hash);
-        let name = spec.name.clone().unwrap_or_default();
-        let container = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut());
-        if let Some(c) = container {
-            for r in c.configs.iter_mut().flatten() {
-                let wanted = r.config_name.clone().unwrap_or_default();
-                r.config_id = Some(config_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
-                    action: format!("deploy service {name}"),
-                    message: format!("config {wanted} does not exist"),
-                })?);
-            }
-            for r in c.secrets.iter_mut().flatten() {
-                let wanted = r.secret_name.clone().unwrap_or_default();
-                r.secret_id = Some(secret_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
-                    action: format!("deploy service {name}"),
-                    message: format!("secret {wanted} does not exist"),
-                })?);
-            }
-        }
-        Ok(spec)
-    };
+    let ready = |spec: &ServiceSpec| ready(spec, &observed);
 
     for spec in &desired.services {
         let name = spec.name.clone().unwrap_or_default();
@@ -175,6 +149,65 @@ pub async fn apply(
         }
     }
     Ok(warnings)
+}
+
+/// A service spec as the engine takes it: the spec-hash label set, configs and secrets
+/// referenced by the IDs the engine gave them.
+fn ready(spec: &ServiceSpec, observed: &Observed) -> Result<ServiceSpec, EngineError> {
+    let ids = |objs: &[ObservedObject]| -> HashMap<String, String> {
+        objs.iter().map(|o| (o.name.clone(), o.id.clone())).collect()
+    };
+    let (config_ids, secret_ids) = (ids(&observed.configs), ids(&observed.secrets));
+    let mut spec = spec.clone();
+    let hash = spec_hash(&spec);
+    spec.labels.get_or_insert_with(HashMap::new).insert(LABEL_SPEC_HASH.into(), hash);
+    let name = spec.name.clone().unwrap_or_default();
+    let container = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut());
+    if let Some(c) = container {
+        for r in c.configs.iter_mut().flatten() {
+            let wanted = r.config_name.clone().unwrap_or_default();
+            r.config_id = Some(config_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
+                action: format!("deploy service {name}"),
+                message: format!("config {wanted} does not exist"),
+            })?);
+        }
+        for r in c.secrets.iter_mut().flatten() {
+            let wanted = r.secret_name.clone().unwrap_or_default();
+            r.secret_id = Some(secret_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
+                action: format!("deploy service {name}"),
+                message: format!("secret {wanted} does not exist"),
+            })?);
+        }
+    }
+    Ok(spec)
+}
+
+/// Sets a service of the deployed stack to `n` replicas by writing the stack's own spec for it
+/// with only the count changed. Reading the spec back from the engine and writing it again
+/// would drop what bollard cannot read back (the healthcheck, on this engine) and so restart
+/// every task. The spec-hash label stays the configured spec's, so `up` sees the other count
+/// and restores it. Refuses when the deployed service is not the stack's current spec.
+pub async fn scale(docker: &Docker, desired: &DesiredStack, service: &str, n: u64) -> Result<(), EngineError> {
+    let action = format!("scale {service} to {n}");
+    let spec = desired
+        .services
+        .iter()
+        .find(|s| s.name.as_deref() == Some(service))
+        .ok_or_else(|| EngineError::Api { action: action.clone(), message: "the stack has no such service".into() })?;
+    let observed = observe(docker, &desired.namespace).await?;
+    let deployed = observed.services.iter().find(|s| s.name == service);
+    if deployed.and_then(|s| s.spec_hash.as_deref()) != Some(spec_hash(spec).as_str()) {
+        return Err(EngineError::Api {
+            action,
+            message: "the deployed service is not the stack's current spec: run `swarmctl up` with the same stack and settings first".into(),
+        });
+    }
+    let mut spec = ready(spec, &observed)?;
+    spec.mode = Some(bollard::models::ServiceSpecMode {
+        replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(n as i64) }),
+        ..Default::default()
+    });
+    update_service(docker, service, spec).await.map(|_| ())
 }
 
 /// A full-spec update at the service's current version, keeping its `ForceUpdate` counter;

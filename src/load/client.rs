@@ -380,11 +380,15 @@ impl Session {
         match &mut self.conn {
             Conn::Http(send) => {
                 let (Some(sid), Target::Http { authority, path }) = (&self.session_id, &self.target) else { return };
-                let Ok(req) = hyper::Request::delete(path.as_str())
+                let mut req = hyper::Request::delete(path.as_str())
                     .header("host", authority.as_str())
-                    .header("mcp-session-id", sid.as_str())
-                    .body(Full::new(Bytes::new()))
-                else {
+                    .header("mcp-session-id", sid.as_str());
+                // Without the sticky cookie a load balancer sends the DELETE to any replica,
+                // which does not know the session: it would stay open on its own.
+                if let Some(cookie) = &self.cookie {
+                    req = req.header(hyper::header::COOKIE, cookie.clone());
+                }
+                let Ok(req) = req.body(Full::new(Bytes::new())) else {
                     return;
                 };
                 if send.ready().await.is_ok() {

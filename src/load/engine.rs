@@ -51,7 +51,8 @@ impl Plan {
     }
 }
 
-/// Live counters the progress display reads (relaxed: a display needs no ordering).
+/// Live counters the progress display and the test phases read (relaxed: neither needs
+/// ordering between counters).
 #[derive(Debug, Default)]
 pub struct Live {
     /// Sessions open now.
@@ -62,6 +63,45 @@ pub struct Live {
     pub requests: AtomicU64,
     /// Of which failed.
     pub errors: AtomicU64,
+    /// Successful requests since the last failed one (any session): the failover phase's
+    /// "N consecutive successes".
+    pub ok_streak: AtomicU64,
+    /// Sessions that lost their connection or their server-side session.
+    pub sessions_dropped: AtomicU64,
+    /// Of those, re-established (reconnected and initialized again).
+    pub sessions_reestablished: AtomicU64,
+    /// Failures of any kind (failed requests and failed connection attempts).
+    pub failures_total: AtomicU64,
+    /// When each failure happened (Unix ms) and its class, the first `MAX_FAILURE_EVENTS`:
+    /// a failover timeline needs the exact moments, not per-second counts.
+    pub failures: std::sync::Mutex<Vec<(u64, ErrorClass)>>,
+}
+
+/// Failures kept with their time; beyond this only counts are kept.
+pub const MAX_FAILURE_EVENTS: usize = 200_000;
+
+impl Live {
+    fn record(&self, outcome: Result<(), ErrorClass>) {
+        self.requests.fetch_add(1, Relaxed);
+        match outcome {
+            Ok(()) => {
+                self.ok_streak.fetch_add(1, Relaxed);
+            }
+            Err(class) => {
+                self.errors.fetch_add(1, Relaxed);
+                self.ok_streak.store(0, Relaxed);
+                self.failed(class);
+            }
+        }
+    }
+
+    fn failed(&self, class: ErrorClass) {
+        self.failures_total.fetch_add(1, Relaxed);
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() < MAX_FAILURE_EVENTS {
+            f.push((crate::units::unix_now_ms(), class));
+        }
+    }
 }
 
 /// One second of the run, as timeline.jsonl records it.
@@ -151,7 +191,13 @@ pub fn second_of(t: u64, s: &Stats, sessions: u64) -> Second {
 }
 
 /// Connects and initializes, retrying with a bounded backoff; the failure class otherwise.
-async fn open(plan: &Plan, shards: &Shards, i: usize, cancel: &CancellationToken) -> Result<Session, ErrorClass> {
+async fn open(
+    plan: &Plan,
+    shards: &Shards,
+    live: &Live,
+    i: usize,
+    cancel: &CancellationToken,
+) -> Result<Session, ErrorClass> {
     let target = &plan.targets[i % plan.targets.len()];
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
     let timeout = plan.timeout;
@@ -172,7 +218,12 @@ async fn open(plan: &Plan, shards: &Shards, i: usize, cancel: &CancellationToken
         shards.with(i, |st| st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|e| *e), took, took, 0));
         match outcome {
             Ok(s) => return Ok(s),
-            Err(e) => last = e,
+            Err(e) => {
+                // A client cannot get in: that is a failure the user sees, like a failed call.
+                live.ok_streak.store(0, Relaxed);
+                live.failed(e);
+                last = e;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -197,8 +248,8 @@ async fn session(
         _ = cancel.cancelled() => return,
     }
     shards.with(i, |st| st.session_started(us(due.elapsed())));
-    let mut session = match open(&plan, &shards, i, &cancel).await {
-        Ok(s) => s,
+    let mut session = match open(&plan, &shards, &live, i, &cancel).await {
+        Ok(s) => Some(s),
         Err(_) => return, // counted in `initialize`
     };
     let open_now = live.sessions_open.fetch_add(1, Relaxed) + 1;
@@ -228,19 +279,33 @@ async fn session(
                 _ = cancel.cancelled() => break,
             }
         }
-        if session.expired {
-            // The server forgot the session (counted as session_expired): start a new one.
-            if session.initialize(1).await.is_err() {
-                match open(&plan, &shards, i, &cancel).await {
-                    Ok(s) => session = s,
-                    Err(_) => break,
+        let s = match &mut session {
+            Some(s) if !s.expired => s,
+            _ => {
+                // Lost or forgotten by the server: a new session (bounded retries per
+                // attempt, attempts until the run ends), counted.
+                let reopened = match session.as_mut() {
+                    Some(s) => s.initialize(1).await.is_ok(),
+                    None => false,
+                };
+                if !reopened {
+                    match open(&plan, &shards, &live, i, &cancel).await {
+                        Ok(s) => session = Some(s),
+                        Err(_) => {
+                            session = None;
+                            next_due = Instant::now() + Duration::from_secs(1);
+                            continue;
+                        }
+                    }
                 }
+                live.sessions_reestablished.fetch_add(1, Relaxed);
+                session.as_mut().expect("just opened")
             }
-        }
+        };
         let call = plan.mix.pick(n + i as u64);
         let id = n + 2;
         let sent = Instant::now();
-        let outcome = match tokio::time::timeout(plan.timeout, session.call(call.bytes(id), id)).await {
+        let outcome = match tokio::time::timeout(plan.timeout, s.call(call.bytes(id), id)).await {
             Ok(r) => r,
             Err(_) => Err(ErrorClass::Timeout),
         };
@@ -253,16 +318,14 @@ async fn session(
         let (corrected, raw, lag) = (us(done - next_due.min(sent)), us(done - sent), us(lag));
         free_since = done;
         shards.with(i, |st| st.record(&call.label, outcome, corrected, raw, lag));
-        live.requests.fetch_add(1, Relaxed);
-        if outcome.is_err() {
-            live.errors.fetch_add(1, Relaxed);
+        live.record(outcome);
+        if s.expired {
+            live.sessions_dropped.fetch_add(1, Relaxed);
         }
         if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect)) {
-            // The connection's state is unknown: reconnect (bounded, counted in `initialize`).
-            match open(&plan, &shards, i, &cancel).await {
-                Ok(s) => session = s,
-                Err(_) => break,
-            }
+            // The connection's state is unknown: a new one before the next request.
+            live.sessions_dropped.fetch_add(1, Relaxed);
+            session = None;
         }
         n += 1;
         next_due = match (plan.model, interval) {
@@ -277,7 +340,7 @@ async fn session(
         _ = tokio::time::sleep_until(end.into()) => {}
         _ = cancel.cancelled() => {}
     }
-    if plan.close {
+    if let (true, Some(session)) = (plan.close, session) {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
     }
     live.sessions_open.fetch_sub(1, Relaxed);

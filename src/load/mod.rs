@@ -88,11 +88,37 @@ pub struct LoadOptions {
     pub json: bool,
 }
 
+impl LoadOptions {
+    /// The command line's defaults, toward `urls` (for callers other than the command line).
+    pub fn toward(urls: Vec<String>) -> Self {
+        LoadOptions {
+            urls,
+            sessions: 10,
+            ramp: 100.0,
+            duration: Dur::from_secs(10),
+            think: Dur::from_secs(1),
+            rate: None,
+            mix: "tools/call:echo=1".into(),
+            timeout: Dur::from_secs(10),
+            thresholds: Vec::new(),
+            source_ips: None,
+            ws_subprotocol: false,
+            ws_newline: false,
+            no_close: false,
+            workers: 1,
+            worker_report: None,
+            start_at: None,
+            out: None,
+            json: false,
+        }
+    }
+}
+
 /// The version of the results.json contract (docs/results.md).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// `results.json`: everything else is rendered from it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     /// The contract's version.
     pub schema_version: u32,
@@ -111,7 +137,7 @@ pub struct RunResult {
 }
 
 /// The run's settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Targets.
     pub urls: Vec<String>,
@@ -132,7 +158,7 @@ pub struct RunConfig {
 }
 
 /// Totals.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Requests sent (all methods but initialize).
     pub requests_total: u64,
@@ -144,6 +170,12 @@ pub struct Summary {
     pub throughput_rps: f64,
     /// Most sessions open at once.
     pub sessions_peak: u64,
+    /// Sessions that lost their connection or their server-side session during the run.
+    #[serde(default)]
+    pub sessions_dropped: u64,
+    /// Of those, re-established (connected and initialized again).
+    #[serde(default)]
+    pub sessions_reestablished: u64,
     /// Run time, seconds.
     pub duration_s: f64,
     /// Latency from when each request was due.
@@ -155,7 +187,7 @@ pub struct Summary {
 }
 
 /// One method's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MethodSummary {
     /// Sent.
     pub count: u64,
@@ -168,7 +200,7 @@ pub struct MethodSummary {
 }
 
 /// One threshold's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdResult {
     /// As given.
     pub expr: String,
@@ -179,7 +211,7 @@ pub struct ThresholdResult {
 }
 
 /// Schedule keeping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generator {
     /// p99 of how late requests were sent after they were due, ms.
     pub send_lag_p99_ms: f64,
@@ -259,6 +291,12 @@ pub fn parse_sources(spec: &str) -> Result<Vec<std::net::IpAddr>, String> {
 /// Open files a process needs besides its sessions' sockets (runtime, stdio, output files).
 const SPARE_FILES: u64 = 64;
 
+/// Sessions one process can hold: its hard open-file limit less what it needs besides.
+pub fn sessions_per_process() -> u64 {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX);
+    hard.saturating_sub(SPARE_FILES)
+}
+
 /// Pre-flight: one socket per session must fit under the open-file limit. Raises the soft
 /// limit to the hard one when that is enough; otherwise says what is feasible, before
 /// anything is started.
@@ -333,13 +371,6 @@ pub async fn run(
     cancel: tokio_util::sync::CancellationToken,
     progress: bool,
 ) -> anyhow::Result<Outcome> {
-    let (plan, thresholds) = resolve(o)?;
-    check_ports(&plan, local_port_range())?;
-    if o.workers > 1 {
-        return workers::run(o, &plan, &thresholds, cancel, progress).await;
-    }
-    check_open_files(plan.sessions)?;
-    let plan = Arc::new(plan);
     let mut timeline = match &o.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -348,13 +379,57 @@ pub async fn run(
         }
         None => None,
     };
-    let live = Arc::new(engine::Live::default());
-    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, _| {
-        show_second(&s, timeline.as_mut(), progress);
-    })
-    .await;
-    let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
-    finish(o, &plan, &thresholds, &stats, elapsed, peak, interrupted)
+    run_observed(o, cancel, Arc::new(engine::Live::default()), |s, _| show_second(s, timeline.as_mut(), progress)).await
+}
+
+/// Runs the load (in this process, or over `--workers` processes), handing each second and
+/// its measurements to the caller: the test phases fold them into their own timeline and
+/// watch failures as they happen through `live` (in-process runs only). Writes results.json
+/// and SUMMARY.txt into `--out`, but no timeline.
+pub async fn run_observed(
+    o: &LoadOptions,
+    cancel: tokio_util::sync::CancellationToken,
+    live: Arc<engine::Live>,
+    mut on_second: impl FnMut(&engine::Second, &Stats),
+) -> anyhow::Result<Outcome> {
+    let (plan, thresholds) = resolve(o)?;
+    check_ports(&plan, local_port_range())?;
+    if let Some(dir) = &o.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if o.workers > 1 {
+        return workers::run(o, &plan, &thresholds, cancel, &mut on_second).await;
+    }
+    check_open_files(plan.sessions)?;
+    let plan = Arc::new(plan);
+    let (stats, elapsed, interrupted) =
+        engine::run(plan.clone(), cancel, live.clone(), |s, st| on_second(&s, st)).await;
+    finish(o, &plan, &thresholds, &stats, elapsed, SessionCounts::of(&live), interrupted)
+}
+
+/// Session counts of a run, for the summary.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct SessionCounts {
+    peak: u64,
+    dropped: u64,
+    reestablished: u64,
+}
+
+impl SessionCounts {
+    fn of(live: &engine::Live) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        SessionCounts {
+            peak: live.sessions_peak.load(Relaxed),
+            dropped: live.sessions_dropped.load(Relaxed),
+            reestablished: live.sessions_reestablished.load(Relaxed),
+        }
+    }
+
+    fn add(&mut self, other: SessionCounts) {
+        self.peak = self.peak.max(other.peak);
+        self.dropped += other.dropped;
+        self.reestablished += other.reestablished;
+    }
 }
 
 /// One worker's share of a `--workers` run: reports through files in `--worker-report DIR`
@@ -370,7 +445,7 @@ pub async fn run_worker(
 }
 
 /// Appends a second to the timeline file and prints the progress line.
-fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: bool) {
+pub(crate) fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: bool) {
     if let Some(f) = timeline {
         let _ = writeln!(f, "{}", serde_json::to_string(s).unwrap_or_default());
         let _ = f.flush();
@@ -391,10 +466,10 @@ fn finish(
     thresholds: &[Threshold],
     stats: &Stats,
     elapsed: Duration,
-    peak: u64,
+    sessions: SessionCounts,
     interrupted: bool,
 ) -> anyhow::Result<Outcome> {
-    let result = summarize(o, plan, thresholds, stats, elapsed, peak, interrupted);
+    let result = summarize(o, plan, thresholds, stats, elapsed, sessions, interrupted);
     let exit_code = if interrupted {
         130
     } else if result.thresholds.iter().any(|t| !t.pass) {
@@ -416,7 +491,7 @@ fn summarize(
     thresholds: &[Threshold],
     stats: &Stats,
     elapsed: Duration,
-    peak: u64,
+    sessions: SessionCounts,
     interrupted: bool,
 ) -> RunResult {
     let (total, ok) = stats.totals();
@@ -437,7 +512,7 @@ fn summarize(
         })
         .collect();
     let success_ratio = if total == 0 { 0.0 } else { ok as f64 / total as f64 };
-    let judged: Vec<ThresholdResult> = thresholds
+    let mut judged: Vec<ThresholdResult> = thresholds
         .iter()
         .map(|t| {
             let actual = match (&t.method, t.metric) {
@@ -472,6 +547,10 @@ fn summarize(
             ThresholdResult { expr: t.expr.clone(), actual, pass: !actual.is_nan() && t.holds(actual) }
         })
         .collect();
+    // A run that sent nothing measured nothing: it cannot pass, whatever was asked.
+    if total == 0 && !interrupted {
+        judged.push(ThresholdResult { expr: "requests>0".into(), actual: 0.0, pass: false });
+    }
     let lag = |h: &Option<hdrhistogram::Histogram<u64>>| h.as_ref().map(|h| LatencyMs::at(h, 99.0)).unwrap_or(0.0);
     let (send_lag, start_lag) = (lag(&stats.send_lag), lag(&stats.start_lag));
     let (model, think_s, rate) = match plan.model {
@@ -503,7 +582,9 @@ fn summarize(
             requests_ok: ok,
             success_ratio,
             throughput_rps: if elapsed.is_zero() { 0.0 } else { total as f64 / elapsed.as_secs_f64() },
-            sessions_peak: peak,
+            sessions_peak: sessions.peak,
+            sessions_dropped: sessions.dropped,
+            sessions_reestablished: sessions.reestablished,
             duration_s: elapsed.as_secs_f64(),
             latency_ms: LatencyMs::of(&corrected),
             latency_uncorrected_ms: LatencyMs::of(&raw),
@@ -548,6 +629,12 @@ pub fn summary_text(r: &RunResult) -> String {
         u.p999,
         u.max
     );
+    if s.sessions_dropped > 0 {
+        out.push_str(&format!(
+            "sessions dropped {} (connection or server-side session lost), re-established {}\n",
+            s.sessions_dropped, s.sessions_reestablished
+        ));
+    }
     if !s.errors.is_empty() {
         out.push_str(&format!(
             "errors: {}\n",

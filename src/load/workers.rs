@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::{self, Plan};
 use super::stats::{Stats, WireStats};
 use super::workload::{Model, Threshold};
-use super::{finish, show_second, LoadOptions, Outcome};
+use super::{finish, LoadOptions, Outcome, SessionCounts};
 
 #[derive(Serialize, Deserialize)]
 struct WorkerSecond {
@@ -28,7 +28,7 @@ struct WorkerSecond {
 #[derive(Serialize, Deserialize)]
 struct WorkerReport {
     stats: WireStats,
-    peak: u64,
+    sessions: SessionCounts,
     elapsed_s: f64,
     interrupted: bool,
 }
@@ -45,8 +45,12 @@ pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationTo
         let _ = seconds.flush();
     })
     .await;
-    let peak = live.sessions_peak.load(std::sync::atomic::Ordering::Relaxed);
-    let report = WorkerReport { stats: WireStats::from(&stats), peak, elapsed_s: elapsed.as_secs_f64(), interrupted };
+    let report = WorkerReport {
+        stats: WireStats::from(&stats),
+        sessions: SessionCounts::of(&live),
+        elapsed_s: elapsed.as_secs_f64(),
+        interrupted,
+    };
     let tmp = dir.join("report.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
     std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
@@ -102,7 +106,7 @@ pub async fn run(
     plan: &Plan,
     thresholds: &[Threshold],
     cancel: CancellationToken,
-    progress: bool,
+    on_second: &mut dyn FnMut(&engine::Second, &Stats),
 ) -> anyhow::Result<Outcome> {
     let n = o.workers.min(plan.sessions);
     // Each worker must hold its share; say so now rather than as a worker's failure.
@@ -113,10 +117,6 @@ pub async fn run(
         None => std::env::temp_dir().join(format!("swarmctl-load-{}", std::process::id())),
     };
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let mut timeline = match &o.out {
-        Some(dir) => Some(std::fs::File::create(dir.join("timeline.jsonl")).context("cannot create timeline.jsonl")?),
-        None => None,
-    };
     // One schedule for all: worker k's sessions are due at t0 + (k + j·n) / ramp.
     let t0 = SystemTime::now() + Duration::from_millis(1500);
     let t0_ms = t0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
@@ -170,7 +170,7 @@ pub async fn run(
             let (_, sessions, stats) = pending.remove(&t).expect("present");
             peak = peak.max(sessions);
             emitted = t;
-            show_second(&engine::second_of(t, &stats, sessions), timeline.as_mut(), progress);
+            on_second(&engine::second_of(t, &stats, sessions), &stats);
         }
         if workers.iter().all(|w| w.done) {
             break;
@@ -183,6 +183,7 @@ pub async fn run(
     let _ = emitted;
 
     let mut total = Stats::default();
+    let mut counts = SessionCounts::default();
     let (mut elapsed, mut interrupted) = (0f64, signalled);
     for w in &mut workers {
         let status = w.child.wait()?;
@@ -197,14 +198,15 @@ pub async fn run(
         };
         let report: WorkerReport = serde_json::from_slice(&bytes).context("a worker report does not parse")?;
         total.merge(&Stats::try_from(&report.stats).map_err(anyhow::Error::msg)?);
-        peak = peak.max(report.peak);
+        counts.add(report.sessions);
         elapsed = elapsed.max(report.elapsed_s);
         interrupted |= report.interrupted;
     }
     if o.out.is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
-    finish(o, plan, thresholds, &total, Duration::from_secs_f64(elapsed), peak, interrupted)
+    counts.peak = counts.peak.max(peak);
+    finish(o, plan, thresholds, &total, Duration::from_secs_f64(elapsed), counts, interrupted)
 }
 
 fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, (usize, u64, Stats)>) -> anyhow::Result<()> {

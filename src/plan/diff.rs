@@ -37,6 +37,9 @@ pub struct ObservedService {
     pub version: u64,
     /// The `swarmctl.spec-hash` label, if swarmctl wrote this service.
     pub spec_hash: Option<String>,
+    /// Replicas it runs now (a `docker service scale` or a scaling phase leaves the label as it
+    /// was, so the hash alone would miss it).
+    pub replicas: Option<u64>,
 }
 
 /// Everything of the stack the engine has.
@@ -148,6 +151,11 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
+/// Replicas of a replicated service spec.
+pub fn replicas(spec: &ServiceSpec) -> Option<u64> {
+    spec.mode.as_ref()?.replicated.as_ref()?.replicas.map(|r| r.max(0) as u64)
+}
+
 /// Hash of a service spec in a canonical form (maps sorted), without its own hash label.
 pub fn spec_hash(spec: &ServiceSpec) -> String {
     let mut spec = spec.clone();
@@ -191,7 +199,15 @@ pub fn diff(desired: &DesiredStack, observed: &Observed, prune: bool) -> Plan {
         desired_services.insert(name.clone());
         let (action, note) = match services.get(name.as_str()) {
             None => (Action::Create, None),
-            Some(o) if o.spec_hash.as_deref() == Some(spec_hash(spec).as_str()) => (Action::Unchanged, None),
+            Some(o) if o.spec_hash.as_deref() == Some(spec_hash(spec).as_str()) => {
+                let want = replicas(spec);
+                match (o.replicas, want) {
+                    (Some(now), Some(want)) if now != want => {
+                        (Action::Update, Some(format!("scaled to {now} replicas; the stack says {want}")))
+                    }
+                    _ => (Action::Unchanged, None),
+                }
+            }
             Some(o) if o.spec_hash.is_none() => (Action::Update, Some("not written by swarmctl".to_string())),
             Some(_) => (Action::Update, None),
         };
@@ -258,7 +274,11 @@ mod tests {
 
     #[test]
     fn same_spec_is_unchanged_whatever_the_map_order() {
-        let d = desired();
+        let mut d = desired();
+        d.services[0].mode = Some(bollard::models::ServiceSpecMode {
+            replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(3) }),
+            ..Default::default()
+        });
         let hash = spec_hash(&d.services[0]);
         let mut other = d.services[0].clone();
         other.labels = Some(HashMap::from([("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())]));
@@ -272,11 +292,19 @@ mod tests {
                 id: "s1".into(),
                 version: 7,
                 spec_hash: Some(hash),
+                replicas: replicas(&d.services[0]),
             }],
         };
         let plan = diff(&d, &observed, false);
         assert!(plan.is_noop(), "{}", plan.render());
         assert_eq!(plan.summary()["unchanged"].as_array().unwrap().len(), 3);
+
+        // Scaled by hand (or by a scaling phase that did not finish): same label, other count.
+        let mut scaled = observed.clone();
+        scaled.services[0].replicas = Some(9);
+        let plan = diff(&d, &scaled, false);
+        assert_eq!(plan.names(Action::Update), ["service/st_server"]);
+        assert!(plan.render().contains("scaled to 9 replicas; the stack says 3"), "{}", plan.render());
     }
 
     #[test]
@@ -290,8 +318,14 @@ mod tests {
             configs: vec![obj("st_cfg_aaa")],
             secrets: vec![obj("st_pw_old")],
             services: vec![
-                ObservedService { name: "st_server".into(), id: "s1".into(), version: 7, spec_hash: Some(old_hash) },
-                ObservedService { name: "st_gone".into(), id: "s2".into(), version: 3, spec_hash: None },
+                ObservedService {
+                    name: "st_server".into(),
+                    id: "s1".into(),
+                    version: 7,
+                    spec_hash: Some(old_hash),
+                    replicas: None,
+                },
+                ObservedService { name: "st_gone".into(), id: "s2".into(), version: 3, ..Default::default() },
             ],
         };
         let plan = diff(&d, &observed, false);
@@ -308,7 +342,12 @@ mod tests {
     #[test]
     fn a_service_not_written_by_swarmctl_is_updated_with_a_note() {
         let observed = Observed {
-            services: vec![ObservedService { name: "st_server".into(), id: "s1".into(), version: 1, spec_hash: None }],
+            services: vec![ObservedService {
+                name: "st_server".into(),
+                id: "s1".into(),
+                version: 1,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let plan = diff(&desired(), &observed, false);

@@ -1,0 +1,322 @@
+//! `swarmctl test`, `validate` and `report`: the phases run against the deployed stack, with
+//! pre-flight, resource sampling, logs and Prometheus data collected, and the results folder
+//! written from one `TestRun` (also when a phase fails or Ctrl-C stops the run).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{Cli, KillTarget, PhaseName, ReportCommand, TestArgs, TestKind, UpArgs, ValidateArgs};
+use crate::config::{Config, FailoverTarget};
+use crate::engine::{self, fleet, swarm};
+use crate::phase::{self, failover, incremental, sampler, scaling, Ctx, Recorder};
+use crate::report::{self, Phase, TestRun};
+use crate::units::unix_now_ms;
+
+/// Client processes a single-machine run may start (each holds ~19K sessions here).
+const MAX_WORKERS: u64 = 8;
+
+/// `swarmctl test baseline|stress|full`.
+pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let mut config = super::load_config(cli)?;
+    for name in ["baseline", "stress"] {
+        if let Some(p) = config.test.profiles.get_mut(name) {
+            if let Some(v) = args.sessions {
+                p.sessions = v;
+            }
+            if let Some(v) = args.ramp {
+                p.ramp = v;
+            }
+            if let Some(v) = args.hold {
+                p.hold = v;
+            }
+            if let Some(v) = args.think {
+                p.think = v;
+            }
+        }
+    }
+    let kind = match args.kind {
+        TestKind::Baseline => "baseline",
+        TestKind::Stress => "stress",
+        TestKind::Full => "full",
+    };
+    if !args.no_deploy {
+        let up = UpArgs { dry_run: false, prune: false, timeout: crate::units::Duration::from_secs(300), json: false };
+        super::deploy::up(cli, &up).await.context("cannot deploy the stack for the test")?;
+    }
+    let names: Vec<&str> = match args.kind {
+        TestKind::Baseline => vec!["baseline"],
+        TestKind::Stress => vec!["stress"],
+        TestKind::Full => vec!["baseline", "stress", "incremental", "failover", "scaling"],
+    };
+    let plan = failover_plan(&config, None, None);
+    run(cli, config, kind, args.out.clone(), &names, plan).await
+}
+
+/// `swarmctl validate --phase …`.
+pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(cli)?;
+    let names: Vec<&str> = match args.phase {
+        PhaseName::Incremental => vec!["incremental"],
+        PhaseName::Failover => vec!["failover"],
+        PhaseName::Scaling => vec!["scaling"],
+        PhaseName::All => vec!["incremental", "failover", "scaling"],
+    };
+    let plan = failover_plan(&config, args.kill, args.target);
+    run(cli, config, "validate", args.out.clone(), &names, plan).await
+}
+
+fn failover_plan(c: &Config, kill: Option<crate::config::KillCount>, target: Option<KillTarget>) -> failover::Plan {
+    failover::Plan {
+        kill: kill.unwrap_or(c.test.failover.kill),
+        target: match target {
+            Some(KillTarget::Server) => FailoverTarget::Server,
+            Some(KillTarget::Lb) => FailoverTarget::Lb,
+            None => c.test.failover.target,
+        },
+    }
+}
+
+/// What this machine allows, said before anything runs: the client's open files, processes
+/// and ports for each profile.
+fn preflight(config: &Config, names: &[&str]) -> Vec<String> {
+    let per_process = crate::load::sessions_per_process();
+    let mut notes = vec![format!(
+        "this machine: {per_process} sessions per client process (open-file limit), at most {MAX_WORKERS} client processes"
+    )];
+    for name in names {
+        let Some(p) = config.test.profiles.get(*name) else { continue };
+        let workers = phase::workers_for(p.sessions) as u64;
+        if workers > 1 {
+            notes.push(format!("{name}: {} sessions need {workers} client processes", p.sessions));
+        }
+    }
+    notes
+}
+
+async fn run(
+    cli: &Cli,
+    config: Config,
+    kind: &str,
+    out: Option<PathBuf>,
+    names: &[&str],
+    plan: failover::Plan,
+) -> anyhow::Result<ExitCode> {
+    let started_ms = unix_now_ms();
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("test-results").join(format!("{kind}-{}", crate::units::utc_stamp(started_ms)))
+    });
+    for sub in ["", "logs", "metrics", "phases"] {
+        std::fs::create_dir_all(out.join(sub)).with_context(|| format!("cannot create {}", out.join(sub).display()))?;
+    }
+    let docker = engine::connect().await?;
+    swarm::require_manager(&docker).await?;
+    let server = format!("{}_server", config.name);
+    let deployed = fleet::replicas(&docker, &server).await.map_err(|_| {
+        anyhow::anyhow!("stack {} is not deployed (no service {server}): run `swarmctl up` first", config.name)
+    })?;
+    for name in names {
+        if matches!(*name, "baseline" | "stress") && !config.test.profiles.contains_key(*name) {
+            bail!("the stack has no test.profiles.{name}");
+        }
+    }
+    let mut notes = preflight(&config, names);
+    for (name, p) in &config.test.profiles {
+        if names.contains(&name.as_str()) && phase::workers_for(p.sessions) as u64 > MAX_WORKERS {
+            bail!(
+                "profile {name}: {} sessions need {} client processes here, more than the {MAX_WORKERS} a single machine runs; lower test.profiles.{name}.sessions (or --sessions)",
+                p.sessions,
+                phase::workers_for(p.sessions)
+            );
+        }
+    }
+    let builtin = if config.server.image == "builtin" { Some(crate::image::builtin_tag()?) } else { None };
+    let (_, desired) = super::deploy::prepare(cli, builtin)?;
+    let timeline = std::fs::File::create(out.join("timeline.jsonl")).context("cannot create timeline.jsonl")?;
+    let ctx = Ctx {
+        docker: docker.clone(),
+        rec: Recorder::to_file(timeline, deployed),
+        cancel: crate::shutdown::on_signals(),
+        out: out.clone(),
+        host: super::deploy::public_host(),
+        progress: !cli.quiet,
+        config,
+        desired,
+    };
+    ctx.say(format!("results: {}", out.display()));
+    for n in &notes {
+        ctx.say(format!("pre-flight: {n}"));
+    }
+    ctx.settle().await?;
+    let stop_sampler = tokio_util::sync::CancellationToken::new();
+    let sampler = sampler::start(docker.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone());
+
+    let mut phases: Vec<Phase> = Vec::new();
+    for name in names {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        let p = match *name {
+            "baseline" | "stress" => {
+                let profile = ctx.config.test.profiles[*name].clone();
+                phase::load_phase(&ctx, name, &profile).await
+            }
+            "incremental" => incremental::run(&ctx, MAX_WORKERS, &mut notes).await,
+            "failover" => failover::run(&ctx, plan).await,
+            "scaling" => scaling::run(&ctx).await,
+            other => unreachable!("no phase {other}"),
+        };
+        ctx.say(format!("[{}] {}: {}", p.name, p.verdict.to_uppercase(), p.reasons.join("; ")));
+        phases.push(p);
+    }
+    stop_sampler.cancel();
+    let resources = sampler.await.unwrap_or_default();
+
+    // The stack as configured: a phase that failed half-way may have left it otherwise.
+    let configured = ctx.config.server.replicas as u64;
+    match fleet::replicas(&docker, &server).await {
+        Ok(n) if n != configured => notes
+            .push(format!("{server} is left at {n} replicas, the stack says {configured}: `swarmctl up` restores it")),
+        Ok(_) => {}
+        Err(e) => notes.push(format!("cannot check {server} after the run: {e}")),
+    }
+    collect(&ctx, started_ms, &mut notes).await;
+
+    let (timeline, events) = ctx.rec.take();
+    let slo = &ctx.config.slo;
+    let mut result = TestRun {
+        schema_version: report::SCHEMA_VERSION,
+        kind: kind.into(),
+        stack: ctx.config.name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_ms,
+        finished_ms: unix_now_ms(),
+        verdict: if ctx.cancel.is_cancelled() { "interrupted".into() } else { String::new() },
+        error: None,
+        slo: report::Slo {
+            success_ratio: slo.success_ratio,
+            p99_ms: slo.p99.0.as_secs_f64() * 1000.0,
+            failover_recovery_s: slo.failover_recovery.0.as_secs_f64(),
+            failover_success_ratio: slo.failover_success_ratio,
+        },
+        notes,
+        phases,
+        events,
+        timeline,
+        resources,
+    };
+    result.judge();
+    write(&out, &result)?;
+    print!("{}", report::summary(&result));
+    println!("report: {}", out.join("report.html").display());
+    Ok(ExitCode::from(result.exit_code()))
+}
+
+/// Service logs and Prometheus series of the run, into logs/ and metrics/ (best effort: what
+/// cannot be had is noted, never fatal).
+async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
+    for svc in [ctx.server_service(), ctx.lb_service()] {
+        match fleet::logs(&ctx.docker, &svc, 5000).await {
+            Ok(text) => {
+                let _ = std::fs::write(ctx.out.join("logs").join(format!("{svc}.log")), text);
+            }
+            Err(e) => notes.push(format!("no logs of {svc}: {e}")),
+        }
+    }
+    let Some(p) = ctx.prometheus() else { return };
+    let end = unix_now_ms();
+    let queries = [
+        ("requests_per_second_by_slot", "sum by (slot) (rate(mcp_requests_total{job=\"mcp\"}[30s]))"),
+        ("errors_per_second_by_slot", "sum by (slot) (rate(mcp_request_errors_total{job=\"mcp\"}[30s]))"),
+        (
+            "server_p99_seconds",
+            "histogram_quantile(0.99, sum by (le) (rate(mcp_request_duration_seconds_bucket{job=\"mcp\"}[30s])))",
+        ),
+        ("sessions_by_slot", "sum by (slot) (mcp_sessions_active{job=\"mcp\"})"),
+        ("connections_by_slot", "sum by (slot) (mcp_connections_active{job=\"mcp\"})"),
+        ("memory_bytes_by_slot", "sum by (slot) (process_resident_memory_bytes{job=\"mcp\"})"),
+        ("targets_up", "up"),
+    ];
+    for (file, expr) in queries {
+        match p.range(expr, started_ms, end, 5).await {
+            Ok(v) => {
+                let doc = serde_json::json!({ "query": expr, "start_ms": started_ms, "end_ms": end, "step_s": 5, "answer": v });
+                let _ = std::fs::write(
+                    ctx.out.join("metrics").join(format!("{file}.json")),
+                    serde_json::to_string_pretty(&doc).unwrap_or_default(),
+                );
+            }
+            Err(e) => {
+                notes.push(format!("Prometheus query {file} failed: {e:#}"));
+                break;
+            }
+        }
+    }
+}
+
+/// results.json, then everything rendered from it.
+fn write(dir: &Path, r: &TestRun) -> anyhow::Result<()> {
+    let put = |name: &str, body: String| {
+        std::fs::write(dir.join(name), body).with_context(|| format!("cannot write {}", dir.join(name).display()))
+    };
+    put("results.json", serde_json::to_string_pretty(r)?)?;
+    put("SUMMARY.txt", report::summary(r))?;
+    put("FINAL_REPORT.md", report::markdown(r))?;
+    put("report.html", report::html(r))?;
+    let stats = serde_json::to_string_pretty(&r.resources)?;
+    put("metrics/docker-stats.json", stats)?;
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<TestRun> {
+    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {} (a results folder holds results.json)", file.display()))?;
+    let r: TestRun = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not the results of `swarmctl test` or `validate` (schema {})",
+            file.display(),
+            report::SCHEMA_VERSION
+        )
+    })?;
+    if r.schema_version != report::SCHEMA_VERSION {
+        bail!(
+            "{}: schema_version {} (this swarmctl reads {})",
+            file.display(),
+            r.schema_version,
+            report::SCHEMA_VERSION
+        );
+    }
+    Ok(r)
+}
+
+/// `swarmctl report …`.
+pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReportCommand::Show { dir } => {
+            print!("{}", report::summary(&read(dir)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        ReportCommand::Render { dir } => {
+            let r = read(dir)?;
+            std::fs::create_dir_all(dir.join("metrics"))?;
+            write(dir, &r)?;
+            println!("rendered {}/{{SUMMARY.txt,FINAL_REPORT.md,report.html}} from results.json", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ReportCommand::Compare { a, b, tolerance, json } => {
+            if !(tolerance.is_finite() && *tolerance >= 0.0) {
+                bail!("--tolerance must be a percentage of at least 0 (got {tolerance})");
+            }
+            let c = report::compare(&read(a)?, &read(b)?, tolerance / 100.0);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", c.render());
+            }
+            Ok(ExitCode::from(if c.regressed() { 3 } else { 0 }))
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Failover: under constant load through the load balancer, kill tasks (server replicas, or a
+//! load-balancer task) and measure what clients saw: failures, sessions lost and
+//! re-established, and the time until `consecutive_ok` requests in a row succeeded after the
+//! last failure; beside it, the engine's own timestamps of the replacement tasks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{run_load, Ctx};
+use crate::config::{FailoverTarget, KillCount};
+use crate::engine::fleet;
+use crate::load::engine::Live;
+use crate::report::{Failover, Kill, Phase};
+use crate::units::unix_now_ms;
+
+/// What to kill, from flags or the stack file.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// How many.
+    pub kill: KillCount,
+    /// Which service.
+    pub target: FailoverTarget,
+}
+
+/// When clients recovered: the first moment `streak_needed` successes in a row followed the
+/// last failure. Pure, for tests: `failures` are (ms) after the kill, `recovered_at` is when
+/// the streak was first seen complete after the last of them (polled).
+pub fn recovery_s(kill_ms: u64, failures: &[u64], recovered_at_ms: Option<u64>) -> Option<f64> {
+    match (failures.iter().max(), recovered_at_ms) {
+        (None, _) => Some(0.0),
+        (Some(&last), Some(at)) if at >= last => Some(at.saturating_sub(kill_ms) as f64 / 1000.0),
+        _ => None,
+    }
+}
+
+/// Runs the phase.
+pub async fn run(ctx: &Ctx, plan: Plan) -> Phase {
+    let name = "failover";
+    let started_ms = ctx.rec.event("phase", name);
+    let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
+    match measure(ctx, plan).await {
+        Ok((verdict, reasons, load, failover)) => {
+            phase.verdict = verdict;
+            phase.reasons = reasons;
+            phase.load = Some(load);
+            phase.failover = Some(failover);
+        }
+        Err(e) => {
+            phase.verdict = if ctx.cancel.is_cancelled() { "interrupted" } else { "error" }.into();
+            phase.reasons = vec![format!("{e:#}")];
+        }
+    }
+    phase.finished_ms = unix_now_ms();
+    phase
+}
+
+type Measured = (String, Vec<String>, crate::load::RunResult, Failover);
+
+async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
+    let cfg = &ctx.config.test.failover;
+    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let service = match plan.target {
+        FailoverTarget::Server => ctx.server_service(),
+        FailoverTarget::Lb => ctx.lb_service(),
+    };
+    let before = fleet::tasks(&ctx.docker, &service).await?;
+    let running: Vec<&fleet::Task> = before.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
+    if running.is_empty() {
+        anyhow::bail!("{service} has no running task to kill: is the stack up (`swarmctl up`)?");
+    }
+    let k = plan.kill.of(running.len() as u64) as usize;
+    let victims: Vec<fleet::Task> = running.iter().rev().take(k).map(|t| (*t).clone()).collect();
+
+    let mut o = ctx.load_options(&profile)?;
+    o.duration = crate::units::Duration(cfg.warmup.0 + cfg.observe.0);
+    o.out = Some(ctx.out.join("phases").join("failover"));
+    ctx.say(format!(
+        "[failover] {} sessions through the load balancer; after {} of load, kill {k} of {} {service} tasks, then watch {}",
+        o.sessions,
+        cfg.warmup,
+        running.len(),
+        cfg.observe
+    ));
+    let live = Arc::new(Live::default());
+    let stop = CancellationToken::new();
+    let ramp = Duration::from_secs_f64(o.sessions.saturating_sub(1) as f64 / o.ramp);
+    let load = run_load(ctx, "failover", &o, live.clone(), stop.clone());
+    tokio::pin!(load);
+
+    // Warm up: the ramp, then the warmup period, all under load.
+    let warm = tokio::time::sleep(ramp + cfg.warmup.0 + Duration::from_millis(50));
+    tokio::select! {
+        _ = warm => {}
+        r = &mut load => {
+            let r = r?;
+            anyhow::bail!("the load ended before the kill: {}", super::ended_early(&r));
+        }
+    }
+    let errors_before = live.failures_total.load(Relaxed);
+    let dropped_before = live.sessions_dropped.load(Relaxed);
+    let reestablished_before = live.sessions_reestablished.load(Relaxed);
+    let kill_ms = unix_now_ms();
+    for v in &victims {
+        let container = v.container.as_deref().unwrap_or_default();
+        fleet::kill(&ctx.docker, container).await?;
+        ctx.rec.event_at(kill_ms, "kill", format!("{service} slot {} (task {})", v.slot, &v.id[..v.id.len().min(12)]));
+    }
+    ctx.say(format!("[failover] killed {k} task(s) of {service}"));
+
+    // Watch, while the load goes on: replacements through the engine, recovery through the
+    // live counters (the streak resets on every failure).
+    let victim_ids: BTreeSet<String> = victims.iter().map(|v| v.id.clone()).collect();
+    let known: BTreeSet<String> = before.iter().map(|t| t.id.clone()).collect();
+    let mut kills: Vec<Kill> = victims
+        .iter()
+        .map(|v| Kill {
+            slot: v.slot,
+            task: v.id.clone(),
+            container: v.container.clone().unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect();
+    let mut recovered_at: Option<u64> = None;
+    let mut seen_errors = errors_before;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let result = loop {
+        tokio::select! {
+            r = &mut load => break r?,
+            _ = tick.tick() => {}
+        }
+        let errors = live.failures_total.load(Relaxed);
+        if errors != seen_errors {
+            seen_errors = errors;
+            recovered_at = None;
+        }
+        if recovered_at.is_none() && live.ok_streak.load(Relaxed) >= cfg.consecutive_ok {
+            recovered_at = Some(unix_now_ms());
+        }
+        if kills.iter().any(|k| k.replacement_running_ms.is_none()) {
+            if let Ok(tasks) = fleet::tasks(&ctx.docker, &service).await {
+                note_replacements(&mut kills, &tasks, &known, &victim_ids, kill_ms);
+            }
+        }
+    };
+    // The replacement may come after the load ended: wait for it a while, so the stack is whole
+    // again and its timing known (bounded; a replacement that never runs is reported so).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while kills.iter().any(|k| k.replacement_running_ms.is_none()) && tokio::time::Instant::now() < deadline {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        let tasks = fleet::tasks(&ctx.docker, &service).await?;
+        note_replacements(&mut kills, &tasks, &known, &victim_ids, kill_ms);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for k in &kills {
+        if let Some(at) = k.replacement_created_ms {
+            ctx.rec.event_at(at, "replacement_created", format!("slot {}", k.slot));
+        }
+        if let Some(at) = k.replacement_running_ms {
+            ctx.rec.event_at(at, "replacement_running", format!("slot {}", k.slot));
+        }
+    }
+
+    let failures: Vec<(u64, crate::load::stats::ErrorClass)> =
+        live.failures.lock().map(|f| f.iter().filter(|(at, _)| *at >= kill_ms).copied().collect()).unwrap_or_default();
+    let times: Vec<u64> = failures.iter().map(|(at, _)| *at).collect();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, class) in &failures {
+        *errors.entry(class.name().to_string()).or_default() += 1;
+    }
+    let recovery = recovery_s(kill_ms, &times, recovered_at);
+    if let Some(r) = recovery {
+        ctx.rec.event_at(
+            kill_ms + (r * 1000.0) as u64,
+            "recovered",
+            format!("{} successes in a row after the last failure", cfg.consecutive_ok),
+        );
+    }
+    let until = recovered_at.unwrap_or(u64::MAX).max(kill_ms + 1000);
+    let p99_during = ctx
+        .rec
+        .points_since(kill_ms)
+        .iter()
+        .filter(|p| p.phase == "failover" && p.at_ms <= until + 1000)
+        .map(|p| p.p99_ms)
+        .fold(0.0, f64::max);
+    let failover = Failover {
+        service: service.clone(),
+        kills,
+        kill_ms,
+        recovery_s: recovery,
+        consecutive_ok: cfg.consecutive_ok,
+        errors,
+        first_error_ms: times.iter().min().copied(),
+        last_error_ms: times.iter().max().copied(),
+        sessions_dropped: live.sessions_dropped.load(Relaxed) - dropped_before,
+        sessions_reestablished: live.sessions_reestablished.load(Relaxed) - reestablished_before,
+        p99_during_recovery_ms: p99_during,
+        success_ratio: result.summary.success_ratio,
+    };
+    let (verdict, reasons) = judge(ctx, &result, &failover);
+    Ok((verdict, reasons, result, failover))
+}
+
+/// Finds each killed task's replacement (a new task in its slot) and notes the engine's
+/// timestamps: created, and running (healthy, where the service has a healthcheck).
+fn note_replacements(
+    kills: &mut [Kill],
+    tasks: &[fleet::Task],
+    known: &BTreeSet<String>,
+    victims: &BTreeSet<String>,
+    kill_ms: u64,
+) {
+    for k in kills.iter_mut() {
+        let replacement = tasks
+            .iter()
+            .filter(|t| t.slot == k.slot && !known.contains(&t.id) && !victims.contains(&t.id) && t.desired_running)
+            .max_by_key(|t| t.created_ms);
+        if let Some(t) = replacement {
+            k.replacement_created_ms = t.created_ms.map(|c| c.max(kill_ms));
+            if t.is_running() {
+                k.replacement_running_ms = t.state_since_ms;
+            }
+        }
+    }
+}
+
+fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (String, Vec<String>) {
+    let slo = &ctx.config.slo;
+    let limit = slo.failover_recovery.0.as_secs_f64();
+    let mut reasons = Vec::new();
+    let recovered = matches!(f.recovery_s, Some(s) if s <= limit);
+    reasons.push(match f.recovery_s {
+        Some(_) if f.errors.is_empty() => {
+            format!("clients saw no failure after the kill (SLO: recovery within {limit} s)")
+        }
+        Some(s) => format!(
+            "clients recovered {s:.2} s after the kill ({} failures in between) {} the SLO of {limit} s",
+            f.errors.values().sum::<u64>(),
+            if recovered { "within" } else { "beyond" }
+        ),
+        None => format!(
+            "clients never saw {} successes in a row after the last failure before the phase ended",
+            f.consecutive_ok
+        ),
+    });
+    let ok = r.summary.success_ratio >= slo.failover_success_ratio && r.summary.requests_total > 0;
+    reasons.push(format!(
+        "success {:.3} % over the phase {} the SLO of {:.2} %",
+        r.summary.success_ratio * 100.0,
+        if ok { "meets" } else { "misses" },
+        slo.failover_success_ratio * 100.0
+    ));
+    let replaced = f.kills.iter().all(|k| k.replacement_running_ms.is_some());
+    if !replaced {
+        reasons.push("a killed task's replacement was not running within 60 s after the load ended".into());
+    }
+    let verdict = if r.verdict == "interrupted" || ctx.cancel.is_cancelled() {
+        "interrupted"
+    } else if recovered && ok && replaced {
+        "pass"
+    } else {
+        "fail"
+    };
+    (verdict.into(), reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recovery_s;
+
+    #[test]
+    fn recovery_is_measured_to_the_streak_after_the_last_failure() {
+        assert_eq!(recovery_s(1000, &[], None), Some(0.0), "no failure: nothing to recover from");
+        assert_eq!(recovery_s(1000, &[1100, 2400], Some(2600)), Some(1.6));
+        assert_eq!(recovery_s(1000, &[1100, 2400], None), None, "the streak never came");
+        assert_eq!(recovery_s(1000, &[1100, 2400], Some(2000)), None, "a streak before a later failure is no recovery");
+    }
+}

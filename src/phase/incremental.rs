@@ -1,0 +1,77 @@
+//! Incremental: session counts held one after another (1K → 10K → 50K → 100K by default),
+//! each a load run of its own with a verdict; a stage larger than this machine can open is
+//! capped at what the pre-flight found feasible, and the report says so.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{judge_load, run_load, Ctx};
+use crate::load::engine::Live;
+use crate::report::{Phase, Stage};
+use crate::units::unix_now_ms;
+
+/// Sessions one stage can open from this machine: per process × processes we allow (the
+/// client side of a single-machine test shares the machine with the stack).
+pub fn feasible_sessions(per_process: u64, max_workers: u64) -> u64 {
+    per_process.saturating_mul(max_workers)
+}
+
+/// Runs the phase; `notes` hears what was capped.
+pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase {
+    let started_ms = ctx.rec.event("phase", "incremental");
+    let mut phase = Phase { name: "incremental".into(), started_ms, ..Default::default() };
+    let cfg = &ctx.config.test.incremental;
+    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let per_process = (crate::load::sessions_per_process() as f64 * 0.95) as u64;
+    let feasible = feasible_sessions(per_process, max_workers);
+    let mut failed = false;
+    for &asked in &cfg.stages {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        let run_n = asked.min(feasible);
+        if run_n < asked {
+            notes.push(format!(
+                "incremental stage {asked} capped at {run_n} sessions: {max_workers} client processes × {per_process} open files each"
+            ));
+        }
+        let label = format!("incremental-{run_n}");
+        ctx.rec.event("phase", &label);
+        let mut p = profile.clone();
+        p.sessions = run_n;
+        p.hold = cfg.hold;
+        let result = async {
+            let mut o = ctx.load_options(&p)?;
+            o.out = Some(ctx.out.join("phases").join(&label));
+            ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", o.workers, cfg.hold));
+            run_load(ctx, &label, &o, Arc::new(Live::default()), CancellationToken::new()).await
+        }
+        .await;
+        match result {
+            Ok(load) => {
+                let (verdict, reasons) = judge_load(ctx, &load);
+                failed |= verdict != "pass";
+                phase.reasons.push(format!("{run_n} sessions: {verdict}: {}", reasons.join("; ")));
+                phase.stages.push(Stage { sessions: asked, sessions_run: run_n, verdict, load });
+            }
+            Err(e) => {
+                phase.verdict = "error".into();
+                phase.reasons.push(format!("{run_n} sessions: {e:#}"));
+                break;
+            }
+        }
+    }
+    if phase.verdict.is_empty() {
+        phase.verdict = if ctx.cancel.is_cancelled() || phase.stages.iter().any(|s| s.verdict == "interrupted") {
+            "interrupted"
+        } else if failed || phase.stages.is_empty() {
+            "fail"
+        } else {
+            "pass"
+        }
+        .into();
+    }
+    phase.finished_ms = unix_now_ms();
+    phase
+}

@@ -1,0 +1,368 @@
+//! Test phases: the load engine and swarm actions (kill, scale) coordinated on one timeline,
+//! every verdict derived from what was measured. The load engine never sees the Docker
+//! Engine; this module is where the two meet.
+//!
+//! - `load_phase`: a profile's load through the load balancer (baseline, stress).
+//! - `failover`, `scaling`, `incremental`: the `validate` phases.
+//! - `Recorder`: the run's timeline and events, appended to timeline.jsonl as they happen.
+//! - `sampler`: CPU and memory of every replica through the Engine API.
+//! - `prom`: the stack's Prometheus API.
+
+pub mod failover;
+pub mod incremental;
+pub mod prom;
+pub mod sampler;
+pub mod scaling;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClientTransport, Config, Profile};
+use crate::engine::Docker;
+use crate::load::{self, engine::Live, LoadOptions, RunResult};
+use crate::report::{Event, Phase, Point};
+use crate::units::unix_now_ms;
+
+/// What every phase needs.
+pub struct Ctx {
+    /// The engine.
+    pub docker: Docker,
+    /// The stack.
+    pub config: Config,
+    /// Its specs, as `up` deploys them (scaling writes these, with another count).
+    pub desired: crate::convert::DesiredStack,
+    /// Cancelled by the first Ctrl-C: phases stop, restore what they changed, and report.
+    pub cancel: CancellationToken,
+    /// Timeline and events.
+    pub rec: Recorder,
+    /// The results folder.
+    pub out: PathBuf,
+    /// Where the stack's host-mode ports answer.
+    pub host: String,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+impl Ctx {
+    /// The server service's swarm name.
+    pub fn server_service(&self) -> String {
+        format!("{}_server", self.config.name)
+    }
+
+    /// The load balancer's swarm name.
+    pub fn lb_service(&self) -> String {
+        format!("{}_lb", self.config.name)
+    }
+
+    /// A progress line.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if self.progress {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// The stack's Prometheus, when it has one.
+    pub fn prometheus(&self) -> Option<prom::Prometheus> {
+        self.config.prometheus.enabled.then(|| prom::Prometheus::new(&self.host, self.config.prometheus.port))
+    }
+
+    /// The load balancer's URL for a transport.
+    pub fn lb_url(&self, transport: ClientTransport) -> anyhow::Result<String> {
+        let (c, h) = (&self.config, &self.host);
+        let t = &c.server.transports;
+        let missing = |name: &str| {
+            anyhow::anyhow!(
+                "the profile's transport is {name}, which the stack does not serve (server.transports.{name} is off)"
+            )
+        };
+        Ok(match transport {
+            ClientTransport::Http => {
+                format!("http://{h}:{}{}", c.lb.ports.web, t.http.as_ref().ok_or_else(|| missing("http"))?.path)
+            }
+            ClientTransport::Ws => {
+                format!("ws://{h}:{}{}", c.lb.ports.websocket, t.ws.as_ref().ok_or_else(|| missing("ws"))?.path)
+            }
+            ClientTransport::Tcp => {
+                t.tcp.as_ref().ok_or_else(|| missing("tcp"))?;
+                format!("tcp://{h}:{}", c.lb.ports.tcp)
+            }
+            ClientTransport::Sse => anyhow::bail!(
+                "the load engine has no legacy HTTP+SSE client yet: use transport http, ws or tcp in the profile"
+            ),
+        })
+    }
+
+    /// Waits (at most 30 s) until the load balancer answers the health route 10 times in a
+    /// row: right after a deploy, Traefik may still route to tasks that are gone for up to its
+    /// refresh interval, and a phase started then would measure the deploy, not the stack.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        if self.config.server.transports.http.is_none() {
+            return Ok(());
+        }
+        let path = self.config.server.health_path.clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut streak = 0;
+        while streak < 10 {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the load balancer at {}:{} does not answer {path} steadily (30 s): is the stack up and healthy (`swarmctl status`)?",
+                    self.host,
+                    self.config.lb.ports.web
+                );
+            }
+            let ok = matches!(
+                prom::get(&self.host, self.config.lb.ports.web, &path, std::time::Duration::from_secs(2)).await,
+                Ok((200, _))
+            );
+            streak = if ok { streak + 1 } else { 0 };
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Load options for `profile` through the load balancer, with the process count its
+    /// sessions need here.
+    pub fn load_options(&self, profile: &Profile) -> anyhow::Result<LoadOptions> {
+        let mut o = LoadOptions::toward(vec![self.lb_url(profile.transport)?]);
+        o.sessions = profile.sessions as usize;
+        o.ramp = profile.ramp as f64;
+        o.duration = profile.hold;
+        o.think = profile.think;
+        o.workers = workers_for(profile.sessions);
+        Ok(o)
+    }
+}
+
+/// Processes needed for `sessions` under this machine's open-file limit (with 5 % spare).
+pub fn workers_for(sessions: u64) -> usize {
+    let per = (load::sessions_per_process() as f64 * 0.95) as u64;
+    sessions.div_ceil(per.max(1)).max(1) as usize
+}
+
+#[derive(Default)]
+struct RecState {
+    timeline: Vec<Point>,
+    events: Vec<Event>,
+    file: Option<std::fs::File>,
+}
+
+/// The run's timeline and events, shared by the phases, the load hooks and the sampler.
+/// Every second is also appended to `timeline.jsonl` at once, so a hard kill leaves data.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    state: Arc<Mutex<RecState>>,
+    replicas: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// Appends to `file` as well.
+    pub fn to_file(file: std::fs::File, replicas: u64) -> Self {
+        let r = Recorder::default();
+        r.lock().file = Some(file);
+        r.replicas.store(replicas, Relaxed);
+        r
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an event now.
+    pub fn event(&self, kind: &str, detail: impl Into<String>) -> u64 {
+        self.event_at(unix_now_ms(), kind, detail)
+    }
+
+    /// Records an event at a time the engine reported.
+    pub fn event_at(&self, at_ms: u64, kind: &str, detail: impl Into<String>) -> u64 {
+        let e = Event { at_ms, kind: kind.into(), detail: detail.into() };
+        let mut s = self.lock();
+        if let Some(f) = s.file.as_mut() {
+            let _ = writeln!(f, "{}", serde_json::json!({ "event": &e }));
+        }
+        s.events.push(e);
+        at_ms
+    }
+
+    /// The replica count the server is set to, for the timeline.
+    pub fn set_replicas(&self, n: u64) {
+        self.replicas.store(n, Relaxed);
+    }
+
+    /// Records a second of load.
+    pub fn second(&self, phase: &str, s: &load::engine::Second) -> Point {
+        let p = Point {
+            at_ms: unix_now_ms(),
+            phase: phase.into(),
+            sessions: s.sessions,
+            requests: s.requests,
+            ok: s.ok,
+            errors: s.errors.clone(),
+            p50_ms: s.p50_ms,
+            p99_ms: s.p99_ms,
+            replicas: self.replicas.load(Relaxed),
+        };
+        let mut st = self.lock();
+        if let Some(f) = st.file.as_mut() {
+            let _ = writeln!(f, "{}", serde_json::to_string(&p).unwrap_or_default());
+            let _ = f.flush();
+        }
+        st.timeline.push(p.clone());
+        p
+    }
+
+    /// The points recorded so far, from `from_ms` on.
+    pub fn points_since(&self, from_ms: u64) -> Vec<Point> {
+        self.lock().timeline.iter().filter(|p| p.at_ms >= from_ms).cloned().collect()
+    }
+
+    /// Everything recorded.
+    pub fn take(&self) -> (Vec<Point>, Vec<Event>) {
+        let s = self.lock();
+        let mut events = s.events.clone();
+        events.sort_by_key(|e| e.at_ms);
+        (s.timeline.clone(), events)
+    }
+}
+
+/// The per-second progress line of a phase.
+fn progress_line(phase: &str, p: &Point) -> String {
+    let errors: u64 = p.errors.values().sum();
+    format!(
+        "[{phase}] sessions {:>6}  req/s {:>7}  p50 {:>7.2} ms  p99 {:>8.2} ms  errors {errors}  replicas {}",
+        p.sessions, p.requests, p.p50_ms, p.p99_ms, p.replicas
+    )
+}
+
+/// Runs load for a phase, recording each second; `stop` ends it early without it counting as
+/// an interruption (the user's Ctrl-C is `ctx.cancel`, which stops it too).
+pub async fn run_load(
+    ctx: &Ctx,
+    phase: &str,
+    o: &LoadOptions,
+    live: Arc<Live>,
+    stop: CancellationToken,
+) -> anyhow::Result<RunResult> {
+    let rec = ctx.rec.clone();
+    let token = stop.clone();
+    let user = ctx.cancel.clone();
+    let link = tokio::spawn(async move {
+        user.cancelled().await;
+        token.cancel();
+    });
+    let progress = ctx.progress;
+    let mut n = 0u64;
+    let outcome = load::run_observed(o, stop, live, |s, _| {
+        let p = rec.second(phase, s);
+        n += 1;
+        // Every 5 s, and every second with errors: enough to follow, not a flood.
+        if progress && (n % 5 == 0 || p.requests != p.ok) {
+            eprintln!("{}", progress_line(phase, &p));
+        }
+    })
+    .await;
+    link.abort();
+    let mut result = outcome?.result;
+    // A deliberate stop is the end of the phase, not an interruption.
+    if result.verdict == "interrupted" && !ctx.cancel.is_cancelled() {
+        result.verdict = if result.thresholds.iter().all(|t| t.pass) { "pass" } else { "fail" }.into();
+    }
+    Ok(result)
+}
+
+/// Why a load run ended before its phase wanted it to, from its results.
+pub fn ended_early(r: &RunResult) -> String {
+    let init = r.by_method.get("initialize");
+    let errors: Vec<String> = init
+        .map(|m| m.count - m.ok)
+        .filter(|n| *n > 0)
+        .map(|n| format!("{n} initialize attempts failed"))
+        .into_iter()
+        .chain(r.summary.errors.iter().map(|(k, v)| format!("{k} {v}")))
+        .collect();
+    format!(
+        "{} sessions opened, {} requests sent{}",
+        r.summary.sessions_peak,
+        r.summary.requests_total,
+        if errors.is_empty() { String::new() } else { format!(" ({})", errors.join(", ")) }
+    )
+}
+
+/// Judges a load result against the SLO: success ratio, p99, and whether the generator kept
+/// its schedule (otherwise the figures describe the generator, and the phase cannot pass).
+pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
+    let slo = &ctx.config.slo;
+    let s = &r.summary;
+    let mut reasons = Vec::new();
+    let mut pass = true;
+    let ok = s.success_ratio >= slo.success_ratio;
+    pass &= ok;
+    reasons.push(format!(
+        "success {:.3} % ({} of {}) {} the SLO of {:.2} %",
+        s.success_ratio * 100.0,
+        s.requests_ok,
+        s.requests_total,
+        if ok { "meets" } else { "misses" },
+        slo.success_ratio * 100.0
+    ));
+    let p99_limit = slo.p99.0.as_secs_f64() * 1000.0;
+    let ok = s.requests_total > 0 && s.latency_ms.p99 <= p99_limit;
+    pass &= ok;
+    reasons.push(format!(
+        "p99 {:.2} ms {} the SLO of {p99_limit} ms",
+        s.latency_ms.p99,
+        if ok { "meets" } else { "misses" }
+    ));
+    if !r.generator.kept_schedule {
+        pass = false;
+        reasons.push(format!(
+            "the generator fell behind its schedule (send lag p99 {:.1} ms, start lag p99 {:.1} ms): the figures describe the generator, not the stack",
+            r.generator.send_lag_p99_ms, r.generator.start_lag_p99_ms
+        ));
+    }
+    let verdict = if r.verdict == "interrupted" {
+        "interrupted"
+    } else if pass {
+        "pass"
+    } else {
+        "fail"
+    };
+    (verdict.into(), reasons)
+}
+
+/// `baseline` or `stress`: a profile's load through the load balancer.
+pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
+    let started_ms = ctx.rec.event("phase", name);
+    ctx.say(format!(
+        "[{name}] {} sessions over {} at {}/s, held {}, think {}",
+        profile.sessions,
+        serde_yaml::to_string(&profile.transport).unwrap_or_default().trim(),
+        profile.ramp,
+        profile.hold,
+        profile.think
+    ));
+    let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
+    let result = async {
+        let mut o = ctx.load_options(profile)?;
+        o.out = Some(ctx.out.join("phases").join(name));
+        run_load(ctx, name, &o, Arc::new(Live::default()), CancellationToken::new()).await
+    }
+    .await;
+    match result {
+        Ok(r) => {
+            let (verdict, reasons) = judge_load(ctx, &r);
+            phase.verdict = verdict;
+            phase.reasons = reasons;
+            phase.load = Some(r);
+        }
+        Err(e) => {
+            phase.verdict = "error".into();
+            phase.reasons = vec![format!("{e:#}")];
+        }
+    }
+    phase.finished_ms = unix_now_ms();
+    phase
+}

@@ -1,0 +1,289 @@
+//! Scaling: under saturating load (sessions sending back to back), the server is scaled from
+//! its configured count through each step and back; at each count, the time to converge and
+//! the throughput measured over a window after it. The configured count is restored whatever
+//! happens (an error, Ctrl-C).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{run_load, Ctx};
+use crate::engine::{converge, fleet, stack};
+use crate::load::engine::Live;
+use crate::report::{Phase, ScaleStep, Scaling};
+use crate::units::unix_now_ms;
+
+/// Settling time after convergence: Traefik polls the swarm every `lb.refresh` (1 s), so a
+/// new task gets traffic only after the next poll.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Throughput at the most replicas over a perfect multiple of the first count's.
+pub fn linearity(steps: &[ScaleStep]) -> Option<f64> {
+    let first = steps.first()?;
+    let top = steps.iter().max_by_key(|s| s.replicas)?;
+    if top.replicas == first.replicas || first.rps <= 0.0 {
+        return None;
+    }
+    Some((top.rps / first.rps) / (top.replicas as f64 / first.replicas as f64))
+}
+
+/// Runs the phase.
+pub async fn run(ctx: &Ctx) -> Phase {
+    let started_ms = ctx.rec.event("phase", "scaling");
+    let mut phase = Phase { name: "scaling".into(), started_ms, ..Default::default() };
+    let service = ctx.server_service();
+    let base = ctx.config.server.replicas as u64;
+    let mut scaling = Scaling { service: service.clone(), ..Default::default() };
+    let outcome = measure(ctx, &mut scaling).await;
+    // Restore, whatever happened: a scaling test must never leave the stack scaled.
+    scaling.restored = restore(ctx, &service, base).await;
+    scaling.linearity = linearity(&scaling.steps);
+    match outcome {
+        Ok(load) => {
+            let slo = &ctx.config.slo;
+            let ok = load.summary.success_ratio >= slo.success_ratio && load.summary.requests_total > 0;
+            let mut reasons: Vec<String> = scaling
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} replicas: converged in {:.1} s, {:.1} req/s ({:.1} per replica), p99 {:.2} ms",
+                        s.replicas, s.converge_s, s.rps, s.rps_per_replica, s.p99_ms
+                    )
+                })
+                .collect();
+            if let Some(l) = scaling.linearity {
+                reasons.push(format!("linearity {l:.2} (1.00: throughput grows in proportion to replicas)"));
+            }
+            reasons.push(format!(
+                "success {:.3} % over the phase {} the SLO of {:.2} %",
+                load.summary.success_ratio * 100.0,
+                if ok { "meets" } else { "misses" },
+                slo.success_ratio * 100.0
+            ));
+            reasons.push(if scaling.restored {
+                format!("restored to {base} replicas")
+            } else {
+                format!("NOT restored to {base} replicas: run `swarmctl up` to restore the stack")
+            });
+            phase.verdict = if ctx.cancel.is_cancelled() {
+                "interrupted"
+            } else if ok && scaling.restored {
+                "pass"
+            } else {
+                "fail"
+            }
+            .into();
+            phase.reasons = reasons;
+            phase.load = Some(load);
+        }
+        Err(e) => {
+            phase.verdict = if ctx.cancel.is_cancelled() { "interrupted" } else { "error" }.into();
+            phase.reasons = vec![
+                format!("{e:#}"),
+                if scaling.restored {
+                    format!("restored to {base} replicas")
+                } else {
+                    format!("NOT restored to {base} replicas: run `swarmctl up` to restore the stack")
+                },
+            ];
+        }
+    }
+    phase.scaling = Some(scaling);
+    phase.finished_ms = unix_now_ms();
+    phase
+}
+
+async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
+    let now = match fleet::replicas(&ctx.docker, service).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read the replicas of {service}: {e}");
+            return false;
+        }
+    };
+    if now == base {
+        ctx.rec.set_replicas(base);
+        return true;
+    }
+    ctx.say(format!("[scaling] restoring {service} to {base} replicas"));
+    if let Err(e) = stack::scale(&ctx.docker, &ctx.desired, service, base).await {
+        tracing::warn!("{e}");
+        return false;
+    }
+    ctx.rec.event("scale", format!("{now} → {base} (restore)"));
+    ctx.rec.set_replicas(base);
+    // Not the user's token: the first Ctrl-C must not stop the restore (the second one exits).
+    let never = CancellationToken::new();
+    let timeout = ctx.config.test.scaling.converge_timeout.0;
+    converge::wait(&ctx.docker, &[service.to_string()], timeout, Duration::from_secs(1), &never, &mut |_| {})
+        .await
+        .is_ok()
+}
+
+async fn measure(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::RunResult> {
+    let cfg = &ctx.config.test.scaling;
+    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let service = scaling.service.clone();
+    let base = ctx.config.server.replicas as u64;
+    let current = fleet::replicas(&ctx.docker, &service).await?;
+    if current != base {
+        anyhow::bail!("{service} runs {current} replicas, the stack says {base}: run `swarmctl up` first");
+    }
+    let mut counts = vec![base];
+    counts.extend(cfg.steps.iter().copied());
+    counts.push(base);
+
+    let mut o = ctx.load_options(&profile)?;
+    o.sessions = cfg.sessions as usize;
+    o.think = crate::units::Duration(Duration::ZERO);
+    o.workers = 1;
+    o.ramp = o.ramp.max(o.sessions as f64);
+    // Long enough for every step at its slowest; stopped as soon as the last one is measured.
+    let per_step = cfg.converge_timeout.0 + SETTLE + cfg.hold.0 + Duration::from_secs(5);
+    o.duration = crate::units::Duration(per_step * counts.len() as u32 + Duration::from_secs(10));
+    o.out = Some(ctx.out.join("phases").join("scaling"));
+    ctx.say(format!(
+        "[scaling] {} sessions back to back; replicas {}",
+        o.sessions,
+        counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" → ")
+    ));
+    let stop = CancellationToken::new();
+    // Steps measured so far, kept when a later one fails.
+    let measured = std::sync::Mutex::new(Vec::new());
+    let load = run_load(ctx, "scaling", &o, Arc::new(Live::default()), stop.clone());
+    tokio::pin!(load);
+    let steps = async {
+        // Let the sessions open and the rate settle before the first window.
+        tokio::time::sleep(Duration::from_secs_f64(o.sessions as f64 / o.ramp) + SETTLE).await;
+        let mut now = base;
+        let mut windows = Vec::new();
+        for &n in &counts {
+            if ctx.cancel.is_cancelled() {
+                anyhow::bail!("interrupted");
+            }
+            let asked = Instant::now();
+            let mut converge_s = 0.0;
+            if n != now {
+                stack::scale(&ctx.docker, &ctx.desired, &service, n).await?;
+                ctx.rec.event("scale", format!("{now} → {n}"));
+                ctx.rec.set_replicas(n);
+                // Fail fast on what cannot be placed, then wait for exactly `n` running: a
+                // scale-down has converged only once the surplus tasks are gone.
+                converge::wait(
+                    &ctx.docker,
+                    std::slice::from_ref(&service),
+                    cfg.converge_timeout.0,
+                    Duration::ZERO,
+                    &ctx.cancel,
+                    &mut |_| {},
+                )
+                .await?;
+                loop {
+                    // Containers still running, wanted or not: a removed task counts until it
+                    // has really stopped (drained, within its grace period).
+                    let tasks = fleet::tasks(&ctx.docker, &service).await?;
+                    let running = tasks.iter().filter(|t| t.state == "running").count();
+                    if running as u64 == n {
+                        break;
+                    }
+                    if asked.elapsed() > cfg.converge_timeout.0 {
+                        anyhow::bail!(
+                            "{service} still runs {running} tasks {} after scaling to {n}",
+                            cfg.converge_timeout
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                converge_s = asked.elapsed().as_secs_f64();
+                ctx.rec.event("converged", format!("{n} replicas in {converge_s:.1} s"));
+                now = n;
+                tokio::time::sleep(SETTLE).await;
+            }
+            let from = unix_now_ms();
+            tokio::time::sleep(cfg.hold.0).await;
+            let to = unix_now_ms();
+            let points: Vec<_> =
+                ctx.rec.points_since(from).into_iter().filter(|p| p.at_ms <= to && p.phase == "scaling").collect();
+            let secs = points.len().max(1) as f64;
+            let requests: u64 = points.iter().map(|p| p.requests).sum();
+            let ok: u64 = points.iter().map(|p| p.ok).sum();
+            let rps = requests as f64 / secs;
+            let step = ScaleStep {
+                replicas: n,
+                converge_s,
+                rps,
+                rps_per_replica: rps / n as f64,
+                success_ratio: if requests == 0 { 0.0 } else { ok as f64 / requests as f64 },
+                p99_ms: points.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
+                ..Default::default()
+            };
+            windows.push((from, to));
+            ctx.say(format!(
+                "[scaling] {n} replicas: converged in {converge_s:.1} s, {rps:.0} req/s ({:.0} per replica)",
+                step.rps_per_replica
+            ));
+            measured.lock().unwrap_or_else(|p| p.into_inner()).push(step);
+        }
+        anyhow::Ok(windows)
+    };
+    tokio::pin!(steps);
+    let stepped = tokio::select! {
+        r = &mut steps => r,
+        r = &mut load => {
+            let r = r?;
+            anyhow::bail!("the load ended before the scaling steps did: {}", super::ended_early(&r));
+        }
+    };
+    stop.cancel();
+    scaling.steps = measured.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let result = load.await?;
+    let windows = stepped?;
+    // Prometheus sees each window a scrape (and a discovery) later: ask about them afterwards,
+    // each evaluated at its own end.
+    if let Some(p) = ctx.prometheus() {
+        tokio::time::sleep(ctx.config.prometheus.scrape_interval.0 * 2).await;
+        for (step, (from, to)) in scaling.steps.iter_mut().zip(windows) {
+            let (rps, sessions) = by_slot(&p, from, to, profile.transport).await;
+            step.rps_by_slot = rps;
+            step.sessions_by_slot = sessions;
+        }
+    }
+    Ok(result)
+}
+
+/// Per-replica requests/s over a window and sessions at its end, by slot, from Prometheus.
+async fn by_slot(
+    p: &super::prom::Prometheus,
+    from_ms: u64,
+    to_ms: u64,
+    transport: crate::config::ClientTransport,
+) -> (std::collections::BTreeMap<String, f64>, std::collections::BTreeMap<String, f64>) {
+    let w = (to_ms.saturating_sub(from_ms) / 1000).max(2);
+    let at = to_ms as f64 / 1000.0;
+    let rps = p.by_at(&format!("sum by (slot) (rate(mcp_requests_total{{job=\"mcp\"}}[{w}s]))"), "slot", at).await;
+    let sessions = match transport {
+        crate::config::ClientTransport::Http => "sum by (slot) (mcp_sessions_active{job=\"mcp\"})",
+        _ => "sum by (slot) (mcp_connections_active{job=\"mcp\",transport!=\"http\"})",
+    };
+    let sessions = p.by_at(sessions, "slot", at).await;
+    (rps.unwrap_or_default(), sessions.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(replicas: u64, rps: f64) -> ScaleStep {
+        ScaleStep { replicas, rps, ..Default::default() }
+    }
+
+    #[test]
+    fn linearity_compares_the_largest_count_with_the_first() {
+        assert_eq!(linearity(&[step(3, 300.0), step(6, 600.0), step(2, 200.0), step(3, 300.0)]), Some(1.0));
+        assert_eq!(linearity(&[step(3, 300.0), step(6, 330.0)]), Some(0.55));
+        assert_eq!(linearity(&[step(3, 300.0)]), None, "one count says nothing about scaling");
+        assert_eq!(linearity(&[]), None);
+    }
+}

@@ -1,0 +1,276 @@
+//! Reports of `swarmctl test` and `validate`: the results folder's contract (`TestRun`, written
+//! as results.json) and everything rendered from it alone, without I/O: SUMMARY.txt,
+//! FINAL_REPORT.md, report.html with SVG charts, and the comparison of two runs.
+
+mod compare;
+mod html;
+mod text;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::RunResult;
+
+pub use compare::{compare, Comparison, Delta};
+pub use html::html;
+pub use text::{markdown, summary};
+
+/// The version of the test results contract (docs/testing.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A test run: what `test` and `validate` write as results.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestRun {
+    /// The contract's version.
+    pub schema_version: u32,
+    /// `baseline`, `stress`, `full` or `validate`.
+    pub kind: String,
+    /// The stack's name.
+    pub stack: String,
+    /// swarmctl's version.
+    pub version: String,
+    /// When the run began and ended (Unix ms).
+    pub started_ms: u64,
+    /// See `started_ms`.
+    pub finished_ms: u64,
+    /// `pass` (every phase met its SLO), `fail`, `interrupted` (Ctrl-C: the phases up to
+    /// then) or `error` (the run could not go on; `error` says why).
+    pub verdict: String,
+    /// Why the run stopped, when it did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The objectives the verdicts are judged against.
+    pub slo: Slo,
+    /// Pre-flight findings and anything the run adjusted (a stage capped, a step skipped).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The phases, in the order they ran.
+    pub phases: Vec<Phase>,
+    /// Swarm actions and what the engine reported back, in time order.
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// One point per second of load, over all phases.
+    #[serde(default)]
+    pub timeline: Vec<Point>,
+    /// CPU and memory of each server replica, sampled through the Engine API.
+    #[serde(default)]
+    pub resources: Vec<ResourceSample>,
+}
+
+/// The objectives, as judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// Minimum share of successful requests in load phases.
+    pub success_ratio: f64,
+    /// Maximum p99 latency, ms.
+    pub p99_ms: f64,
+    /// Maximum client-visible recovery after a kill, s.
+    pub failover_recovery_s: f64,
+    /// Minimum share of successful requests over the failover phase.
+    pub failover_success_ratio: f64,
+}
+
+/// One phase and its verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// `baseline`, `stress`, `failover`, `scaling`, `incremental`.
+    pub name: String,
+    /// `pass`, `fail`, `interrupted` or `error`.
+    pub verdict: String,
+    /// The measured facts behind the verdict, one sentence each.
+    pub reasons: Vec<String>,
+    /// When it began and ended (Unix ms).
+    pub started_ms: u64,
+    /// See `started_ms`.
+    pub finished_ms: u64,
+    /// The load engine's results over the whole phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<RunResult>,
+    /// Failover details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    /// Scaling details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+    /// Incremental stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// What the failover phase measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failover {
+    /// The service whose tasks were killed.
+    pub service: String,
+    /// Each killed task and its replacement.
+    pub kills: Vec<Kill>,
+    /// When the kill was sent (Unix ms).
+    pub kill_ms: u64,
+    /// Client-visible recovery: from the kill to the first of `consecutive_ok` successes in a
+    /// row after the last failure, s; 0 when clients saw no failure; `None` when they never
+    /// recovered within the phase.
+    pub recovery_s: Option<f64>,
+    /// The `consecutive_ok` used.
+    pub consecutive_ok: u64,
+    /// Failures from the kill to the end of the phase, by class.
+    pub errors: BTreeMap<String, u64>,
+    /// First and last failure after the kill (Unix ms).
+    pub first_error_ms: Option<u64>,
+    /// See `first_error_ms`.
+    pub last_error_ms: Option<u64>,
+    /// Sessions that lost their connection or server-side session after the kill.
+    pub sessions_dropped: u64,
+    /// Of those, re-established.
+    pub sessions_reestablished: u64,
+    /// Worst per-second corrected p99 from the kill until recovery, ms.
+    pub p99_during_recovery_ms: f64,
+    /// Success ratio over the whole phase.
+    pub success_ratio: f64,
+}
+
+/// One killed task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kill {
+    /// Its slot.
+    pub slot: i64,
+    /// Task and container killed.
+    pub task: String,
+    /// See `task`.
+    pub container: String,
+    /// When the engine created the replacement task (its own timestamp, Unix ms).
+    pub replacement_created_ms: Option<u64>,
+    /// When the replacement reached `running` (healthy, where a healthcheck exists; Unix ms).
+    pub replacement_running_ms: Option<u64>,
+}
+
+/// What the scaling phase measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// The service scaled.
+    pub service: String,
+    /// Each replica count visited, in order.
+    pub steps: Vec<ScaleStep>,
+    /// Throughput at the largest count relative to a perfect multiple of the first step's
+    /// (1.0: linear).
+    pub linearity: Option<f64>,
+    /// The service is back at its configured count.
+    pub restored: bool,
+}
+
+/// One replica count under load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScaleStep {
+    /// Replicas.
+    pub replicas: u64,
+    /// From the scale request to every replica running, s.
+    pub converge_s: f64,
+    /// Client-side requests/s over the measurement window.
+    pub rps: f64,
+    /// `rps / replicas`.
+    pub rps_per_replica: f64,
+    /// Success ratio over the window.
+    pub success_ratio: f64,
+    /// Corrected p99 over the window, ms.
+    pub p99_ms: f64,
+    /// Requests/s each replica served over the window, by slot (Prometheus; empty without).
+    #[serde(default)]
+    pub rps_by_slot: BTreeMap<String, f64>,
+    /// Sessions open on each replica at the end of the window, by slot (Prometheus).
+    #[serde(default)]
+    pub sessions_by_slot: BTreeMap<String, f64>,
+}
+
+/// One incremental stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Sessions asked for.
+    pub sessions: u64,
+    /// Sessions run (fewer when the pre-flight capped the stage).
+    pub sessions_run: u64,
+    /// `pass`, `fail`.
+    pub verdict: String,
+    /// The stage's load results.
+    pub load: RunResult,
+}
+
+/// Something done to the swarm, or seen happen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// `phase`, `kill`, `replacement_created`, `replacement_running`, `recovered`, `scale`,
+    /// `converged`.
+    pub kind: String,
+    /// Human detail.
+    pub detail: String,
+}
+
+/// One second of load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// End of the second (Unix ms).
+    pub at_ms: u64,
+    /// The phase it belongs to.
+    pub phase: String,
+    /// Sessions open.
+    pub sessions: u64,
+    /// Requests completed in the second.
+    pub requests: u64,
+    /// Of which successful.
+    pub ok: u64,
+    /// Failed, by class.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
+    /// Corrected latency of the second's requests, ms.
+    pub p50_ms: f64,
+    /// See `p50_ms`.
+    pub p99_ms: f64,
+    /// Server replicas the swarm was set to.
+    pub replicas: u64,
+}
+
+/// One replica's usage at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSample {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The replica's slot.
+    pub slot: i64,
+    /// CPU cores in use since the previous sample of this container.
+    pub cpu_cores: f64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+}
+
+impl TestRun {
+    /// The verdict from the phases: any error or interruption wins, then any failure.
+    pub fn judge(&mut self) {
+        if self.verdict == "error" || self.verdict == "interrupted" {
+            return;
+        }
+        self.verdict = if self.phases.iter().any(|p| p.verdict == "interrupted") {
+            "interrupted"
+        } else if self.phases.iter().any(|p| p.verdict == "error") || self.error.is_some() {
+            "error"
+        } else if self.phases.is_empty() || self.phases.iter().any(|p| p.verdict != "pass") {
+            "fail"
+        } else {
+            "pass"
+        }
+        .into();
+    }
+
+    /// The process exit code DESIGN.md gives this verdict.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict.as_str() {
+            "pass" => 0,
+            "fail" => 3,
+            "interrupted" => 130,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

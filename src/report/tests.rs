@@ -1,0 +1,214 @@
+//! Rendering and comparison of a fixed run: snapshots of the text reports, structure of the
+//! HTML, verdicts and regressions.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::load::stats::LatencyMs;
+use crate::load::{RunResult, Summary};
+
+fn load(total: u64, ok: u64, rps: f64, p99: f64) -> RunResult {
+    RunResult {
+        schema_version: 1,
+        verdict: "pass".into(),
+        summary: Summary {
+            requests_total: total,
+            requests_ok: ok,
+            success_ratio: ok as f64 / total as f64,
+            throughput_rps: rps,
+            sessions_peak: 200,
+            duration_s: 30.0,
+            latency_ms: LatencyMs { p50: 2.0, p90: 4.0, p99, p999: p99 * 2.0, max: p99 * 3.0, ..Default::default() },
+            errors: if ok < total { BTreeMap::from([("http_status".into(), total - ok)]) } else { BTreeMap::new() },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A run as `validate --phase all` could leave it: t0 = 1,000,000 ms.
+pub(crate) fn fixture() -> TestRun {
+    let t0 = 1_000_000;
+    let timeline = (1..=60)
+        .map(|s| Point {
+            at_ms: t0 + s * 1000,
+            phase: if s <= 30 { "failover".into() } else { "scaling".into() },
+            sessions: 200,
+            requests: if s == 12 { 250 } else { 400 },
+            ok: if s == 12 { 240 } else { 400 },
+            errors: if s == 12 { BTreeMap::from([("http_status".into(), 10)]) } else { BTreeMap::new() },
+            p50_ms: 2.0,
+            p99_ms: if s == 12 { 180.0 } else { 9.0 },
+            replicas: if s <= 40 {
+                3
+            } else if s <= 50 {
+                5
+            } else {
+                2
+            },
+        })
+        .collect();
+    TestRun {
+        schema_version: SCHEMA_VERSION,
+        kind: "validate".into(),
+        stack: "swarmctl-ci".into(),
+        version: "0.1.0".into(),
+        started_ms: t0,
+        finished_ms: t0 + 61_000,
+        verdict: String::new(),
+        error: None,
+        slo: Slo { success_ratio: 0.95, p99_ms: 500.0, failover_recovery_s: 30.0, failover_success_ratio: 0.99 },
+        notes: vec!["incremental stage 100000 capped at 19936 sessions (open files)".into()],
+        phases: vec![
+            Phase {
+                name: "failover".into(),
+                verdict: "pass".into(),
+                reasons: vec!["recovered in 1.80 s (SLO 30 s)".into(), "success 99.917 % (SLO 99 %)".into()],
+                started_ms: t0,
+                finished_ms: t0 + 30_000,
+                load: Some(load(12_000, 11_990, 400.0, 9.5)),
+                failover: Some(Failover {
+                    service: "swarmctl-ci_server".into(),
+                    kills: vec![Kill {
+                        slot: 2,
+                        task: "k1x7c0ffee00aa".into(),
+                        container: "0123456789abcdef".into(),
+                        replacement_created_ms: Some(t0 + 11_300),
+                        replacement_running_ms: Some(t0 + 13_100),
+                    }],
+                    kill_ms: t0 + 11_000,
+                    recovery_s: Some(1.8),
+                    consecutive_ok: 20,
+                    errors: BTreeMap::from([("http_status".into(), 10)]),
+                    first_error_ms: Some(t0 + 11_050),
+                    last_error_ms: Some(t0 + 12_700),
+                    sessions_dropped: 66,
+                    sessions_reestablished: 66,
+                    p99_during_recovery_ms: 180.0,
+                    success_ratio: 0.99917,
+                }),
+                ..Default::default()
+            },
+            Phase {
+                name: "scaling".into(),
+                verdict: "pass".into(),
+                reasons: vec!["every step converged; restored to 3 replicas".into()],
+                started_ms: t0 + 30_000,
+                finished_ms: t0 + 60_000,
+                load: Some(load(24_000, 24_000, 800.0, 12.0)),
+                scaling: Some(Scaling {
+                    service: "swarmctl-ci_server".into(),
+                    steps: vec![
+                        ScaleStep {
+                            replicas: 3,
+                            converge_s: 0.0,
+                            rps: 800.0,
+                            rps_per_replica: 266.7,
+                            success_ratio: 1.0,
+                            p99_ms: 12.0,
+                            ..Default::default()
+                        },
+                        ScaleStep {
+                            replicas: 5,
+                            converge_s: 4.2,
+                            rps: 900.0,
+                            rps_per_replica: 180.0,
+                            success_ratio: 1.0,
+                            p99_ms: 11.0,
+                            rps_by_slot: BTreeMap::from([("1".into(), 180.0), ("2".into(), 181.0)]),
+                            sessions_by_slot: BTreeMap::from([("1".into(), 4.0), ("2".into(), 3.0)]),
+                        },
+                    ],
+                    linearity: Some(0.675),
+                    restored: true,
+                }),
+                ..Default::default()
+            },
+        ],
+        events: vec![
+            Event { at_ms: t0, kind: "phase".into(), detail: "failover".into() },
+            Event { at_ms: t0 + 11_000, kind: "kill".into(), detail: "slot 2".into() },
+            Event { at_ms: t0 + 12_800, kind: "recovered".into(), detail: "20 successes in a row".into() },
+            Event { at_ms: t0 + 40_000, kind: "scale".into(), detail: "3 → 5".into() },
+        ],
+        timeline,
+        resources: vec![
+            ResourceSample { at_ms: t0 + 5000, slot: 1, cpu_cores: 0.25, memory_bytes: 20 << 20 },
+            ResourceSample { at_ms: t0 + 10_000, slot: 1, cpu_cores: 0.35, memory_bytes: 22 << 20 },
+        ],
+    }
+}
+
+#[test]
+fn verdict_follows_the_phases() {
+    let mut r = fixture();
+    r.judge();
+    assert_eq!((r.verdict.as_str(), r.exit_code()), ("pass", 0));
+    r.verdict.clear();
+    r.phases[1].verdict = "fail".into();
+    r.judge();
+    assert_eq!((r.verdict.as_str(), r.exit_code()), ("fail", 3));
+    r.verdict.clear();
+    r.phases[0].verdict = "interrupted".into();
+    r.judge();
+    assert_eq!((r.verdict.as_str(), r.exit_code()), ("interrupted", 130));
+    let mut empty = TestRun::default();
+    empty.judge();
+    assert_eq!(empty.verdict, "fail", "a run that measured nothing cannot pass");
+}
+
+#[test]
+fn text_reports_are_rendered_from_the_results_alone() {
+    let mut r = fixture();
+    r.judge();
+    insta::assert_snapshot!("summary", summary(&r));
+    insta::assert_snapshot!("final_report", markdown(&r));
+}
+
+#[test]
+fn html_is_self_contained_with_one_chart_per_figure() {
+    let mut r = fixture();
+    r.judge();
+    let page = html(&r);
+    assert_eq!(page.matches("<svg ").count(), 5, "latency, throughput, sessions, errors, replicas");
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "no external asset");
+    assert!(!page.contains("NaN") && !page.contains("inf"), "every coordinate is a number");
+    // The kill and the scale step are marked on every chart.
+    assert_eq!(page.matches(">kill</text>").count(), 5);
+    assert_eq!(page.matches(">scale</text>").count(), 5);
+    // Each of the 60 seconds is a vertex of each chart's line.
+    let first = page.split("<polyline").nth(1).unwrap();
+    let points = first.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert_eq!(points.split(' ').count(), 60);
+}
+
+#[test]
+fn comparison_flags_what_got_worse() {
+    let a = fixture();
+    let mut b = fixture();
+    let same = compare(&a, &b, 0.10);
+    assert!(!same.regressed(), "{}", same.render());
+    assert_eq!(same.deltas.len(), 10, "{}", same.render());
+
+    let fb = b.phases[0].failover.as_mut().unwrap();
+    fb.recovery_s = Some(2.5);
+    let lb = b.phases[1].load.as_mut().unwrap();
+    lb.summary.latency_ms.p99 = 12.5; // +4 %: within tolerance
+    lb.summary.success_ratio = 0.998; // −0.2 points: a regression whatever the tolerance
+    let c = compare(&a, &b, 0.10);
+    let flagged: Vec<&str> = c.deltas.iter().filter(|d| d.regression).map(|d| d.figure.as_str()).collect();
+    assert_eq!(flagged, ["failover.recovery_s", "scaling.success_ratio"], "{}", c.render());
+
+    b.phases[0].failover.as_mut().unwrap().recovery_s = None;
+    b.phases.pop();
+    let c = compare(&a, &b, 0.10);
+    assert!(c.deltas.iter().any(|d| d.figure == "failover.recovery_s" && d.regression && d.b.is_infinite()));
+    assert_eq!(c.unmatched, ["scaling (A)"]);
+}
+
+#[test]
+fn results_round_trip_through_json() {
+    let r = fixture();
+    let back: TestRun = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+}

@@ -1,0 +1,260 @@
+//! SUMMARY.txt and FINAL_REPORT.md, from a `TestRun` alone.
+
+use std::fmt::Write;
+
+use super::{Phase, TestRun};
+
+fn secs(ms: u64, from: u64) -> f64 {
+    ms.saturating_sub(from) as f64 / 1000.0
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.2} s")).unwrap_or_else(|| "not recovered".into())
+}
+
+/// One line per phase headline figure, as the terminal shows it at the end of a run.
+pub fn summary(r: &TestRun) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "swarmctl {} {} on stack {}: {} ({:.0} s)",
+        r.version,
+        r.kind,
+        r.stack,
+        r.verdict.to_uppercase(),
+        secs(r.finished_ms, r.started_ms)
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "stopped: {e}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    for p in &r.phases {
+        let _ = writeln!(out, "{:<12} {:<11} {}", p.name, p.verdict.to_uppercase(), headline(p));
+        for reason in &p.reasons {
+            let _ = writeln!(out, "             - {reason}");
+        }
+    }
+    out
+}
+
+/// The phase's key figures in one line.
+fn headline(p: &Phase) -> String {
+    if let Some(f) = &p.failover {
+        return format!(
+            "recovery {}, {} errors after the kill, sessions dropped {} / re-established {}",
+            opt_s(f.recovery_s),
+            f.errors.values().sum::<u64>(),
+            f.sessions_dropped,
+            f.sessions_reestablished
+        );
+    }
+    if let Some(s) = &p.scaling {
+        let steps: Vec<String> =
+            s.steps.iter().map(|st| format!("{}→{:.0} req/s ({:.1} s)", st.replicas, st.rps, st.converge_s)).collect();
+        return format!(
+            "{}; linearity {}",
+            steps.join(", "),
+            s.linearity.map(|l| format!("{l:.2}")).unwrap_or_else(|| "n/a".into())
+        );
+    }
+    if !p.stages.is_empty() {
+        let st: Vec<String> = p
+            .stages
+            .iter()
+            .map(|s| format!("{}: {} p99 {:.1} ms", s.sessions_run, s.verdict, s.load.summary.latency_ms.p99))
+            .collect();
+        return st.join(", ");
+    }
+    match &p.load {
+        Some(l) => format!(
+            "{} requests, {:.3} % ok, {:.1} req/s, p99 {:.2} ms, sessions peak {}",
+            l.summary.requests_total,
+            l.summary.success_ratio * 100.0,
+            l.summary.throughput_rps,
+            l.summary.latency_ms.p99,
+            l.summary.sessions_peak
+        ),
+        None => String::new(),
+    }
+}
+
+/// FINAL_REPORT.md: verdicts, the figures behind them, and how each was measured.
+pub fn markdown(r: &TestRun) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# swarmctl {}: {}\n", r.kind, r.verdict.to_uppercase());
+    let _ = writeln!(
+        md,
+        "Stack `{}`, swarmctl {}, {:.0} s. Every figure below was measured during this run; \
+         `results.json` holds them all, and `swarmctl report render` rebuilds this file from it.\n",
+        r.stack,
+        r.version,
+        secs(r.finished_ms, r.started_ms)
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(md, "**The run stopped early:** {e}\n");
+    }
+    let _ = writeln!(
+        md,
+        "Objectives: success ≥ {:.2} %, p99 ≤ {} ms; failover: recovery ≤ {} s and success ≥ {:.2} %.\n",
+        r.slo.success_ratio * 100.0,
+        r.slo.p99_ms,
+        r.slo.failover_recovery_s,
+        r.slo.failover_success_ratio * 100.0
+    );
+    for n in &r.notes {
+        let _ = writeln!(md, "- note: {n}");
+    }
+    if !r.notes.is_empty() {
+        md.push('\n');
+    }
+    let _ = writeln!(md, "| phase | verdict | figures |\n|---|---|---|");
+    for p in &r.phases {
+        let _ = writeln!(md, "| {} | {} | {} |", p.name, p.verdict.to_uppercase(), headline(p));
+    }
+    for p in &r.phases {
+        let _ = writeln!(md, "\n## {} — {}\n", p.name, p.verdict.to_uppercase());
+        for reason in &p.reasons {
+            let _ = writeln!(md, "- {reason}");
+        }
+        if let Some(l) = &p.load {
+            let s = &l.summary;
+            let _ = writeln!(
+                md,
+                "\n| requests | ok | success | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sessions peak |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {:.3} % | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                s.requests_total,
+                s.requests_ok,
+                s.success_ratio * 100.0,
+                s.throughput_rps,
+                s.latency_ms.p50,
+                s.latency_ms.p90,
+                s.latency_ms.p99,
+                s.latency_ms.p999,
+                s.latency_ms.max,
+                s.sessions_peak
+            );
+            if !s.errors.is_empty() {
+                let e: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let _ = writeln!(md, "\nErrors: {}.", e.join(", "));
+            }
+        }
+        if let Some(f) = &p.failover {
+            let _ =
+                writeln!(md, "\n| slot | task killed | replacement created | replacement running |\n|---|---|---|---|");
+            for k in &f.kills {
+                let at = |v: Option<u64>| v.map(|ms| format!("+{:.2} s", secs(ms, f.kill_ms))).unwrap_or("—".into());
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    k.slot,
+                    &k.task[..k.task.len().min(12)],
+                    at(k.replacement_created_ms),
+                    at(k.replacement_running_ms)
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\nClient-visible recovery: **{}** (first of {} successes in a row after the last failure). \
+                 First failure {}, last {}; failures by class: {}. Sessions dropped {}, re-established {}. \
+                 Worst per-second p99 until recovery: {:.1} ms. Success over the phase: {:.3} %.",
+                opt_s(f.recovery_s),
+                f.consecutive_ok,
+                f.first_error_ms.map(|m| format!("+{:.2} s", secs(m, f.kill_ms))).unwrap_or("none".into()),
+                f.last_error_ms.map(|m| format!("+{:.2} s", secs(m, f.kill_ms))).unwrap_or("none".into()),
+                if f.errors.is_empty() {
+                    "none".to_string()
+                } else {
+                    f.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                },
+                f.sessions_dropped,
+                f.sessions_reestablished,
+                f.p99_during_recovery_ms,
+                f.success_ratio * 100.0
+            );
+        }
+        if let Some(s) = &p.scaling {
+            let _ = writeln!(
+                md,
+                "\n| replicas | converged in | req/s | req/s per replica | success | p99 ms | req/s by slot | sessions by slot |\n|---|---|---|---|---|---|---|---|"
+            );
+            for st in &s.steps {
+                let by = |m: &std::collections::BTreeMap<String, f64>| {
+                    if m.is_empty() {
+                        "—".to_string()
+                    } else {
+                        m.iter().map(|(k, v)| format!("{k}: {v:.0}")).collect::<Vec<_>>().join(", ")
+                    }
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.1} s | {:.1} | {:.1} | {:.3} % | {:.2} | {} | {} |",
+                    st.replicas,
+                    st.converge_s,
+                    st.rps,
+                    st.rps_per_replica,
+                    st.success_ratio * 100.0,
+                    st.p99_ms,
+                    by(&st.rps_by_slot),
+                    by(&st.sessions_by_slot)
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\nLinearity (throughput at the most replicas ÷ a perfect multiple of the first step's): {}. Restored to the configured count: {}.",
+                s.linearity.map(|l| format!("{l:.2}")).unwrap_or("n/a".into()),
+                if s.restored { "yes" } else { "**no**" }
+            );
+        }
+        if !p.stages.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n| sessions | run | verdict | success | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
+            );
+            for st in &p.stages {
+                let s = &st.load.summary;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.3} % | {:.1} | {:.2} | {:.2} |",
+                    st.sessions,
+                    st.sessions_run,
+                    st.verdict.to_uppercase(),
+                    s.success_ratio * 100.0,
+                    s.throughput_rps,
+                    s.latency_ms.p50,
+                    s.latency_ms.p99
+                );
+            }
+        }
+    }
+    if !r.events.is_empty() {
+        let _ = writeln!(md, "\n## Events\n\n| at | event | detail |\n|---|---|---|");
+        for e in &r.events {
+            let _ = writeln!(md, "| +{:.2} s | {} | {} |", secs(e.at_ms, r.started_ms), e.kind, e.detail);
+        }
+    }
+    if !r.resources.is_empty() {
+        let _ = writeln!(md, "\n## Replica resources (Engine API)\n\n| slot | samples | CPU mean | CPU max | memory max |\n|---|---|---|---|---|");
+        let mut slots: std::collections::BTreeMap<i64, Vec<&super::ResourceSample>> = Default::default();
+        for s in &r.resources {
+            slots.entry(s.slot).or_default().push(s);
+        }
+        for (slot, v) in slots {
+            let mean = v.iter().map(|s| s.cpu_cores).sum::<f64>() / v.len() as f64;
+            let max = v.iter().map(|s| s.cpu_cores).fold(0.0, f64::max);
+            let mem = v.iter().map(|s| s.memory_bytes).max().unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {slot} | {} | {mean:.2} cores | {max:.2} cores | {:.1} MiB |",
+                v.len(),
+                mem as f64 / 1048576.0
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n---\nLatency is corrected for coordinated omission (measured from when each request was due). \
+         See docs/testing.md for how each phase and figure is measured."
+    );
+    md
+}
