@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
             ));
         }
         let label = format!("incremental-{run_n}");
-        ctx.rec.event("phase", &label);
+        ctx.rec.event("stage", &label);
         let mut p = profile.clone();
         p.sessions = run_n;
         p.hold = cfg.hold;

@@ -83,8 +83,18 @@ fn chart(title: &str, unit: &str, series: &[Series], markers: &[(f64, String, &s
         );
     }
     for (i, s) in series.iter().enumerate() {
-        if !s.points.is_empty() {
-            let pts: Vec<String> = s.points.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+        // A gap of more than two seconds (between phases) breaks the line: nothing was
+        // measured there, and a line would suggest otherwise.
+        let mut runs: Vec<Vec<String>> = Vec::new();
+        let mut last_t = f64::NEG_INFINITY;
+        for (t, v) in &s.points {
+            if *t - last_t > 2.5 || runs.is_empty() {
+                runs.push(Vec::new());
+            }
+            runs.last_mut().expect("pushed").push(format!("{:.1},{:.1}", x(*t), y(*v)));
+            last_t = *t;
+        }
+        for pts in runs {
             let _ = write!(
                 svg,
                 r##"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"##,

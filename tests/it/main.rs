@@ -4,11 +4,14 @@
 //! - `cli`: the real binary: exit codes, error messages, files written.
 //! - `engine`: a real Docker Engine (started by `scripts/dev-env`): bollard, and the docker CLI
 //!   accepting and deploying what swarmctl renders.
+//! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
+//!   Traefik and Prometheus images (one at a time: `util::swarm_lock`).
 
 mod cli;
 mod deploy;
 mod engine;
 mod load;
+mod phases;
 mod serve;
 mod snapshots;
 mod util;

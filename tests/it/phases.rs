@@ -1,0 +1,213 @@
+//! `test full` and `validate` against the real engine, the real Traefik and Prometheus, at a
+//! small scale: the results must be measured (recovery, errors in the kill window, throughput
+//! per replica count, the stack restored), the HTML report must draw in a real browser, and a
+//! killed Traefik task must be reported, not hung on.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use swarmctl::report::TestRun;
+
+use crate::util::{swarmctl, text};
+
+const SETS: &[&str] = &[
+    "--stack",
+    "ci",
+    "--set",
+    "name=swit-ph",
+    "--set",
+    "lb.ports={web: 28380, websocket: 28381, metrics: 28382, tcp: 28383}",
+    "--set",
+    "prometheus.port=28390",
+];
+
+fn run(args: &[&str], state: &Path) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(SETS);
+    swarmctl(&all, state)
+}
+
+fn read(dir: &Path) -> TestRun {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json is written");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
+}
+
+/// The screenshot of `html` has drawn charts: a good share of non-white pixels, and pixels of
+/// the p99 line's colour (#e67e22) and of the throughput line's (#16a085).
+fn assert_renders(html: &Path, png: &Path) {
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1600"])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium runs (Debian package `chromium`; scripts/test installs it)");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let non_white = pixels.iter().filter(|p| p[0] < 240 || p[1] < 240 || p[2] < 240).count();
+    let near = |p: &[u8], c: [u8; 3]| (0..3).all(|i| p[i].abs_diff(c[i]) < 40);
+    let orange = pixels.iter().filter(|p| near(p, [0xe6, 0x7e, 0x22])).count();
+    let teal = pixels.iter().filter(|p| near(p, [0x16, 0xa0, 0x85])).count();
+    assert!(non_white * 100 > pixels.len() * 3, "the page is nearly blank: {non_white} of {} pixels", pixels.len());
+    assert!(
+        orange > 100 && teal > 100,
+        "the latency and throughput lines are drawn: {orange} orange, {teal} teal pixels"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balancer() {
+    let _swarm = crate::util::swarm_lock().await;
+    let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
+    let results = tempfile::tempdir().unwrap();
+    let full = results.path().join("full");
+
+    // 1. test full deploys, runs every phase and writes the folder.
+    let started = Instant::now();
+    let out = run(
+        &[
+            "test",
+            "full",
+            "--out",
+            full.to_str().unwrap(),
+            "--set",
+            "test.profiles.stress={sessions: 400, ramp: 200, hold: 10s, think: 1s, transport: ws}",
+        ],
+        state.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    let r = read(&full);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(r.exit_code())),
+        "the exit code follows the verdict {}:\n{stdout}\n{stderr}",
+        r.verdict
+    );
+    assert!(started.elapsed() < Duration::from_secs(600), "took {:?}", started.elapsed());
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling"], "{stdout}\n{stderr}");
+    for p in &r.phases {
+        assert!(p.verdict == "pass" || p.verdict == "fail", "{}: {} {:?}", p.name, p.verdict, p.reasons);
+        assert!(!p.reasons.is_empty() && p.finished_ms > p.started_ms, "{}", p.name);
+    }
+    let baseline = r.phases[0].load.as_ref().unwrap();
+    assert_eq!(baseline.summary.sessions_peak, 200);
+    assert!(baseline.summary.requests_total > 1000, "{:?}", baseline.summary);
+    assert_eq!(r.phases[1].load.as_ref().unwrap().summary.sessions_peak, 400);
+    let stages: Vec<u64> = r.phases[2].stages.iter().map(|s| s.sessions_run).collect();
+    assert_eq!(stages, [100, 300]);
+
+    // Failover: one kill, its replacement timed by the engine, recovery measured, and the
+    // failures after the kill are the ones the load engine counted.
+    let fo = r.phases[3].failover.as_ref().unwrap();
+    let fo_load = r.phases[3].load.as_ref().unwrap();
+    assert_eq!(fo.kills.len(), 1, "{fo:?}");
+    let k = &fo.kills[0];
+    let created = k.replacement_created_ms.expect("replacement created");
+    let running = k.replacement_running_ms.expect("replacement running");
+    assert!(fo.kill_ms <= created && created <= running && running < fo.kill_ms + 60_000, "{fo:?}");
+    let recovery = fo.recovery_s.expect("clients recovered");
+    assert!((0.0..30.0).contains(&recovery), "recovery {recovery} s");
+    let after_kill: u64 = fo.errors.values().sum();
+    let initialize_failures = fo_load.by_method.get("initialize").map(|m| m.count - m.ok).unwrap_or(0);
+    let request_failures: u64 = fo_load.summary.errors.values().sum();
+    assert_eq!(fo_load.summary.requests_total - fo_load.summary.requests_ok, request_failures);
+    assert!(after_kill <= request_failures + initialize_failures, "{fo:?} vs {:?}", fo_load.summary.errors);
+    if after_kill > 0 {
+        let (first, last) = (fo.first_error_ms.unwrap(), fo.last_error_ms.unwrap());
+        assert!(fo.kill_ms <= first && first <= last, "{fo:?}");
+        assert!(recovery >= (last - fo.kill_ms) as f64 / 1000.0, "recovery comes after the last failure: {fo:?}");
+    }
+    assert_eq!(fo.sessions_dropped, fo.sessions_reestablished, "every dropped session came back: {fo:?}");
+    // The timeline carries the same failures as the summary.
+    let timeline_errors: u64 =
+        r.timeline.iter().filter(|p| p.phase == "failover").map(|p| p.errors.values().sum::<u64>()).sum();
+    assert_eq!(timeline_errors, request_failures);
+    for kind in ["kill", "replacement_created", "replacement_running", "recovered"] {
+        assert!(r.events.iter().any(|e| e.kind == kind), "event {kind}: {:?}", r.events);
+    }
+
+    // Scaling: 3 → 5 → 2 → 3, throughput per count, per replica from Prometheus, restored.
+    let sc = r.phases[4].scaling.as_ref().unwrap();
+    let counts: Vec<u64> = sc.steps.iter().map(|s| s.replicas).collect();
+    assert_eq!(counts, [3, 5, 2, 3]);
+    for (i, s) in sc.steps.iter().enumerate() {
+        assert!(s.rps > 0.0 && (s.rps_per_replica - s.rps / s.replicas as f64).abs() < 1e-6, "{s:?}");
+        if i > 0 {
+            assert!(s.converge_s > 0.0 && s.converge_s < 90.0, "{s:?}");
+        }
+        assert!(!s.rps_by_slot.is_empty(), "Prometheus saw the replicas serve: {s:?}");
+        let slots: Vec<u64> = s.rps_by_slot.keys().map(|k| k.parse().unwrap()).collect();
+        assert!(slots.iter().all(|slot| (1..=5).contains(slot)), "{s:?}");
+    }
+    assert!(sc.restored && sc.linearity.is_some(), "{sc:?}");
+    let replicas = swarmctl::engine::fleet::tasks(&docker, "swit-ph_server")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.is_running())
+        .count();
+    assert_eq!(replicas, 3, "the stack is back to its 3 replicas");
+    let points_per_replica_count: std::collections::BTreeSet<u64> =
+        r.timeline.iter().filter(|p| p.phase == "scaling").map(|p| p.replicas).collect();
+    assert_eq!(points_per_replica_count, [2, 3, 5].into_iter().collect());
+
+    // The rest of the folder.
+    assert!(!r.resources.is_empty(), "Engine API stats were sampled");
+    for f in ["SUMMARY.txt", "FINAL_REPORT.md", "report.html", "timeline.jsonl", "metrics/docker-stats.json"] {
+        assert!(full.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} is written");
+    }
+    let series: Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("metrics/requests_per_second_by_slot.json")).unwrap())
+            .unwrap();
+    assert!(!series["answer"]["data"]["result"].as_array().unwrap().is_empty(), "a Prometheus range was saved");
+    let log = std::fs::read_to_string(full.join("logs/swit-ph_server.log")).unwrap();
+    assert!(log.contains("serving"), "the replicas' logs: {}", &log[..log.len().min(300)]);
+    assert!(std::fs::read_to_string(full.join("timeline.jsonl")).unwrap().lines().count() > 60);
+    assert_renders(&full.join("report.html"), &results.path().join("report.png"));
+
+    // 2. report render rebuilds the same files from results.json; compare flags regressions.
+    let before = std::fs::read_to_string(full.join("FINAL_REPORT.md")).unwrap();
+    std::fs::remove_file(full.join("FINAL_REPORT.md")).unwrap();
+    let out = swarmctl(&["report", "render", full.to_str().unwrap()], state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(std::fs::read_to_string(full.join("FINAL_REPORT.md")).unwrap(), before);
+    let out = swarmctl(&["report", "compare", full.to_str().unwrap(), full.to_str().unwrap()], state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).0);
+    let worse = results.path().join("worse");
+    std::fs::create_dir_all(&worse).unwrap();
+    let mut w = r.clone();
+    w.phases[3].failover.as_mut().unwrap().recovery_s = None;
+    std::fs::write(worse.join("results.json"), serde_json::to_string(&w).unwrap()).unwrap();
+    let out = swarmctl(&["report", "compare", full.to_str().unwrap(), worse.to_str().unwrap()], state.path());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out).0);
+    assert!(text(&out).0.contains("failover.recovery_s"), "{}", text(&out).0);
+
+    // 3. A killed Traefik task: clients lose the load balancer, the phase ends on time and says so.
+    let lb_dir = results.path().join("lb");
+    let started = Instant::now();
+    let out =
+        run(&["validate", "--phase", "failover", "--target", "lb", "--out", lb_dir.to_str().unwrap()], state.path());
+    let (stdout, stderr) = text(&out);
+    assert!(started.elapsed() < Duration::from_secs(150), "not hung on: {:?}", started.elapsed());
+    let r = read(&lb_dir);
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    let fo = r.phases[0].failover.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
+    assert_eq!(fo.service, "swit-ph_lb");
+    assert!(fo.kills[0].replacement_running_ms.is_some(), "the engine restarted Traefik: {fo:?}");
+    assert!(fo.errors.keys().any(|c| c == "connect" || c == "disconnect"), "clients saw the LB go: {fo:?}");
+    assert!(fo.sessions_dropped > 0, "{fo:?}");
+
+    let out = run(&["down"], state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+}
