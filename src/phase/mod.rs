@@ -333,6 +333,59 @@ pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
     (verdict.into(), reasons)
 }
 
+/// What Prometheus says the replicas received (every method but the handshake's), with the
+/// replicas counted, once the latest requests have surely been scraped; `Err` says why not.
+pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<String>), String> {
+    let Some(p) = ctx.prometheus() else {
+        return Err("the stack has no Prometheus (prometheus.enabled)".into());
+    };
+    // Two scrapes: the last requests of what ran before are in the counters Prometheus holds.
+    tokio::time::sleep(ctx.config.prometheus.scrape_interval.0 * 2 + std::time::Duration::from_millis(500)).await;
+    let total = p
+        .query(r#"sum(mcp_requests_total{job="mcp",method!~"initialize|notifications/initialized"})"#)
+        .await
+        .map_err(|e| format!("Prometheus: {e:#}"))?;
+    let up = p.query(r#"up{job="mcp"} == 1"#).await.map_err(|e| format!("Prometheus: {e:#}"))?;
+    let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();
+    Ok((total.first().map(|(_, v)| *v).unwrap_or(0.0), instances))
+}
+
+/// The load engine's count against the servers'. Holds when the servers counted at least
+/// every request that was answered and at most every request that was sent; exact when
+/// nothing failed.
+pub fn reconcile(
+    r: &RunResult,
+    before: Result<(f64, std::collections::BTreeSet<String>), String>,
+    after: Result<(f64, std::collections::BTreeSet<String>), String>,
+) -> crate::report::Reconciliation {
+    let s = &r.summary;
+    let answered =
+        s.requests_ok + ["jsonrpc", "tool_error"].iter().map(|c| s.errors.get(*c).copied().unwrap_or(0)).sum::<u64>();
+    let mut rec = crate::report::Reconciliation {
+        client_sent: s.requests_total,
+        client_answered: answered,
+        ..Default::default()
+    };
+    match (before, after) {
+        (Ok((c0, i0)), Ok((c1, i1))) if i0 == i1 => {
+            let got = c1 - c0;
+            rec.server_received = Some(got);
+            rec.holds = answered as f64 <= got && got <= s.requests_total as f64;
+            rec.note = format!(
+                "the {} replicas counted {got:.0} requests; clients sent {} of which {answered} were answered: {}",
+                i1.len(),
+                s.requests_total,
+                if rec.holds { "consistent" } else { "INCONSISTENT" }
+            );
+        }
+        (Ok(_), Ok(_)) => {
+            rec.note = "not reconciled: the set of replicas changed during the phase (their counters with it)".into()
+        }
+        (Err(e), _) | (_, Err(e)) => rec.note = format!("not reconciled: {e}"),
+    }
+    rec
+}
+
 /// `baseline` or `stress`: a profile's load through the load balancer.
 pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     let started_ms = ctx.rec.event("phase", name);
@@ -345,6 +398,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
         profile.think
     ));
     let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
+    let before = server_count(ctx).await;
     let result = async {
         let mut o = ctx.load_options(profile)?;
         o.out = Some(ctx.out.join("phases").join(name));
@@ -353,10 +407,13 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     .await;
     match result {
         Ok(r) => {
-            let (verdict, reasons) = judge_load(ctx, &r);
+            let (verdict, mut reasons) = judge_load(ctx, &r);
+            let rec = reconcile(&r, before, server_count(ctx).await);
+            reasons.push(format!("reconciliation: {}", rec.note));
             phase.verdict = verdict;
             phase.reasons = reasons;
             phase.load = Some(r);
+            phase.reconciliation = Some(rec);
         }
         Err(e) => {
             phase.verdict = "error".into();
@@ -365,4 +422,45 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     }
     phase.finished_ms = unix_now_ms();
     phase
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::reconcile;
+    use crate::load::{RunResult, Summary};
+
+    fn run(sent: u64, ok: u64, errors: &[(&str, u64)]) -> RunResult {
+        RunResult {
+            summary: Summary {
+                requests_total: sent,
+                requests_ok: ok,
+                errors: errors.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn seen(count: f64, replicas: &[&str]) -> Result<(f64, BTreeSet<String>), String> {
+        Ok((count, replicas.iter().map(|s| s.to_string()).collect()))
+    }
+
+    #[test]
+    fn servers_must_count_what_was_answered_and_no_more_than_was_sent() {
+        let r = run(1000, 990, &[("tool_error", 5), ("connect", 5)]);
+        let ok = reconcile(&r, seen(100.0, &["a", "b"]), seen(1097.0, &["a", "b"]));
+        assert!(ok.holds && ok.server_received == Some(997.0), "{ok:?}");
+        assert_eq!(ok.client_answered, 995);
+        // Fewer than were answered: the servers lost count (or Prometheus missed a scrape).
+        assert!(!reconcile(&r, seen(100.0, &["a", "b"]), seen(1090.0, &["a", "b"])).holds);
+        // More than were sent: someone else sent load, or the client lost count.
+        assert!(!reconcile(&r, seen(100.0, &["a", "b"]), seen(1101.0, &["a", "b"])).holds);
+        // A replica gone (its counter with it): no claim either way.
+        let changed = reconcile(&r, seen(100.0, &["a", "b"]), seen(1097.0, &["a", "c"]));
+        assert!(!changed.holds && changed.server_received.is_none() && changed.note.contains("changed"));
+        let none = reconcile(&r, Err("no Prometheus".into()), seen(1.0, &[]));
+        assert!(!none.holds && none.note.contains("no Prometheus"));
+    }
 }

@@ -114,8 +114,8 @@ impl Prometheus {
         .await
     }
 
-    /// The active scrape targets: (job, slot, health).
-    pub async fn targets(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+    /// The active scrape targets: (job, slot, instance, health).
+    pub async fn targets(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
         let v = self.api("/api/v1/targets?state=active").await?;
         Ok(v["data"]["activeTargets"]
             .as_array()
@@ -126,6 +126,7 @@ impl Prometheus {
                 (
                     l["job"].as_str().unwrap_or("").to_string(),
                     l["slot"].as_str().unwrap_or("").to_string(),
+                    l["instance"].as_str().unwrap_or("").to_string(),
                     t["health"].as_str().unwrap_or("").to_string(),
                 )
             })

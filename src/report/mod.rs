@@ -96,6 +96,27 @@ pub struct Phase {
     /// Incremental stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// The load engine's count of requests against the servers' own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<Reconciliation>,
+}
+
+/// Client-side and server-side views of one phase's requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Requests the load engine sent (every method but `initialize`).
+    pub client_sent: u64,
+    /// Of those, answered by a server (a result, a JSON-RPC error or a tool error): these
+    /// certainly reached one.
+    pub client_answered: u64,
+    /// The increase of the replicas' `mcp_requests_total` (every method but `initialize` and
+    /// `notifications/initialized`) over the phase, from Prometheus.
+    pub server_received: Option<f64>,
+    /// `client_answered ≤ server_received ≤ client_sent`: what a server counted is what
+    /// clients sent, less what was lost before reaching a server.
+    pub holds: bool,
+    /// How it was measured, or why it could not be.
+    pub note: String,
 }
 
 /// What the failover phase measured.

@@ -138,6 +138,16 @@ pub fn markdown(r: &TestRun) -> String {
                 let e: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let _ = writeln!(md, "\nErrors: {}.", e.join(", "));
             }
+            if let Some(rec) = &p.reconciliation {
+                let _ = writeln!(
+                    md,
+                    "\nClient and server views: {} (sent {}, answered {}, servers counted {}).",
+                    rec.note,
+                    rec.client_sent,
+                    rec.client_answered,
+                    rec.server_received.map(|v| format!("{v:.0}")).unwrap_or("—".into())
+                );
+            }
         }
         if let Some(f) = &p.failover {
             let _ =

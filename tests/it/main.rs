@@ -4,6 +4,7 @@
 //! - `cli`: the real binary: exit codes, error messages, files written.
 //! - `engine`: a real Docker Engine (started by `scripts/dev-env`): bollard, and the docker CLI
 //!   accepting and deploying what swarmctl renders.
+//! - `monitoring`: promtool on the rendered rules; the real Prometheus against a real stack.
 //! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
 //!   Traefik and Prometheus images (one at a time: `util::swarm_lock`).
 
@@ -11,6 +12,7 @@ mod cli;
 mod deploy;
 mod engine;
 mod load;
+mod monitoring;
 mod phases;
 mod serve;
 mod snapshots;

@@ -104,6 +104,13 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(baseline.summary.sessions_peak, 200);
     assert!(baseline.summary.requests_total > 1000, "{:?}", baseline.summary);
     assert_eq!(r.phases[1].load.as_ref().unwrap().summary.sessions_peak, 400);
+    // Client and server views agree: what the replicas counted (Prometheus) lies between what
+    // was answered and what was sent.
+    for p in &r.phases[..2] {
+        let rec = p.reconciliation.as_ref().unwrap_or_else(|| panic!("{}: no reconciliation", p.name));
+        assert!(rec.holds && rec.server_received.is_some(), "{}: {rec:?}", p.name);
+        assert_eq!(rec.client_sent, p.load.as_ref().unwrap().summary.requests_total);
+    }
     let stages: Vec<u64> = r.phases[2].stages.iter().map(|s| s.sessions_run).collect();
     assert_eq!(stages, [100, 300]);
 
@@ -208,6 +215,6 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(fo.errors.keys().any(|c| c == "connect" || c == "disconnect"), "clients saw the LB go: {fo:?}");
     assert!(fo.sessions_dropped > 0, "{fo:?}");
 
-    let out = run(&["down"], state.path());
+    let out = run(&["down", "--volumes"], state.path());
     assert!(out.status.success(), "{}", text(&out).1);
 }
