@@ -236,6 +236,10 @@ pub struct TestArgs {
     /// Results folder (default: test-results/<kind>-<UTC time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// How the baseline, stress and incremental loads reach the servers: through the load
+    /// balancer, or straight to every replica (from a load container on the stack's network).
+    #[arg(long, value_enum, default_value = "lb")]
+    pub via: crate::phase::Via,
 }
 
 /// The `test` runs.
@@ -265,6 +269,10 @@ pub struct ValidateArgs {
     /// Results folder (default: test-results/validate-<UTC time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// How the incremental stages reach the servers: through the load balancer, or straight
+    /// to every replica (failover and scaling always go through the load balancer).
+    #[arg(long, value_enum, default_value = "lb")]
+    pub via: crate::phase::Via,
 }
 
 /// The `validate` phases.

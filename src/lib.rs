@@ -27,6 +27,7 @@ pub mod report;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
+pub mod timer;
 pub mod units;
 mod yaml;
 

@@ -52,7 +52,7 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
         TestKind::Full => vec!["baseline", "stress", "incremental", "failover", "scaling"],
     };
     let plan = failover_plan(&config, None, None);
-    run(cli, config, kind, args.out.clone(), &names, plan).await
+    run(cli, config, kind, args.out.clone(), &names, plan, args.via).await
 }
 
 /// `swarmctl validate --phase …`.
@@ -65,7 +65,7 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode
         PhaseName::All => vec!["incremental", "failover", "scaling"],
     };
     let plan = failover_plan(&config, args.kill, args.target);
-    run(cli, config, "validate", args.out.clone(), &names, plan).await
+    run(cli, config, "validate", args.out.clone(), &names, plan, args.via).await
 }
 
 fn failover_plan(c: &Config, kill: Option<crate::config::KillCount>, target: Option<KillTarget>) -> failover::Plan {
@@ -103,6 +103,7 @@ async fn run(
     out: Option<PathBuf>,
     names: &[&str],
     plan: failover::Plan,
+    via: phase::Via,
 ) -> anyhow::Result<ExitCode> {
     let started_ms = unix_now_ms();
     let out = out.unwrap_or_else(|| {
@@ -134,6 +135,19 @@ async fn run(
     }
     let builtin = if config.server.image == "builtin" { Some(crate::image::builtin_tag()?) } else { None };
     let (_, desired) = super::deploy::prepare(cli, builtin)?;
+    // A direct load runs in the builtin image (this binary), whatever the servers run.
+    let client_image = match via {
+        phase::Via::Lb => None,
+        phase::Via::Direct => {
+            let tag = crate::image::builtin_tag()?;
+            if !crate::engine::images::exists(&docker, &tag).await? {
+                eprintln!("packing {tag} from this swarmctl binary for the load container");
+                super::deploy::pack_self(&docker, &tag).await?;
+            }
+            notes.push("baseline, stress and incremental loads go straight to the replicas (--via direct), from a load container on the stack's network; failover and scaling go through the load balancer".into());
+            Some(tag)
+        }
+    };
     let timeline = std::fs::File::create(out.join("timeline.jsonl")).context("cannot create timeline.jsonl")?;
     let ctx = Ctx {
         docker: docker.clone(),
@@ -144,6 +158,8 @@ async fn run(
         progress: !cli.quiet,
         config,
         desired,
+        via,
+        client_image,
     };
     ctx.say(format!("results: {}", out.display()));
     for n in &notes {

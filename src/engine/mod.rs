@@ -6,10 +6,12 @@
 //! - `converge`: waiting until services really run, failing fast with the scheduler's reason.
 //! - `fleet`: a deployed service's replicas: tasks, kill, scale, usage, logs.
 //! - `images`: building and finding images.
+//! - `oneoff`: containers swarmctl runs itself (a load client inside the stack's network).
 
 pub mod converge;
 pub mod fleet;
 pub mod images;
+pub mod oneoff;
 pub mod stack;
 pub mod swarm;
 

@@ -105,7 +105,7 @@ impl Live {
 }
 
 /// One second of the run, as timeline.jsonl records it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the start.
     pub t: u64,
@@ -244,7 +244,7 @@ async fn session(
     cancel: CancellationToken,
 ) {
     tokio::select! {
-        _ = tokio::time::sleep_until(due.into()) => {}
+        _ = crate::timer::sleep_until(due) => {}
         _ = cancel.cancelled() => return,
     }
     shards.with(i, |st| st.session_started(us(due.elapsed())));
@@ -275,7 +275,7 @@ async fn session(
         // trip through the timer wheel (up to a millisecond).
         if next_due > Instant::now() {
             tokio::select! {
-                _ = tokio::time::sleep_until(next_due.into()) => {}
+                _ = crate::timer::sleep_until(next_due) => {}
                 _ = cancel.cancelled() => break,
             }
         }

@@ -45,7 +45,10 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
             let mut o = ctx.load_options(&p)?;
             o.out = Some(ctx.out.join("phases").join(&label));
             ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", o.workers, cfg.hold));
-            run_load(ctx, &label, &o, Arc::new(Live::default()), CancellationToken::new()).await
+            match ctx.via {
+                super::Via::Lb => run_load(ctx, &label, &o, Arc::new(Live::default()), CancellationToken::new()).await,
+                super::Via::Direct => super::direct::run(ctx, &label, &o, p.transport).await,
+            }
         }
         .await;
         match result {

@@ -7,7 +7,9 @@
 //! - `Recorder`: the run's timeline and events, appended to timeline.jsonl as they happen.
 //! - `sampler`: CPU and memory of every replica through the Engine API.
 //! - `prom`: the stack's Prometheus API.
+//! - `direct`: load straight to the replicas, from a container on the stack's network.
 
+mod direct;
 pub mod failover;
 pub mod incremental;
 pub mod prom;
@@ -45,6 +47,22 @@ pub struct Ctx {
     pub host: String,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// How load phases reach the replicas.
+    pub via: Via,
+    /// The image a direct load runs in (the builtin image: the swarmctl binary).
+    pub client_image: Option<String>,
+}
+
+/// How the baseline, stress and incremental loads reach the servers. Failover and scaling
+/// always go through the load balancer: their subject is what clients of the stack see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Through Traefik, as clients would.
+    #[default]
+    Lb,
+    /// Straight to every replica's address on the stack's network, bypassing Traefik.
+    Direct,
 }
 
 impl Ctx {
@@ -133,6 +151,7 @@ impl Ctx {
         o.duration = profile.hold;
         o.think = profile.think;
         o.workers = workers_for(profile.sessions);
+        o.ws_newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
         Ok(o)
     }
 }
@@ -229,7 +248,7 @@ impl Recorder {
 }
 
 /// The per-second progress line of a phase.
-fn progress_line(phase: &str, p: &Point) -> String {
+pub(crate) fn progress_line(phase: &str, p: &Point) -> String {
     let errors: u64 = p.errors.values().sum();
     format!(
         "[{phase}] sessions {:>6}  req/s {:>7}  p50 {:>7.2} ms  p99 {:>8.2} ms  errors {errors}  replicas {}",
@@ -402,7 +421,10 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     let result = async {
         let mut o = ctx.load_options(profile)?;
         o.out = Some(ctx.out.join("phases").join(name));
-        run_load(ctx, name, &o, Arc::new(Live::default()), CancellationToken::new()).await
+        match ctx.via {
+            Via::Lb => run_load(ctx, name, &o, Arc::new(Live::default()), CancellationToken::new()).await,
+            Via::Direct => direct::run(ctx, name, &o, profile.transport).await,
+        }
     }
     .await;
     match result {

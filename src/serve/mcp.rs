@@ -351,7 +351,8 @@ impl Mcp {
             Verdict::Error(d) => (d, true),
         };
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            // From arrival, to the tens of microseconds: a fixed latency must measure as itself.
+            crate::timer::sleep_until(started + delay).await;
         }
         let out = if inject_error {
             Out::error(id, code::INTERNAL, "injected error (--error-ratio)", None)

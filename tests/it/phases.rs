@@ -215,6 +215,76 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(fo.errors.keys().any(|c| c == "connect" || c == "disconnect"), "clients saw the LB go: {fo:?}");
     assert!(fo.sessions_dropped > 0, "{fo:?}");
 
+    // 4. --via direct: the load goes to the replicas' own addresses, from a container on the
+    // stack's network that is gone afterwards; the replicas counted exactly what was sent.
+    let direct = results.path().join("direct");
+    let out = run(
+        &["test", "baseline", "--no-deploy", "--via", "direct", "--hold", "4s", "--out", direct.to_str().unwrap()],
+        state.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    let r = read(&direct);
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
+    assert_eq!(load.config.urls.len(), 3, "one URL per replica: {:?}", load.config.urls);
+    assert!(
+        load.config.urls.iter().all(|u| u.starts_with("http://10.") && u.ends_with(":8080/mcp")),
+        "{:?}",
+        load.config.urls
+    );
+    assert_eq!(load.summary.sessions_peak, 200);
+    let rec = r.phases[0].reconciliation.as_ref().unwrap();
+    assert!(rec.holds && rec.server_received == Some(load.summary.requests_total as f64), "{rec:?}");
+    let filters = std::collections::HashMap::from([("label".to_string(), vec!["swarmctl.oneoff".to_string()])]);
+    let left = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the load container was removed: {left:?}");
+
+    // 5. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
+    // is written and says interrupted, exit 130.
+    let int = results.path().join("interrupted");
+    let mut all = vec!["validate", "--phase", "scaling", "--out", int.to_str().unwrap()];
+    all.extend_from_slice(SETS);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(&all)
+        .env("SWARMCTL_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"scale\"") {
+        assert!(Instant::now() < deadline, "no scale step within 90 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "validate did not stop within 120 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(130));
+    let r = read(&int);
+    assert_eq!((r.verdict.as_str(), r.phases[0].verdict.as_str()), ("interrupted", "interrupted"), "{:?}", r.phases);
+    assert!(r.phases[0].scaling.as_ref().unwrap().restored, "{:?}", r.phases[0]);
+    let running = swarmctl::engine::fleet::tasks(&docker, "swit-ph_server")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.is_running())
+        .count();
+    assert_eq!(running, 3, "restored to 3 replicas after Ctrl-C");
+    assert!(int.join("report.html").exists() && int.join("FINAL_REPORT.md").exists());
+
     let out = run(&["down", "--volumes"], state.path());
     assert!(out.status.success(), "{}", text(&out).1);
 }

@@ -111,8 +111,9 @@ pub const MCP_HEADERS: [(&str, &str); 2] =
 /// A well-formed initialize request.
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
 
-/// Held by every test that deploys a stack: they share one swarm on a 2-core machine, and a
-/// deploy's timing (or a phase's figures) must not depend on what another test does meanwhile.
+/// Held by every test that deploys a stack, and by tests that measure timing: they share one
+/// swarm on a 2-core machine, and a deploy's timing (or a phase's figures, or a latency) must
+/// not depend on what another heavy test does meanwhile.
 /// (An async mutex: the guard is held across awaits, and a failed test does not poison it.)
 pub async fn swarm_lock() -> tokio::sync::MutexGuard<'static, ()> {
     static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,0 +1,156 @@
+//! Load straight to the replicas, bypassing the load balancer (`--via direct`): task addresses
+//! live on the stack's overlay network, which the host cannot route to, so the load engine
+//! runs there, in a container of the builtin image (the swarmctl binary) that swarmctl starts,
+//! follows through the results folder it writes, and removes.
+
+use std::io::{BufRead, Seek, SeekFrom};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::Ctx;
+use crate::config::ClientTransport;
+use crate::engine::oneoff;
+use crate::load::{LoadOptions, RunResult};
+
+/// Rewrites `o`'s targets to every running replica's address on the stack's network.
+async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
+    let net = format!("{}_{}", ctx.config.name, ctx.config.networks.mcp.name);
+    let addrs = oneoff::task_addresses(&ctx.docker, &net, &ctx.server_service()).await?;
+    if addrs.is_empty() {
+        bail!("no running replica of {} on network {net}: is the stack up?", ctx.server_service());
+    }
+    let t = &ctx.config.server.transports;
+    addrs
+        .iter()
+        .map(|(_, ip)| {
+            Ok(match transport {
+                ClientTransport::Http => {
+                    let h = t.http.as_ref().context("server.transports.http is off")?;
+                    format!("http://{ip}:{}{}", h.port, h.path)
+                }
+                ClientTransport::Ws => {
+                    let w = t.ws.as_ref().context("server.transports.ws is off")?;
+                    format!("ws://{ip}:{}{}", w.port, w.path)
+                }
+                ClientTransport::Tcp => {
+                    format!("tcp://{ip}:{}", t.tcp.as_ref().context("server.transports.tcp is off")?.port)
+                }
+                ClientTransport::Sse => bail!("the load engine has no legacy HTTP+SSE client yet"),
+            })
+        })
+        .collect()
+}
+
+/// The `swarmctl load` arguments for `o` inside the container.
+fn args(o: &LoadOptions, urls: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-q".into(), "load".into()];
+    for u in urls {
+        a.extend(["--url".into(), u.clone()]);
+    }
+    a.extend([
+        "--sessions".into(),
+        o.sessions.to_string(),
+        "--ramp".into(),
+        o.ramp.to_string(),
+        "--duration".into(),
+        o.duration.to_string(),
+        "--think".into(),
+        o.think.to_string(),
+        "--mix".into(),
+        o.mix.clone(),
+        "--timeout".into(),
+        o.timeout.to_string(),
+        "--workers".into(),
+        o.workers.to_string(),
+        "--out".into(),
+        "/out".into(),
+    ]);
+    if o.ws_newline {
+        a.push("--ws-newline".into());
+    }
+    a
+}
+
+/// Runs `o` against the replicas directly; each second goes into the run's timeline as the
+/// container writes it. Ctrl-C is passed on (SIGINT: the load drains and reports).
+pub async fn run(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientTransport) -> anyhow::Result<RunResult> {
+    let image = ctx.client_image.clone().context("no image to run the load client in (the builtin image)")?;
+    let urls = replica_urls(ctx, transport).await?;
+    let dir = ctx.out.join("phases").join(phase);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let _ = std::fs::remove_file(dir.join("results.json"));
+    ctx.say(format!("[{phase}] direct to {} replicas, from a load container on the stack's network", urls.len()));
+    let spec = oneoff::Spec {
+        image,
+        args: args(o, &urls),
+        network: format!("{}_{}", ctx.config.name, ctx.config.networks.mcp.name),
+        out_dir: dir.clone(),
+        nofile: 20_000,
+        stack: ctx.config.name.clone(),
+    };
+    let id = oneoff::start(&ctx.docker, &spec).await?;
+    let outcome = follow(ctx, phase, o, &id, &dir).await;
+    let logs = oneoff::logs(&ctx.docker, &id, 20).await;
+    if let Err(e) = oneoff::remove(&ctx.docker, &id).await {
+        tracing::warn!("{e}");
+    }
+    let code = outcome?;
+    let text = std::fs::read_to_string(dir.join("results.json")).with_context(|| {
+        format!("the load container ended (exit {code}) without results; its last output:\n{}", logs.trim_end())
+    })?;
+    serde_json::from_str(&text).context("the load container's results.json does not parse")
+}
+
+/// Follows the container's timeline until it exits; its exit code.
+async fn follow(ctx: &Ctx, phase: &str, o: &LoadOptions, id: &str, dir: &std::path::Path) -> anyhow::Result<i64> {
+    let ramp = Duration::from_secs_f64(o.sessions.saturating_sub(1) as f64 / o.ramp);
+    let deadline = tokio::time::Instant::now() + ramp + o.duration.0 + Duration::from_secs(120);
+    let wait = oneoff::wait(&ctx.docker, id);
+    tokio::pin!(wait);
+    let mut offset = 0u64;
+    let mut interrupted = false;
+    let mut n = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            code = &mut wait => {
+                read_seconds(ctx, phase, dir, &mut offset, &mut n);
+                return Ok(code?);
+            }
+            _ = tick.tick() => read_seconds(ctx, phase, dir, &mut offset, &mut n),
+            _ = ctx.cancel.cancelled(), if !interrupted => {
+                interrupted = true;
+                oneoff::signal(&ctx.docker, id, "SIGINT").await?;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            oneoff::signal(&ctx.docker, id, "SIGKILL").await?;
+            bail!("the load container ran past its schedule by 2 minutes and was killed");
+        }
+    }
+}
+
+fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64, n: &mut u64) {
+    let Ok(mut f) = std::fs::File::open(dir.join("timeline.jsonl")) else { return };
+    if f.seek(SeekFrom::Start(*offset)).is_err() {
+        return;
+    }
+    let mut reader = std::io::BufReader::new(f);
+    let mut line = String::new();
+    while let Ok(len) = reader.read_line(&mut line) {
+        if len == 0 || !line.ends_with('\n') {
+            break; // a line still being written is read next time
+        }
+        *offset += len as u64;
+        if let Ok(s) = serde_json::from_str::<crate::load::engine::Second>(line.trim_end()) {
+            let p = ctx.rec.second(phase, &s);
+            *n += 1;
+            if ctx.progress && (*n % 5 == 0 || p.requests != p.ok) {
+                eprintln!("{}", super::progress_line(phase, &p));
+            }
+        }
+        line.clear();
+    }
+}
