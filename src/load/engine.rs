@@ -257,12 +257,22 @@ async fn session(
 
     // Open model: this session's share of the rate, its first request offset so that the
     // sessions' requests interleave evenly.
-    let (interval, mut next_due) = match plan.model {
+    // Staged: the schedule starts once every session has (the stages fill the hold), and the
+    // sessions take the schedule's requests in turn: this one the n-th of every `sessions`.
+    let stages_start = end.checked_sub(plan.hold).unwrap_or(end);
+    let staged_due = |n: u64| match &plan.model {
+        Model::Staged(stages) => stages
+            .time_of((n * plan.sessions as u64 + i as u64) as f64 + 0.5)
+            .map_or(end, |t| stages_start + Duration::from_secs_f64(t)),
+        _ => end,
+    };
+    let (interval, mut next_due) = match &plan.model {
         Model::Open { rate } => {
             let interval = Duration::from_secs_f64(plan.sessions as f64 / rate);
             let offset = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
             (Some(interval), Instant::now() + offset)
         }
+        Model::Staged(_) => (None, staged_due(0)),
         Model::Closed { .. } => (None, Instant::now()),
     };
     let mut n: u64 = 0;
@@ -328,9 +338,10 @@ async fn session(
             session = None;
         }
         n += 1;
-        next_due = match (plan.model, interval) {
+        next_due = match (&plan.model, interval) {
             (Model::Open { .. }, Some(iv)) => next_due + iv,
-            (Model::Closed { think }, _) => Instant::now() + think,
+            (Model::Staged(_), _) => staged_due(n),
+            (Model::Closed { think }, _) => Instant::now() + *think,
             _ => unreachable!("open has an interval"),
         };
     }

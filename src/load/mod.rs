@@ -47,6 +47,12 @@ pub struct LoadOptions {
     /// counts from when each request was due (coordinated omission corrected).
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<f64>,
+    /// Open model with a changing rate, after every session has started (instead of --rate
+    /// and --duration): stages of DURATION:RATE or DURATION:FROM->TO, e.g.
+    /// '30s:0->1000,2m:1000,30s:1000->0'. Each request is due when the integral of the rate
+    /// reaches it; latency counts from then.
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["rate", "think", "duration"])]
+    pub stages: Option<String>,
     /// Weighted request mix: ping, tools/list, resources/list, prompts/list,
     /// resources/read:URI, tools/call:TOOL or tools/call:TOOL(key=value;…).
     #[arg(long, default_value = "tools/call:echo=1", value_name = "SPEC")]
@@ -98,6 +104,7 @@ impl LoadOptions {
             duration: Dur::from_secs(10),
             think: Dur::from_secs(1),
             rate: None,
+            stages: None,
             mix: "tools/call:echo=1".into(),
             timeout: Dur::from_secs(10),
             thresholds: Vec::new(),
@@ -153,6 +160,9 @@ pub struct RunConfig {
     pub think_s: Option<f64>,
     /// Rate (open), requests per second.
     pub rate: Option<f64>,
+    /// Stages (staged open model), as given; rates in requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<String>,
     /// The mix as given.
     pub mix: String,
 }
@@ -235,10 +245,15 @@ pub(crate) fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Thre
     if o.ramp.is_nan() || o.ramp <= 0.0 {
         bail!("--ramp must be above 0 sessions per second");
     }
-    let model = match o.rate {
-        Some(r) if r > 0.0 => Model::Open { rate: r },
-        Some(_) => bail!("--rate must be above 0 requests per second"),
-        None => Model::Closed { think: o.think.0 },
+    let model = match (o.rate, &o.stages) {
+        (_, Some(spec)) => Model::Staged(spec.parse().map_err(|e: String| anyhow::anyhow!("--stages: {e}"))?),
+        (Some(r), None) if r > 0.0 => Model::Open { rate: r },
+        (Some(_), None) => bail!("--rate must be above 0 requests per second"),
+        (None, None) => Model::Closed { think: o.think.0 },
+    };
+    let hold = match &model {
+        Model::Staged(stages) => stages.total(),
+        _ => o.duration.0,
     };
     let mix: Mix = o.mix.parse().map_err(|e: String| anyhow::anyhow!("--mix: {e}"))?;
     let thresholds =
@@ -253,7 +268,7 @@ pub(crate) fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Thre
         targets,
         sessions: o.sessions,
         ramp: o.ramp,
-        hold: o.duration.0,
+        hold,
         model,
         mix,
         timeout: o.timeout.0,
@@ -553,9 +568,10 @@ fn summarize(
     }
     let lag = |h: &Option<hdrhistogram::Histogram<u64>>| h.as_ref().map(|h| LatencyMs::at(h, 99.0)).unwrap_or(0.0);
     let (send_lag, start_lag) = (lag(&stats.send_lag), lag(&stats.start_lag));
-    let (model, think_s, rate) = match plan.model {
-        Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None),
-        Model::Open { rate } => ("open", None, Some(rate)),
+    let (model, think_s, rate, stages) = match &plan.model {
+        Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None, None),
+        Model::Open { rate } => ("open", None, Some(*rate), None),
+        Model::Staged(s) => ("staged", None, None, Some(s.to_string())),
     };
     RunResult {
         schema_version: SCHEMA_VERSION,
@@ -575,6 +591,7 @@ fn summarize(
             model: model.into(),
             think_s,
             rate,
+            stages,
             mix: o.mix.clone(),
         },
         summary: Summary {

@@ -71,16 +71,16 @@ fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: 
         a.extend(["--url".into(), u.clone()]);
     }
     a.extend(["--sessions".into(), sessions.to_string(), "--ramp".into(), ramp.to_string()]);
-    a.extend([
-        "--duration".into(),
-        o.duration.to_string(),
-        "--mix".into(),
-        o.mix.clone(),
-        "--timeout".into(),
-        o.timeout.to_string(),
-    ]);
-    match plan.model {
-        Model::Closed { think } => a.extend(["--think".into(), crate::units::Duration(think).to_string()]),
+    if !matches!(plan.model, Model::Staged(_)) {
+        // Stages set their own length.
+        a.extend(["--duration".into(), o.duration.to_string()]);
+    }
+    a.extend(["--mix".into(), o.mix.clone(), "--timeout".into(), o.timeout.to_string()]);
+    match &plan.model {
+        Model::Closed { think } => a.extend(["--think".into(), crate::units::Duration(*think).to_string()]),
+        Model::Staged(stages) => {
+            a.extend(["--stages".into(), stages.scaled(sessions as f64 / plan.sessions as f64).to_string()])
+        }
         Model::Open { rate } => {
             a.extend(["--rate".into(), (rate * sessions as f64 / plan.sessions as f64).to_string()])
         }

@@ -132,7 +132,7 @@ fn parse_args(s: &str) -> Result<Value, String> {
 }
 
 /// How requests are paced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Model {
     /// Each session waits this long after an answer before its next request (0: back to back).
     Closed {
@@ -145,6 +145,118 @@ pub enum Model {
         /// Requests per second, all sessions together.
         rate: f64,
     },
+    /// The open model with a rate that changes by stages, after every session has started.
+    Staged(Stages),
+}
+
+/// Open-model stages: `30s:0->1000,2m:1000,30s:1000->0`, each a duration and a constant rate
+/// or a linear change from one rate to another (requests per second, all sessions together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages(pub Vec<Stage>);
+
+/// One stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    /// How long.
+    pub duration: Duration,
+    /// Rate at its start.
+    pub from: f64,
+    /// Rate at its end.
+    pub to: f64,
+}
+
+impl FromStr for Stages {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = |why: &str| {
+                format!("stage `{part}`: {why}; write DURATION:RATE or DURATION:FROM->TO, e.g. 30s:0->1000,2m:1000")
+            };
+            let (d, r) = part.split_once(':').ok_or_else(|| bad("no `:`"))?;
+            let duration: crate::units::Duration =
+                d.trim().parse().map_err(|e: crate::units::UnitError| bad(&e.to_string()))?;
+            if duration.0.is_zero() {
+                return Err(bad("a stage lasts longer than 0s"));
+            }
+            let rate = |x: &str| match x.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                _ => Err(bad(&format!("`{}` is not a rate of at least 0 requests per second", x.trim()))),
+            };
+            let (from, to) = match r.split_once("->") {
+                Some((a, b)) => (rate(a)?, rate(b)?),
+                None => (rate(r)?, rate(r)?),
+            };
+            out.push(Stage { duration: duration.0, from, to });
+        }
+        if out.is_empty() {
+            return Err("no stage given, e.g. 30s:0->1000,2m:1000,30s:1000->0".into());
+        }
+        if out.iter().all(|s| s.from == 0.0 && s.to == 0.0) {
+            return Err("every stage has rate 0: nothing would be sent".into());
+        }
+        Ok(Stages(out))
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|s| {
+                let d = crate::units::Duration(s.duration);
+                if s.from == s.to {
+                    format!("{d}:{}", s.from)
+                } else {
+                    format!("{d}:{}->{}", s.from, s.to)
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Stages {
+    /// All stages together.
+    pub fn total(&self) -> Duration {
+        self.0.iter().map(|s| s.duration).sum()
+    }
+
+    /// Requests the whole schedule sends.
+    pub fn requests(&self) -> f64 {
+        self.0.iter().map(|s| (s.from + s.to) / 2.0 * s.duration.as_secs_f64()).sum()
+    }
+
+    /// Every rate multiplied by `k` (a worker's share).
+    pub fn scaled(&self, k: f64) -> Stages {
+        Stages(self.0.iter().map(|s| Stage { duration: s.duration, from: s.from * k, to: s.to * k }).collect())
+    }
+
+    /// When (seconds after the schedule starts) the `k`-th request is due: the moment the
+    /// integral of the rate reaches `k`. `None` past the end.
+    pub fn time_of(&self, k: f64) -> Option<f64> {
+        let mut start = 0.0;
+        let mut done = 0.0;
+        for s in &self.0 {
+            let d = s.duration.as_secs_f64();
+            let here = (s.from + s.to) / 2.0 * d;
+            if k < done + here {
+                let need = k - done;
+                // ∫ rate = from·τ + (to − from)/(2d)·τ² = need
+                let slope = (s.to - s.from) / d;
+                let tau = if slope.abs() < 1e-12 {
+                    need / s.from
+                } else {
+                    (-s.from + (s.from * s.from + 2.0 * slope * need).max(0.0).sqrt()) / slope
+                };
+                return Some(start + tau.clamp(0.0, d));
+            }
+            done += here;
+            start += d;
+        }
+        None
+    }
 }
 
 /// A pass/fail condition on the results: `p99<500ms`, `success>=99.9%`, `tools/call:p95<50ms`.
@@ -238,6 +350,34 @@ impl Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_parse_and_place_each_request_where_the_rate_integral_reaches_it() {
+        let s: Stages = "2s:0->100,1s:100,2s:100->0".parse().unwrap();
+        assert_eq!(s.to_string(), "2s:0->100,1s:100,2s:100->0");
+        assert_eq!(s.total(), Duration::from_secs(5));
+        assert_eq!(s.requests(), 300.0);
+        // Ramp 0 → 100 over 2 s: ∫ = 25 t², so request 25 is due at 1 s, request 100 at 2 s.
+        assert!((s.time_of(25.0).unwrap() - 1.0).abs() < 1e-9);
+        assert!((s.time_of(100.0).unwrap() - 2.0).abs() < 1e-9);
+        // Constant 100/s: request 150 at 2.5 s.
+        assert!((s.time_of(150.0).unwrap() - 2.5).abs() < 1e-9);
+        // Ramp down 100 → 0 over 2 s: ∫ = 100 τ − 25 τ²; 75 more requests at τ = 1 s.
+        assert!((s.time_of(275.0).unwrap() - 4.0).abs() < 1e-9);
+        assert_eq!(s.time_of(300.0), None, "past the end");
+        // Requests at each whole second, counted from the times: what the rate says.
+        let due: Vec<f64> = (0..300).filter_map(|k| s.time_of(k as f64 + 0.5)).collect();
+        let per_second: Vec<usize> =
+            (0..5).map(|sec| due.iter().filter(|t| t.floor() as usize == sec).count()).collect();
+        assert_eq!(per_second, [25, 75, 100, 75, 25]);
+        // A pause at rate 0 sends nothing and skips ahead.
+        let p: Stages = "1s:10,1s:0,1s:10".parse().unwrap();
+        assert!((p.time_of(10.5).unwrap() - 2.05).abs() < 1e-9);
+        assert_eq!(s.scaled(0.5).requests(), 150.0);
+        for bad in ["", "10s", "10s:x", "0s:10", "1s:-5", "1s:0,2s:0->0", "1s:1->"] {
+            assert!(bad.parse::<Stages>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn mixes_build_requests_with_only_the_id_left() {

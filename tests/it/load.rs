@@ -99,6 +99,45 @@ async fn a_fixed_latency_measures_as_itself() {
     assert!(l.min >= 20.0, "never faster than the injected latency: {l:?}");
 }
 
+/// Open-model stages: after the ramp, the rate rises 0 → 200/s over 2 s, holds 2 s, falls
+/// over 1 s: exactly the schedule's 700 requests are sent, the server counts as many, and the
+/// seconds follow the stages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_shape_the_rate() {
+    let s = start_server(&[]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "--url",
+        &url,
+        "--sessions",
+        "20",
+        "--ramp",
+        "400",
+        "--stages",
+        "2s:0->200,2s:200,1s:200->0",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
+    let r = &out.result;
+    assert_eq!((r.config.model.as_str(), r.config.stages.as_deref()), ("staged", Some("2s:0->200,2s:200,1s:200->0")));
+    assert_eq!((r.summary.requests_total, r.summary.requests_ok), (700, 700), "{:?}", r.summary);
+    assert_eq!(s.metrics.requests_total("tools/call"), 700);
+    assert!(r.generator.kept_schedule, "{:?}", r.generator);
+    let per_second: Vec<u64> = std::fs::read_to_string(dir.path().join("timeline.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["requests"].as_u64().unwrap())
+        .collect();
+    // The ramp takes 50 ms, so seconds 1–2 carry the rise (about 45 then 145), 3–4 the
+    // plateau, 5 the fall (about 105).
+    assert!(per_second.len() >= 5, "{per_second:?}");
+    assert!(per_second[0] < 70 && (120..=170).contains(&per_second[1]), "rising: {per_second:?}");
+    assert!((190..=210).contains(&per_second[2]) && (190..=210).contains(&per_second[3]), "plateau: {per_second:?}");
+    assert!((80..=130).contains(&per_second[4]), "falling: {per_second:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_classified() {
     let s = start_server(&["--stateless", "--error-ratio", "0.2"]).await;
