@@ -3,11 +3,7 @@
 //! frame) or newline-delimited TCP. Only `id`, `error.code` and `result.isError` of a reply
 //! are decoded.
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -16,6 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::http1::{self, WireError};
 use super::stats::ErrorClass;
 
 /// Where the load goes.
@@ -81,7 +78,7 @@ impl Target {
 }
 
 enum Conn {
-    Http(SendRequest<Full<Bytes>>),
+    Http(http1::Conn),
     Ws(Box<WebSocketStream<TcpStream>>),
     Tcp(BufReader<TcpStream>),
 }
@@ -90,10 +87,12 @@ enum Conn {
 pub struct Session {
     target: Target,
     conn: Conn,
+    source: Option<std::net::IpAddr>,
     session_id: Option<String>,
-    session_header: Option<hyper::header::HeaderValue>,
-    host: Option<hyper::header::HeaderValue>,
-    cookie: Option<hyper::header::HeaderValue>,
+    cookie: Option<String>,
+    /// The server said it closes the connection after its answer: dial again before the next
+    /// request (that is HTTP, not a failure).
+    reconnect: bool,
     /// The server forgot the session (HTTP 404): initialize again before the next request.
     pub expired: bool,
 }
@@ -205,33 +204,31 @@ impl Session {
         let tcp = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
         let _ = tcp.set_nodelay(true);
         let conn = match target {
-            Target::Http { .. } => {
-                let (send, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|_| ErrorClass::Connect)?;
-                tokio::spawn(conn);
-                Conn::Http(send)
-            }
+            Target::Http { .. } => Conn::Http(http1::Conn::new(tcp)),
             Target::Ws { url, subprotocol, .. } => {
                 let mut req = url.as_str().into_client_request().map_err(|_| ErrorClass::Connect)?;
                 if *subprotocol {
                     req.headers_mut().insert("sec-websocket-protocol", "mcp".parse().expect("valid header"));
                 }
-                let (ws, _) = tokio_tungstenite::client_async(req, tcp).await.map_err(|_| ErrorClass::Connect)?;
+                // tungstenite reserves 128 KiB per connection for reading by default, and keeps
+                // it; MCP messages here are small (a larger one still arrives whole, in more
+                // reads), and 100,000 sessions must fit.
+                let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+                config.read_buffer_size = 1024;
+                let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
+                    .await
+                    .map_err(|_| ErrorClass::Connect)?;
                 Conn::Ws(Box::new(ws))
             }
             Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
         };
-        let host = match target {
-            Target::Http { authority, .. } => hyper::header::HeaderValue::from_str(authority).ok(),
-            _ => None,
-        };
         Ok(Session {
             target: target.clone(),
             conn,
+            source,
             session_id: None,
-            session_header: None,
-            host,
             cookie: None,
+            reconnect: false,
             expired: false,
         })
     }
@@ -239,7 +236,6 @@ impl Session {
     /// `initialize` (id `id`) then `notifications/initialized`.
     pub async fn initialize(&mut self, id: u64) -> Result<(), ErrorClass> {
         self.session_id = None;
-        self.session_header = None;
         self.expired = false;
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"swarmctl-load","version":"{}"}}}}}}"#,
@@ -269,52 +265,59 @@ impl Session {
         }
     }
 
-    /// One POST; returns the status, whether the body is an SSE stream, and the body.
-    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, bool, Bytes), ErrorClass> {
-        use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, HOST};
-        let Conn::Http(send) = &mut self.conn else { unreachable!("HTTP only") };
+    /// The request head for `method`, with the session's headers (no Content-Length).
+    fn head(&self, method: &str) -> String {
         let Target::Http { authority, path } = &self.target else { unreachable!("HTTP only") };
-        let mut req = hyper::Request::post(path.as_str());
-        let headers = req.headers_mut().expect("a fresh builder has headers");
-        headers.insert(
-            HOST,
-            self.host
-                .clone()
-                .unwrap_or_else(|| HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static("localhost"))),
-        );
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        if let Some(sid) = &self.session_header {
-            headers.insert("mcp-session-id", sid.clone());
-            headers.insert("mcp-protocol-version", HeaderValue::from_static("2025-11-25"));
+        let mut h = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+        if method == "POST" {
+            h.push_str("Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n");
+        }
+        if let Some(sid) = &self.session_id {
+            h.push_str("Mcp-Session-Id: ");
+            h.push_str(sid);
+            h.push_str("\r\nMCP-Protocol-Version: 2025-11-25\r\n");
         }
         if let Some(cookie) = &self.cookie {
-            headers.insert(COOKIE, cookie.clone());
+            h.push_str("Cookie: ");
+            h.push_str(cookie);
+            h.push_str("\r\n");
         }
-        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|_| ErrorClass::Protocol)?;
-        send.ready().await.map_err(|_| ErrorClass::Disconnect)?;
-        let res = send.send_request(req).await.map_err(|_| ErrorClass::Disconnect)?;
-        let status = res.status().as_u16();
-        if let Some(sid) = res.headers().get("mcp-session-id") {
-            if self.session_header.as_ref() != Some(sid) {
-                self.session_id = sid.to_str().ok().map(str::to_owned);
-                self.session_header = Some(sid.clone());
+        h
+    }
+
+    /// One request on the session's connection (dialled again first if the server closed it
+    /// after its last answer); notes the session id and sticky cookies it gets.
+    async fn exchange(&mut self, method: &str, bytes: &[u8]) -> Result<http1::Response, ErrorClass> {
+        if self.reconnect {
+            let Target::Http { authority, .. } = &self.target else { unreachable!("HTTP only") };
+            let tcp = dial(authority, self.source).await.map_err(|_| ErrorClass::Connect)?;
+            let _ = tcp.set_nodelay(true);
+            self.conn = Conn::Http(http1::Conn::new(tcp));
+            self.reconnect = false;
+        }
+        let head = self.head(method);
+        let Conn::Http(conn) = &mut self.conn else { unreachable!("HTTP only") };
+        let res = conn.request(&head, bytes).await.map_err(|e| match e {
+            WireError::Io => ErrorClass::Disconnect,
+            WireError::Malformed => ErrorClass::Protocol,
+        })?;
+        self.reconnect = res.close;
+        if let Some(sid) = &res.session_id {
+            if self.session_id.as_ref() != Some(sid) {
+                self.session_id = Some(sid.clone());
             }
         }
         // A load balancer's sticky cookie keeps the session on its replica.
-        if res.headers().contains_key("set-cookie") {
-            let cookies: Vec<&str> = res
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|c| c.split(';').next())
-                .collect();
-            self.cookie = HeaderValue::from_str(&cookies.join("; ")).ok();
+        if !res.cookies.is_empty() {
+            self.cookie = Some(res.cookies.join("; "));
         }
-        let sse = res.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let body = res.into_body().collect().await.map_err(|_| ErrorClass::Disconnect)?.to_bytes();
-        Ok((status, sse, body))
+        Ok(res)
+    }
+
+    /// One POST; returns the status, whether the body is an SSE stream, and the body.
+    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, bool, Vec<u8>), ErrorClass> {
+        let res = self.exchange("POST", &bytes).await?;
+        Ok((res.status, res.sse, res.body))
     }
 
     /// Sends request `bytes` (whose id is `id`) and waits for its answer.
@@ -378,23 +381,11 @@ impl Session {
     /// WebSocket.
     pub async fn close(mut self) {
         match &mut self.conn {
-            Conn::Http(send) => {
-                let (Some(sid), Target::Http { authority, path }) = (&self.session_id, &self.target) else { return };
-                let mut req = hyper::Request::delete(path.as_str())
-                    .header("host", authority.as_str())
-                    .header("mcp-session-id", sid.as_str());
-                // Without the sticky cookie a load balancer sends the DELETE to any replica,
-                // which does not know the session: it would stay open on its own.
-                if let Some(cookie) = &self.cookie {
-                    req = req.header(hyper::header::COOKIE, cookie.clone());
-                }
-                let Ok(req) = req.body(Full::new(Bytes::new())) else {
-                    return;
-                };
-                if send.ready().await.is_ok() {
-                    if let Ok(res) = send.send_request(req).await {
-                        let _ = res.into_body().collect().await;
-                    }
+            Conn::Http(_) => {
+                // With the sticky cookie: through a load balancer a DELETE without it reaches a
+                // replica that does not know the session, which would then stay open there.
+                if self.session_id.is_some() {
+                    let _ = self.exchange("DELETE", b"").await;
                 }
             }
             Conn::Ws(ws) => {

@@ -103,7 +103,7 @@ async fn sessions_reach_every_replica(replicas: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_cleans_up() {
-    let _swarm = crate::util::swarm_lock().await;
+    let _swarm = crate::util::exclusive().await;
     let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
     for image in ["swarmctl/traefik:local", "swarmctl/prometheus:local"] {
         assert!(

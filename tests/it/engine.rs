@@ -125,7 +125,7 @@ async fn ensure_swarm(docker: &Docker) {
 /// specs match what swarmctl's own converter produces, field by field, for every built-in stack.
 #[tokio::test]
 async fn docker_stack_deploy_creates_what_swarmctl_converts() {
-    let _swarm = crate::util::swarm_lock().await;
+    let _swarm = crate::util::exclusive().await;
     let docker = engine().await;
     ensure_swarm(&docker).await;
     for (i, (stack, _)) in BUILTIN_STACKS.iter().enumerate() {

@@ -27,6 +27,7 @@ async fn run(args: &[&str]) -> load::Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounting_is_exact_for_every_transport() {
+    let _heavy = crate::util::exclusive().await;
     let s = start_server(&[]).await;
     let urls = [
         format!("http://{}/mcp", s.addr("--http")),
@@ -67,6 +68,7 @@ async fn accounting_is_exact_for_every_transport() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinated_omission_is_corrected() {
+    let _heavy = crate::util::exclusive().await;
     // 200 requests/s for 5 s; the server answers nothing from 1.5 s to 2.5 s.
     let s = start_server(&["--stateless", "--stall", "1s/60s@1500ms"]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
@@ -87,7 +89,7 @@ async fn coordinated_omission_is_corrected() {
 /// tests (the same lock): it measures timing on a 2-core machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_latency_measures_as_itself() {
-    let _quiet = crate::util::swarm_lock().await;
+    let _heavy = crate::util::exclusive().await;
     let s = start_server(&["--latency", "20ms"]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
     let out = run(&["--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"]).await;
@@ -104,6 +106,7 @@ async fn a_fixed_latency_measures_as_itself() {
 /// seconds follow the stages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_shape_the_rate() {
+    let _heavy = crate::util::exclusive().await;
     let s = start_server(&[]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
     let dir = tempfile::tempdir().unwrap();
@@ -140,6 +143,7 @@ async fn stages_shape_the_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_classified() {
+    let _heavy = crate::util::exclusive().await;
     let s = start_server(&["--stateless", "--error-ratio", "0.2"]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
     let out = run(&[
@@ -178,6 +182,7 @@ fn serve_child(extra: &[&str]) -> (std::process::Child, String) {
 
 #[test]
 fn failed_thresholds_exit_3_and_the_results_folder_is_complete() {
+    let _heavy = crate::util::exclusive_blocking();
     let (mut server, url) = serve_child(&[]);
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -224,6 +229,7 @@ fn failed_thresholds_exit_3_and_the_results_folder_is_complete() {
 
 #[test]
 fn ctrl_c_stops_drains_and_writes_an_interrupted_report() {
+    let _heavy = crate::util::exclusive_blocking();
     let (mut server, url) = serve_child(&[]);
     let dir = tempfile::tempdir().unwrap();
     let mut load = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
@@ -291,6 +297,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_connect_from_the_source_addresses_given() {
+    let _heavy = crate::util::exclusive().await;
     // A bare listener that notes who connects and hangs up.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -325,6 +332,7 @@ async fn sessions_connect_from_the_source_addresses_given() {
 
 #[test]
 fn workers_split_the_sessions_and_merge_exactly() {
+    let _heavy = crate::util::exclusive_blocking();
     let (mut server, url) = serve_child(&[]);
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -369,6 +377,7 @@ fn workers_split_the_sessions_and_merge_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_held_until_the_end_even_with_a_long_think_time() {
+    let _heavy = crate::util::exclusive().await;
     let s = start_server(&[]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
     let started = Instant::now();

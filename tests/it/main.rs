@@ -6,7 +6,7 @@
 //!   accepting and deploying what swarmctl renders.
 //! - `monitoring`: promtool on the rendered rules; the real Prometheus against a real stack.
 //! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
-//!   Traefik and Prometheus images (one at a time: `util::swarm_lock`).
+//!   Traefik and Prometheus images (one at a time: `util::exclusive`).
 
 mod cli;
 mod deploy;

@@ -120,7 +120,7 @@ async fn healthy(p: &Prometheus, job: &str) -> (BTreeSet<String>, usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_follows_every_replica_and_every_panel_and_alert_returns_data() {
-    let _swarm = crate::util::swarm_lock().await;
+    let _swarm = crate::util::exclusive().await;
     let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap();
     // A clean slate: series an earlier run left in the Prometheus volume would answer queries.

@@ -66,7 +66,7 @@ fn assert_renders(html: &Path, png: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balancer() {
-    let _swarm = crate::util::swarm_lock().await;
+    let _swarm = crate::util::exclusive().await;
     let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap();
     let results = tempfile::tempdir().unwrap();

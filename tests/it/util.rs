@@ -111,11 +111,17 @@ pub const MCP_HEADERS: [(&str, &str); 2] =
 /// A well-formed initialize request.
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
 
-/// Held by every test that deploys a stack, and by tests that measure timing: they share one
-/// swarm on a 2-core machine, and a deploy's timing (or a phase's figures, or a latency) must
-/// not depend on what another heavy test does meanwhile.
+/// Held by every test that deploys a stack or puts real load on the machine, and by tests that
+/// measure timing: one swarm and two cores are shared, and a deploy's timing, a phase's
+/// figures or a measured latency must not depend on what another heavy test does meanwhile.
 /// (An async mutex: the guard is held across awaits, and a failed test does not poison it.)
-pub async fn swarm_lock() -> tokio::sync::MutexGuard<'static, ()> {
-    static SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    SWARM.lock().await
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
 }
+
+/// `exclusive` for tests without a runtime.
+pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.blocking_lock()
+}
+
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
