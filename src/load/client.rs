@@ -41,13 +41,22 @@ pub enum Target {
         /// `host:port`.
         authority: String,
     },
+    /// Legacy HTTP+SSE (2024-11-05, and erlmcp's `/mcp/sse`): GET the event stream at `path`,
+    /// POST messages to the endpoint it announces (or to `path` with the session header),
+    /// answers arrive as events.
+    Sse {
+        /// `host:port`.
+        authority: String,
+        /// The stream's path.
+        path: String,
+    },
 }
 
 impl Target {
     /// `http://…`, `ws://…` or `tcp://host:port`.
     pub fn parse(url: &str, subprotocol: bool, newline: bool) -> Result<Target, String> {
         let bad = |why: &str| {
-            format!("invalid --url `{url}`: {why}; use http://host:port/mcp, ws://host:port/mcp/ws or tcp://host:port")
+            format!("invalid --url `{url}`: {why}; use http://host:port/mcp, ws://host:port/mcp/ws, tcp://host:port or sse://host:port/sse (legacy HTTP+SSE)")
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (authority, path) = match rest.find('/') {
@@ -62,23 +71,50 @@ impl Target {
             "http" => Ok(Target::Http { authority, path: path.to_string() }),
             "ws" => Ok(Target::Ws { url: url.to_string(), authority, subprotocol, newline }),
             "tcp" => Ok(Target::Tcp { authority }),
+            "sse" => Ok(Target::Sse { authority, path: path.to_string() }),
             "https" | "wss" => Err(bad("TLS is not supported yet")),
             _ => Err(bad("unknown scheme")),
         }
     }
 
-    /// `http`, `ws` or `tcp`.
+    /// `http`, `ws`, `tcp` or `sse`.
     pub fn transport(&self) -> &'static str {
         match self {
             Target::Http { .. } => "http",
             Target::Ws { .. } => "ws",
             Target::Tcp { .. } => "tcp",
+            Target::Sse { .. } => "sse",
+        }
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        match self {
+            Target::Http { authority, .. }
+            | Target::Ws { authority, .. }
+            | Target::Tcp { authority }
+            | Target::Sse { authority, .. } => authority,
+        }
+    }
+
+    /// Sockets one session holds (legacy SSE: the stream and the POSTs).
+    pub fn sockets(&self) -> usize {
+        if matches!(self, Target::Sse { .. }) {
+            2
+        } else {
+            1
         }
     }
 }
 
 enum Conn {
     Http(http1::Conn),
+    Sse {
+        events: EventStream,
+        post: http1::Conn,
+        /// Where to POST (path and query), once known.
+        endpoint: Option<String>,
+    },
     Ws(Box<WebSocketStream<TcpStream>>),
     Tcp(BufReader<TcpStream>),
 }
@@ -95,6 +131,8 @@ pub struct Session {
     reconnect: bool,
     /// The server forgot the session (HTTP 404): initialize again before the next request.
     pub expired: bool,
+    /// The Streamable HTTP GET stream, held open when asked for (`--get-stream`).
+    listen: Option<EventStream>,
 }
 
 #[derive(Deserialize)]
@@ -198,9 +236,7 @@ async fn dial(authority: &str, source: Option<std::net::IpAddr>) -> std::io::Res
 impl Session {
     /// Opens the connection (nothing MCP yet), from `source` when given.
     pub async fn connect(target: &Target, source: Option<std::net::IpAddr>) -> Result<Session, ErrorClass> {
-        let authority = match target {
-            Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => authority,
-        };
+        let authority = target.authority();
         let tcp = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
         let _ = tcp.set_nodelay(true);
         let conn = match target {
@@ -221,6 +257,21 @@ impl Session {
                 Conn::Ws(Box::new(ws))
             }
             Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
+            Target::Sse { path, .. } => {
+                let (events, sid) = EventStream::open(tcp, authority, path, "").await?;
+                let post = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
+                let _ = post.set_nodelay(true);
+                return Ok(Session {
+                    target: target.clone(),
+                    conn: Conn::Sse { events, post: http1::Conn::new(post), endpoint: None },
+                    source,
+                    session_id: sid,
+                    cookie: None,
+                    reconnect: false,
+                    expired: false,
+                    listen: None,
+                });
+            }
         };
         Ok(Session {
             target: target.clone(),
@@ -230,12 +281,15 @@ impl Session {
             cookie: None,
             reconnect: false,
             expired: false,
+            listen: None,
         })
     }
 
     /// `initialize` (id `id`) then `notifications/initialized`.
     pub async fn initialize(&mut self, id: u64) -> Result<(), ErrorClass> {
-        self.session_id = None;
+        if !matches!(self.conn, Conn::Sse { .. }) {
+            self.session_id = None;
+        }
         self.expired = false;
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"swarmctl-load","version":"{}"}}}}}}"#,
@@ -247,7 +301,7 @@ impl Session {
 
     async fn notify(&mut self, bytes: Vec<u8>) -> Result<(), ErrorClass> {
         match &mut self.conn {
-            Conn::Http(_) => {
+            Conn::Http(_) | Conn::Sse { .. } => {
                 let res = self.post(bytes).await?;
                 if res.0 != 202 && res.0 != 200 {
                     return Err(ErrorClass::HttpStatus);
@@ -267,7 +321,12 @@ impl Session {
 
     /// The request head for `method`, with the session's headers (no Content-Length).
     fn head(&self, method: &str) -> String {
-        let Target::Http { authority, path } = &self.target else { unreachable!("HTTP only") };
+        let path = match (&self.target, &self.conn) {
+            (_, Conn::Sse { endpoint: Some(e), .. }) => e.as_str(),
+            (Target::Http { path, .. } | Target::Sse { path, .. }, _) => path.as_str(),
+            _ => unreachable!("HTTP only"),
+        };
+        let authority = self.target.authority();
         let mut h = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
         if method == "POST" {
             h.push_str("Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n");
@@ -275,7 +334,10 @@ impl Session {
         if let Some(sid) = &self.session_id {
             h.push_str("Mcp-Session-Id: ");
             h.push_str(sid);
-            h.push_str("\r\nMCP-Protocol-Version: 2025-11-25\r\n");
+            if matches!(self.conn, Conn::Http(_)) {
+                h.push_str("\r\nMCP-Protocol-Version: 2025-11-25");
+            }
+            h.push_str("\r\n");
         }
         if let Some(cookie) = &self.cookie {
             h.push_str("Cookie: ");
@@ -289,14 +351,19 @@ impl Session {
     /// after its last answer); notes the session id and sticky cookies it gets.
     async fn exchange(&mut self, method: &str, bytes: &[u8]) -> Result<http1::Response, ErrorClass> {
         if self.reconnect {
-            let Target::Http { authority, .. } = &self.target else { unreachable!("HTTP only") };
-            let tcp = dial(authority, self.source).await.map_err(|_| ErrorClass::Connect)?;
+            let tcp = dial(self.target.authority(), self.source).await.map_err(|_| ErrorClass::Connect)?;
             let _ = tcp.set_nodelay(true);
-            self.conn = Conn::Http(http1::Conn::new(tcp));
+            match &mut self.conn {
+                Conn::Sse { post, .. } => *post = http1::Conn::new(tcp),
+                conn => *conn = Conn::Http(http1::Conn::new(tcp)),
+            }
             self.reconnect = false;
         }
         let head = self.head(method);
-        let Conn::Http(conn) = &mut self.conn else { unreachable!("HTTP only") };
+        let conn = match &mut self.conn {
+            Conn::Http(conn) | Conn::Sse { post: conn, .. } => conn,
+            _ => unreachable!("HTTP only"),
+        };
         let res = conn.request(&head, bytes).await.map_err(|e| match e {
             WireError::Io => ErrorClass::Disconnect,
             WireError::Malformed => ErrorClass::Protocol,
@@ -322,6 +389,9 @@ impl Session {
 
     /// Sends request `bytes` (whose id is `id`) and waits for its answer.
     pub async fn call(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), ErrorClass> {
+        if matches!(self.conn, Conn::Sse { .. }) {
+            return self.call_sse(bytes, id).await;
+        }
         match &mut self.conn {
             Conn::Http(_) => {
                 let had_session = self.session_id.is_some();
@@ -357,6 +427,7 @@ impl Session {
                     }
                 }
             }
+            Conn::Sse { .. } => unreachable!("answered by call_sse"),
             Conn::Tcp(stream) => {
                 let mut b = bytes;
                 b.push(b'\n');
@@ -391,9 +462,219 @@ impl Session {
             Conn::Ws(ws) => {
                 let _ = SinkExt::close(ws.as_mut()).await;
             }
-            Conn::Tcp(_) => {}
+            Conn::Tcp(_) | Conn::Sse { .. } => {}
         }
     }
+
+    /// Streamable HTTP: opens the session's GET stream (for messages the server starts) and
+    /// holds it; a server that offers none (405) is fine.
+    pub async fn listen(&mut self) -> Result<(), ErrorClass> {
+        let (Target::Http { authority, path }, Some(sid)) = (&self.target, &self.session_id) else { return Ok(()) };
+        let tcp = dial(authority, self.source).await.map_err(|_| ErrorClass::Connect)?;
+        let mut extra = format!("Mcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
+        if let Some(cookie) = &self.cookie {
+            extra.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        match EventStream::open(tcp, authority, path, &extra).await {
+            Ok((stream, _)) => self.listen = Some(stream),
+            Err(ErrorClass::HttpStatus) => {} // 405: no stream offered, which the spec allows
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Legacy SSE: POST (to the announced endpoint, learnt first), then read the stream
+    /// until the answer to `id` comes.
+    async fn call_sse(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), ErrorClass> {
+        let wait_endpoint = matches!(&self.conn, Conn::Sse { endpoint: None, .. });
+        if wait_endpoint {
+            let Conn::Sse { events, endpoint, .. } = &mut self.conn else { unreachable!("SSE") };
+            let Target::Sse { path, .. } = &self.target else { unreachable!("SSE") };
+            *endpoint = Some(if self.session_id.is_some() {
+                // erlmcp's flavour: the stream's session header, POSTs to the same path.
+                path.clone()
+            } else {
+                loop {
+                    let (kind, data) = events.next_event().await.map_err(|_| ErrorClass::Disconnect)?;
+                    if kind == "endpoint" {
+                        break endpoint_path(&data);
+                    }
+                }
+            });
+        }
+        let res = self.exchange("POST", &bytes).await?;
+        match res.status {
+            200 | 202 => {}
+            404 => {
+                self.expired = true;
+                return Err(ErrorClass::SessionExpired);
+            }
+            _ => return Err(ErrorClass::HttpStatus),
+        }
+        // Some servers answer on the POST itself.
+        if res.status == 200 && !res.body.is_empty() {
+            if let Some(outcome) = classify(&res.body, id) {
+                return outcome;
+            }
+        }
+        let Conn::Sse { events, .. } = &mut self.conn else { unreachable!("SSE") };
+        loop {
+            let (kind, data) = events.next_event().await.map_err(|_| ErrorClass::Disconnect)?;
+            if kind.is_empty() || kind == "message" {
+                if let Some(outcome) = classify(data.as_bytes(), id) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// The path (and query) of an `endpoint` event's URL, absolute or relative.
+fn endpoint_path(data: &str) -> String {
+    let d = data.trim();
+    match d.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into()),
+        None => d.to_string(),
+    }
+}
+
+/// A legacy SSE stream, read as it comes: bytes off the socket, de-chunked, split into events.
+/// Both buffers are given back to the allocator whenever they run empty, so an idle stream
+/// holds next to nothing.
+struct EventStream {
+    tcp: TcpStream,
+    chunked: bool,
+    raw: Vec<u8>,
+    text: Vec<u8>,
+    ended: bool,
+}
+
+impl EventStream {
+    /// GETs the stream; the session id, when the server sends it as a header.
+    async fn open(
+        mut tcp: TcpStream,
+        authority: &str,
+        path: &str,
+        extra_headers: &str,
+    ) -> Result<(EventStream, Option<String>), ErrorClass> {
+        let _ = tcp.set_nodelay(true);
+        let head =
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n{extra_headers}\r\n");
+        tcp.write_all(head.as_bytes()).await.map_err(|_| ErrorClass::Connect)?;
+        let mut buf = Vec::with_capacity(2048);
+        let (res, len, framing) = loop {
+            let n = tokio::io::AsyncReadExt::read_buf(&mut tcp, &mut buf).await.map_err(|_| ErrorClass::Connect)?;
+            if n == 0 {
+                return Err(ErrorClass::Connect);
+            }
+            match http1::parse_head(&buf) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) if buf.len() < 64 * 1024 => {
+                    if buf.capacity() == buf.len() {
+                        buf.reserve(2048);
+                    }
+                }
+                _ => return Err(ErrorClass::Protocol),
+            }
+        };
+        if res.status != 200 {
+            return Err(ErrorClass::HttpStatus);
+        }
+        if !res.sse {
+            return Err(ErrorClass::Protocol);
+        }
+        let mut s = EventStream {
+            tcp,
+            chunked: framing == http1::Framing::Chunked,
+            raw: buf.split_off(len),
+            text: Vec::new(),
+            ended: false,
+        };
+        s.decode().map_err(|_| ErrorClass::Protocol)?;
+        Ok((s, res.session_id))
+    }
+
+    fn decode(&mut self) -> Result<(), WireError> {
+        if self.chunked {
+            self.ended |= http1::take_chunks(&mut self.raw, &mut self.text)?;
+        } else {
+            self.text.append(&mut self.raw);
+        }
+        if self.raw.is_empty() {
+            self.raw = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// The next event's type (empty when unnamed) and data.
+    async fn next_event(&mut self) -> Result<(String, String), WireError> {
+        loop {
+            if let Some(ev) = self.split_event() {
+                return Ok(ev);
+            }
+            if self.ended {
+                return Err(WireError::Io);
+            }
+            self.raw.reserve(2048);
+            let n = tokio::io::AsyncReadExt::read_buf(&mut self.tcp, &mut self.raw).await.map_err(|_| WireError::Io)?;
+            if n == 0 {
+                self.ended = true;
+            }
+            self.decode()?;
+        }
+    }
+
+    /// Takes one complete event (up to a blank line) off the text read so far; comments and
+    /// empty events are skipped.
+    fn split_event(&mut self) -> Option<(String, String)> {
+        loop {
+            let end = blank_line(&self.text)?;
+            let block: Vec<u8> = self.text.drain(..end.1).collect();
+            if self.text.is_empty() {
+                self.text = Vec::new();
+            }
+            let block = String::from_utf8_lossy(&block[..end.0]);
+            let (mut kind, mut data) = (String::new(), String::new());
+            for line in block.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
+                if line.starts_with(':') || line.is_empty() {
+                    continue;
+                }
+                let (field, value) =
+                    line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+                match field {
+                    "event" => kind = value.to_string(),
+                    "data" => {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(value);
+                    }
+                    _ => {}
+                }
+            }
+            if !data.is_empty() || !kind.is_empty() {
+                return Some((kind, data));
+            }
+        }
+    }
+}
+
+/// The first blank line in `t`: (where the event ends, where the next begins).
+fn blank_line(t: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i < t.len() {
+        if t[i] == b'\n' {
+            let next = i + 1;
+            if t.get(next) == Some(&b'\n') {
+                return Some((i, next + 1));
+            }
+            if t.get(next) == Some(&b'\r') && t.get(next + 1) == Some(&b'\n') {
+                return Some((i, next + 2));
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 fn frame(bytes: Vec<u8>, target: &Target) -> String {

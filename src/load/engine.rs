@@ -32,6 +32,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// DELETE / close sessions at the end.
     pub close: bool,
+    /// Streamable HTTP sessions also hold their GET stream open.
+    pub get_stream: bool,
     /// Source addresses; sessions use them round-robin (empty: the kernel's choice).
     pub sources: Vec<std::net::IpAddr>,
     /// When the first session is due (wall clock), so that worker processes share one
@@ -48,6 +50,11 @@ impl Plan {
     /// The whole run.
     pub fn run_time(&self) -> Duration {
         self.ramp_time() + self.hold
+    }
+
+    /// Sockets one session holds at most (the pre-flight's unit).
+    pub fn sockets_per_session(&self) -> usize {
+        self.targets.iter().map(|t| t.sockets()).max().unwrap_or(1) + usize::from(self.get_stream)
     }
 }
 
@@ -208,6 +215,9 @@ async fn open(
         let attempt = async {
             let mut s = Session::connect(target, source).await?;
             s.initialize(1).await?;
+            if plan.get_stream {
+                s.listen().await?;
+            }
             Ok::<_, ErrorClass>(s)
         };
         let outcome = match tokio::time::timeout(timeout, attempt).await {

@@ -125,7 +125,7 @@ async fn read_response(stream: &mut TcpStream) -> Result<Response, WireError> {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     Empty,
     Length(usize),
     Chunked,
@@ -134,7 +134,7 @@ enum Framing {
 
 /// The response head, when complete: the response without its body, the head's length, and
 /// how the body is framed.
-fn parse_head(buf: &[u8]) -> Result<Option<(Response, usize, Framing)>, WireError> {
+pub(super) fn parse_head(buf: &[u8]) -> Result<Option<(Response, usize, Framing)>, WireError> {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut r = httparse::Response::new(&mut headers);
     let len = match r.parse(buf) {
@@ -215,6 +215,29 @@ fn dechunk(data: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
     }
 }
 
+/// Moves every complete chunk at the start of `raw` into `out` (for a body read as it streams,
+/// such as an event stream); true once the last chunk has come.
+pub(super) fn take_chunks(raw: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool, WireError> {
+    let mut at = 0;
+    let ended = loop {
+        let Some(eol) = find_crlf(&raw[at..]) else { break false };
+        let line = std::str::from_utf8(&raw[at..at + eol]).map_err(|_| WireError::Malformed)?;
+        let size =
+            usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).map_err(|_| WireError::Malformed)?;
+        if size == 0 {
+            break true;
+        }
+        let start = at + eol + 2;
+        if raw.len() < start + size + 2 {
+            break false;
+        }
+        out.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
+    };
+    raw.drain(..at);
+    Ok(ended)
+}
+
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
@@ -242,6 +265,16 @@ Set-Cookie: lb=s1; Path=/; HttpOnly\r\nset-cookie: other=2\r\nTransfer-Encoding:
         assert_eq!((f, r.close), (Framing::Length(5), true), "HTTP/1.0 closes unless kept alive");
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), Err(WireError::Malformed));
         assert_eq!(parse_head(b"garbage\r\n\r\n"), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn streamed_chunks_are_taken_as_they_complete() {
+        let (mut raw, mut out) = (b"5\r\nhello\r\n3\r\nab".to_vec(), Vec::new());
+        assert_eq!(take_chunks(&mut raw, &mut out), Ok(false));
+        assert_eq!((out.as_slice(), raw.as_slice()), (&b"hello"[..], &b"3\r\nab"[..]));
+        raw.extend_from_slice(b"c\r\n0\r\n\r\n");
+        assert_eq!(take_chunks(&mut raw, &mut out), Ok(true));
+        assert_eq!(out, b"helloabc");
     }
 
     #[test]

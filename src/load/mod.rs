@@ -29,7 +29,9 @@ use workload::{Metric, Mix, Model, Threshold};
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadOptions {
     /// Target endpoint (repeatable; sessions go round-robin): http://host:port/mcp (Streamable
-    /// HTTP), ws://host:port/mcp/ws (WebSocket) or tcp://host:port (newline-delimited).
+    /// HTTP), ws://host:port/mcp/ws (WebSocket), tcp://host:port (newline-delimited) or
+    /// sse://host:port/sse (legacy HTTP+SSE: GET the stream, POST to the endpoint it announces;
+    /// erlmcp serves it at /mcp/sse).
     #[arg(long = "url", required = true, value_name = "URL")]
     pub urls: Vec<String>,
     /// Concurrent MCP sessions (one connection each).
@@ -77,6 +79,10 @@ pub struct LoadOptions {
     /// Leave sessions open at the end (no DELETE, no close frame).
     #[arg(long)]
     pub no_close: bool,
+    /// Streamable HTTP: every session also opens its GET stream (for messages the server
+    /// starts) and holds it: one more connection per session, as clients that listen have.
+    #[arg(long)]
+    pub get_stream: bool,
     /// Split the sessions over N processes of this binary (each process may hold at most
     /// ~19,900 sockets here); their histograms are merged exactly, not averaged.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -113,6 +119,7 @@ impl LoadOptions {
             ws_subprotocol: false,
             ws_newline: false,
             no_close: false,
+            get_stream: false,
             workers: 1,
             worker_report: None,
             start_at: None,
@@ -274,6 +281,7 @@ pub(crate) fn resolve(o: &LoadOptions) -> anyhow::Result<(engine::Plan, Vec<Thre
         mix,
         timeout: o.timeout.0,
         close: !o.no_close,
+        get_stream: o.get_stream,
     };
     Ok((plan, thresholds))
 }
@@ -289,10 +297,7 @@ const SESSIONS_PER_LOOPBACK_SOURCE: usize = 1000;
 /// one address serves well (127.0.0.2 up); none otherwise.
 fn auto_sources(targets: &[Target], sessions: usize) -> Vec<std::net::IpAddr> {
     let loopback = targets.iter().all(|t| {
-        let authority = match t {
-            Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => authority,
-        };
-        authority
+        t.authority()
             .rsplit_once(':')
             .and_then(|(h, _)| h.parse::<std::net::Ipv4Addr>().ok())
             .is_some_and(|ip| ip.is_loopback())
@@ -379,12 +384,9 @@ fn local_port_range() -> u64 {
 pub fn check_ports(plan: &engine::Plan, port_range: u64) -> anyhow::Result<()> {
     let mut per_destination: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..plan.sessions {
-        let authority = match &plan.targets[i % plan.targets.len()] {
-            Target::Http { authority, .. } | Target::Ws { authority, .. } | Target::Tcp { authority } => {
-                authority.clone()
-            }
-        };
-        *per_destination.entry(authority).or_default() += 1;
+        let target = &plan.targets[i % plan.targets.len()];
+        *per_destination.entry(target.authority().to_string()).or_default() +=
+            (target.sockets() + usize::from(plan.get_stream)) as u64;
     }
     let sources = plan.sources.len().max(1) as u64;
     for (dest, n) in per_destination {
@@ -443,7 +445,7 @@ pub async fn run_observed(
     if o.workers > 1 {
         return workers::run(o, &plan, &thresholds, cancel, &mut on_second).await;
     }
-    check_open_files(plan.sessions)?;
+    check_open_files(plan.sessions * plan.sockets_per_session())?;
     let plan = Arc::new(plan);
     let (stats, elapsed, interrupted) =
         engine::run(plan.clone(), cancel, live.clone(), |s, st| on_second(&s, st)).await;
@@ -483,7 +485,7 @@ pub async fn run_worker(
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<u8> {
     let (plan, _) = resolve(o)?;
-    check_open_files(plan.sessions)?;
+    check_open_files(plan.sessions * plan.sockets_per_session())?;
     workers::serve_as_worker(Arc::new(plan), dir, cancel).await
 }
 
@@ -732,6 +734,7 @@ mod tests {
             mix: "ping=1".parse().unwrap(),
             timeout: Duration::from_secs(1),
             close: true,
+            get_stream: false,
             sources: (0..sources).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i as u8])).collect(),
             start_at: None,
         }

@@ -88,9 +88,12 @@ fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: 
     if let Some(s) = &o.source_ips {
         a.extend(["--source-ips".into(), s.clone()]);
     }
-    for (flag, on) in
-        [("--ws-subprotocol", o.ws_subprotocol), ("--ws-newline", o.ws_newline), ("--no-close", o.no_close)]
-    {
+    for (flag, on) in [
+        ("--ws-subprotocol", o.ws_subprotocol),
+        ("--ws-newline", o.ws_newline),
+        ("--no-close", o.no_close),
+        ("--get-stream", o.get_stream),
+    ] {
         if on {
             a.push(flag.into());
         }
@@ -110,7 +113,7 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let n = o.workers.min(plan.sessions);
     // Each worker must hold its share; say so now rather than as a worker's failure.
-    super::check_open_files(plan.sessions.div_ceil(n)).context("per worker")?;
+    super::check_open_files(plan.sessions.div_ceil(n) * plan.sockets_per_session()).context("per worker")?;
     let exe = std::env::current_exe().context("cannot find this swarmctl binary to start workers")?;
     let base = match &o.out {
         Some(dir) => dir.join("workers"),

@@ -36,7 +36,10 @@ async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<V
                 ClientTransport::Tcp => {
                     format!("tcp://{ip}:{}", t.tcp.as_ref().context("server.transports.tcp is off")?.port)
                 }
-                ClientTransport::Sse => bail!("the load engine has no legacy HTTP+SSE client yet"),
+                ClientTransport::Sse => {
+                    let h = t.sse.as_ref().context("server.transports.sse is off")?;
+                    format!("sse://{ip}:{}{}", h.port, h.path)
+                }
             })
         })
         .collect()

@@ -108,9 +108,9 @@ impl Ctx {
                 t.tcp.as_ref().ok_or_else(|| missing("tcp"))?;
                 format!("tcp://{h}:{}", c.lb.ports.tcp)
             }
-            ClientTransport::Sse => anyhow::bail!(
-                "the load engine has no legacy HTTP+SSE client yet: use transport http, ws or tcp in the profile"
-            ),
+            ClientTransport::Sse => {
+                format!("sse://{h}:{}{}", c.lb.ports.web, t.sse.as_ref().ok_or_else(|| missing("sse"))?.path)
+            }
         })
     }
 

@@ -1,9 +1,10 @@
 """A server nobody here wrote, for the load engine to talk to: the official MCP Python SDK's
-FastMCP (mcp 1.x) with an echo tool, over Streamable HTTP.
+FastMCP (mcp 1.x) with an echo tool, over Streamable HTTP or the legacy HTTP+SSE transport.
 
-Usage: fastmcp_server.py PORT sse|json
-  sse:  the SDK's default: stateful sessions, SSE replies
-  json: stateless_http=True, json_response=True
+Usage: fastmcp_server.py PORT sse|json|legacy
+  sse:    the SDK's default: stateful sessions, SSE replies
+  json:   stateless_http=True, json_response=True
+  legacy: the 2024-11-05 HTTP+SSE transport (GET /sse, POST to the announced endpoint)
 """
 
 import sys
@@ -27,4 +28,4 @@ def echo(message: str) -> str:
     return message
 
 
-mcp.run(transport="streamable-http")
+mcp.run(transport="sse" if mode == "legacy" else "streamable-http")

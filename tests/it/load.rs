@@ -28,11 +28,13 @@ async fn run(args: &[&str]) -> load::Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounting_is_exact_for_every_transport() {
     let _heavy = crate::util::exclusive().await;
-    let s = start_server(&[]).await;
+    // Legacy SSE twice: the 2024-11-05 way (/sse) and erlmcp's (/mcp/sse on its own port).
+    let s = start_server(&["--sse", "127.0.0.1:0", "--sse-path", "/mcp/sse"]).await;
     let urls = [
         format!("http://{}/mcp", s.addr("--http")),
         format!("ws://{}/mcp/ws", s.addr("--ws")),
         format!("tcp://{}", s.addr("--tcp")),
+        format!("sse://{}/mcp/sse", s.addr("--sse")),
     ];
     let mut sent_calls = 0;
     let mut sent_pings = 0;
@@ -63,7 +65,7 @@ async fn accounting_is_exact_for_every_transport() {
     // What the engine counts as sent is exactly what the server counts as received.
     assert_eq!(s.metrics.requests_total("tools/call"), sent_calls);
     assert_eq!(s.metrics.requests_total("ping"), sent_pings);
-    assert_eq!(s.metrics.requests_total("initialize"), 24);
+    assert_eq!(s.metrics.requests_total("initialize"), 32);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
