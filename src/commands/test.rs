@@ -86,11 +86,36 @@ fn preflight(config: &Config, names: &[&str]) -> Vec<String> {
     let mut notes = vec![format!(
         "this machine: {per_process} sessions per client process (open-file limit), at most {MAX_WORKERS} client processes"
     )];
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let available_kib = read("/proc/meminfo").and_then(|m| {
+        m.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    let conntrack_max = read("/proc/sys/net/netfilter/nf_conntrack_max").and_then(|v| v.trim().parse::<u64>().ok());
     for name in names {
         let Some(p) = config.test.profiles.get(*name) else { continue };
         let workers = phase::workers_for(p.sessions) as u64;
         if workers > 1 {
             notes.push(format!("{name}: {} sessions need {workers} client processes", p.sessions));
+        }
+        // Measured per idle session (docs/performance.md): client 5 KiB (HTTP) to 10 KiB
+        // (WebSocket), reference server 8 KiB; twice that leaves room for what is not idle.
+        let need_kib = p.sessions * 2 * (10 + 8);
+        if let Some(avail) = available_kib.filter(|a| need_kib > *a) {
+            notes.push(format!(
+                "{name}: {} sessions may need about {} MiB of memory for clients and servers here, and {} MiB are available",
+                p.sessions,
+                need_kib / 1024,
+                avail / 1024
+            ));
+        }
+        // Through the load balancer every session is two tracked connections (client to
+        // Traefik's published port, Traefik to a replica).
+        if let Some(max) = conntrack_max.filter(|m| p.sessions * 2 > *m) {
+            notes.push(format!(
+                "{name}: {} sessions need about {} connection-tracking entries and net.netfilter.nf_conntrack_max is {max}: raise it (sysctl -w net.netfilter.nf_conntrack_max=…) or expect dropped connections",
+                p.sessions,
+                p.sessions * 2
+            ));
         }
     }
     notes

@@ -491,6 +491,10 @@ pub struct Profile {
     pub think: Duration,
     /// Client transport.
     pub transport: ClientTransport,
+    /// The request mix (`swarmctl load --mix`); empty: `tools/call:echo=1`.
+    pub mix: String,
+    /// Client processes; 0: as many as the open-file limit needs.
+    pub workers: u64,
 }
 
 /// Which transport the load engine speaks.

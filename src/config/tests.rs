@@ -155,6 +155,13 @@ fn semantic_checks_cover_units_ranges_and_references() {
         ("test:\n  profiles:\n    baseline: { sessions: 0 }\n", "test.profiles.baseline.sessions"),
         ("test:\n  profiles:\n    soak: { sessions: 10, ramp: 1, transport: tcp }\n", "test.profiles.soak.transport"),
         ("slo:\n  p99: 0s\n", "slo.p99"),
+        ("slo:\n  failover_success_ratio: 2\n", "slo.failover_success_ratio"),
+        ("test:\n  profiles:\n    baseline: { mix: \"nope=1\" }\n", "test.profiles.baseline.mix"),
+        ("test:\n  phase_profile: soak\n", "test.phase_profile"),
+        ("test:\n  failover: { kill: 0 }\n", "test.failover.kill"),
+        ("test:\n  failover: { observe: 1s }\n", "test.failover.observe"),
+        ("test:\n  scaling: { steps: [0] }\n", "test.scaling.steps[0]"),
+        ("test:\n  incremental: { stages: [] }\n", "test.incremental.stages"),
     ];
     for (text, key) in cases {
         match load_text(text, &[]) {
@@ -163,6 +170,18 @@ fn semantic_checks_cover_units_ranges_and_references() {
             }
             other => panic!("{key}: expected a validation error, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn kill_counts_are_a_number_or_a_share() {
+    let c = load_text("test:\n  failover: { kill: 25% }\n", &[]).unwrap();
+    assert_eq!(c.test.failover.kill, KillCount::Percent(25.0));
+    assert_eq!((c.test.failover.kill.of(12), c.test.failover.kill.of(3), c.test.failover.kill.of(1)), (3, 1, 1));
+    assert_eq!(KillCount::Count(5).of(3), 3, "never more than there are");
+    match load_text("test:\n  failover: { kill: half }\n", &[]) {
+        Err(e) => assert!(e.to_string().contains("25%"), "{e}"),
+        Ok(c) => panic!("accepted {:?}", c.test.failover.kill),
     }
 }
 

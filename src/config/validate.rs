@@ -217,6 +217,11 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         let key = format!("test.profiles.{name}");
         k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || "must be at least 1".into());
         k.ensure(profile.ramp >= 1, &format!("{key}.ramp"), || "sessions per second; must be at least 1".into());
+        if !profile.mix.is_empty() {
+            if let Err(e) = profile.mix.parse::<crate::load::workload::Mix>() {
+                k.ensure(false, &format!("{key}.mix"), || e);
+            }
+        }
         let enabled = match profile.transport {
             ClientTransport::Http => t.http.is_some(),
             ClientTransport::Sse => t.sse.is_some(),

@@ -95,13 +95,17 @@ pub async fn wait(
     on_change: &mut dyn FnMut(&[ServiceState]),
 ) -> Result<Vec<ServiceState>, ConvergeError> {
     let started = Instant::now();
+    // Failures from before this wait are history (the engine keeps a few dead tasks per slot:
+    // a replica killed by an earlier test, say), not a reason to give up now. A little slack
+    // for an engine whose clock is not quite ours.
+    let since_ms = crate::units::unix_now_ms().saturating_sub(2_000);
     let mut stable_since: Option<Instant> = None;
     let mut last: Vec<ServiceState> = Vec::new();
     let mut pending_since: HashMap<String, Instant> = HashMap::new();
     loop {
         let mut states = Vec::with_capacity(services.len());
         for name in services {
-            states.push(service_state(docker, name, &mut pending_since).await?);
+            states.push(service_state(docker, name, &mut pending_since, since_ms).await?);
         }
         if states != last {
             on_change(&states);
@@ -127,6 +131,11 @@ pub async fn wait(
 
 /// How long a task may stay unschedulable before the scheduler's reason is final.
 const PENDING_GRACE: Duration = Duration::from_secs(3);
+/// The same for a host port still held: during a stop-first update of a service with host-mode
+/// ports (the load balancer), the new task waits while the old one drains its connections
+/// (Traefik takes up to its 10 s grace time), and the scheduler says "port already in use"
+/// meanwhile. Only a port held for longer than that is someone else's.
+const PORT_GRACE: Duration = Duration::from_secs(30);
 /// Failed or rejected tasks of the current spec tolerated before giving up.
 const MAX_FAILURES: usize = 3;
 
@@ -134,6 +143,7 @@ async fn service_state(
     docker: &Docker,
     name: &str,
     pending_since: &mut HashMap<String, Instant>,
+    since_ms: u64,
 ) -> Result<ServiceState, ConvergeError> {
     let svc =
         docker.inspect_service(name, None).await.map_err(|e| EngineError::api(format!("inspect service {name}"), e))?;
@@ -184,14 +194,18 @@ async fn service_state(
         match (state, err) {
             (Some(TaskState::PENDING), Some(e)) => {
                 let since = *pending_since.entry(id).or_insert_with(Instant::now);
-                if since.elapsed() >= PENDING_GRACE {
+                let grace = if e.contains("port already in use") { PORT_GRACE } else { PENDING_GRACE };
+                if since.elapsed() >= grace {
                     return Err(ConvergeError::Stuck { service: name.into(), hint: hint(&e), reason: e });
                 }
                 note = Some(e);
             }
             (Some(TaskState::FAILED | TaskState::REJECTED), Some(e)) => {
-                failures.insert(id, (t.slot.unwrap_or(0), e.clone()));
-                note = Some(e);
+                let when = status.timestamp.as_deref().and_then(super::fleet::unix_ms);
+                if when.map_or(true, |w| w >= since_ms) {
+                    failures.insert(id, (t.slot.unwrap_or(0), e.clone()));
+                    note = Some(e);
+                }
             }
             (Some(s), _) if desired_running => note = note.or(Some(format!("a task is {s}"))),
             _ => {}

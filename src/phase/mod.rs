@@ -150,7 +150,10 @@ impl Ctx {
         o.ramp = profile.ramp as f64;
         o.duration = profile.hold;
         o.think = profile.think;
-        o.workers = workers_for(profile.sessions);
+        o.workers = if profile.workers > 0 { profile.workers as usize } else { workers_for(profile.sessions) };
+        if !profile.mix.is_empty() {
+            o.mix = profile.mix.clone();
+        }
         o.ws_newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
         Ok(o)
     }

@@ -28,8 +28,12 @@ fn run(args: &[&str], state: &Path) -> std::process::Output {
     swarmctl(&all, state)
 }
 
-fn read(dir: &Path) -> TestRun {
-    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json is written");
+/// The run's results.json; when there is none, the command's own output says why.
+fn read(dir: &Path, out: &std::process::Output) -> TestRun {
+    let Ok(text) = std::fs::read_to_string(dir.join("results.json")) else {
+        let (stdout, stderr) = text(out);
+        panic!("no {}/results.json ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
+    };
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
 }
 
@@ -64,6 +68,11 @@ fn assert_renders(html: &Path, png: &Path) {
     );
 }
 
+/// Server tasks running now.
+async fn running_tasks(docker: &bollard::Docker) -> usize {
+    swarmctl::engine::fleet::tasks(docker, "swit-ph_server").await.unwrap().iter().filter(|t| t.is_running()).count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balancer() {
     let _swarm = crate::util::exclusive().await;
@@ -86,7 +95,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         state.path(),
     );
     let (stdout, stderr) = text(&out);
-    let r = read(&full);
+    let r = read(&full, &out);
     assert_eq!(
         out.status.code(),
         Some(i32::from(r.exit_code())),
@@ -158,13 +167,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         assert!(slots.iter().all(|slot| (1..=5).contains(slot)), "{s:?}");
     }
     assert!(sc.restored && sc.linearity.is_some(), "{sc:?}");
-    let replicas = swarmctl::engine::fleet::tasks(&docker, "swit-ph_server")
-        .await
-        .unwrap()
-        .iter()
-        .filter(|t| t.is_running())
-        .count();
-    assert_eq!(replicas, 3, "the stack is back to its 3 replicas");
+    assert_eq!(running_tasks(&docker).await, 3, "the stack is back to its 3 replicas");
     let points_per_replica_count: std::collections::BTreeSet<u64> =
         r.timeline.iter().filter(|p| p.phase == "scaling").map(|p| p.replicas).collect();
     assert_eq!(points_per_replica_count, [2, 3, 5].into_iter().collect());
@@ -207,7 +210,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         run(&["validate", "--phase", "failover", "--target", "lb", "--out", lb_dir.to_str().unwrap()], state.path());
     let (stdout, stderr) = text(&out);
     assert!(started.elapsed() < Duration::from_secs(150), "not hung on: {:?}", started.elapsed());
-    let r = read(&lb_dir);
+    let r = read(&lb_dir, &out);
     assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
     let fo = r.phases[0].failover.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert_eq!(fo.service, "swit-ph_lb");
@@ -223,7 +226,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         state.path(),
     );
     let (stdout, stderr) = text(&out);
-    let r = read(&direct);
+    let r = read(&direct, &out);
     assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
     let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert_eq!(load.config.urls.len(), 3, "one URL per replica: {:?}", load.config.urls);
@@ -246,7 +249,33 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         .unwrap();
     assert!(left.is_empty(), "the load container was removed: {left:?}");
 
-    // 5. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
+    // 5. The 100K path, small: 5,000 WebSocket sessions over 4 client processes, direct to the
+    // 3 replicas from the load container; every session open at once, the counts reconciled.
+    let small = results.path().join("small");
+    let out = run(
+        &[
+            "test",
+            "stress",
+            "--no-deploy",
+            "--via",
+            "direct",
+            "--out",
+            small.to_str().unwrap(),
+            "--set",
+            "test.profiles.stress={sessions: 5000, ramp: 1000, hold: 10s, think: 5s, transport: ws, workers: 4}",
+        ],
+        state.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    let r = read(&small, &out);
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
+    assert_eq!(load.summary.sessions_peak, 5000, "{:?}", load.summary);
+    assert!(load.summary.success_ratio >= 0.999, "{:?}", load.summary);
+    assert!(std::fs::read_dir(small.join("phases/stress/workers")).unwrap().count() == 4, "4 client processes");
+    assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
+
+    // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
     // is written and says interrupted, exit 130.
     let int = results.path().join("interrupted");
     let mut all = vec!["validate", "--phase", "scaling", "--out", int.to_str().unwrap()];
@@ -255,7 +284,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         .args(&all)
         .env("SWARMCTL_STATE_DIR", state.path())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(results.path().join("interrupted.stderr")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -272,17 +301,13 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         assert!(Instant::now() < deadline, "validate did not stop within 120 s of Ctrl-C");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(status.code(), Some(130));
-    let r = read(&int);
+    let stderr = std::fs::read(results.path().join("interrupted.stderr")).unwrap_or_default();
+    let out = std::process::Output { status, stdout: Vec::new(), stderr };
+    assert_eq!(status.code(), Some(130), "{}", text(&out).1);
+    let r = read(&int, &out);
     assert_eq!((r.verdict.as_str(), r.phases[0].verdict.as_str()), ("interrupted", "interrupted"), "{:?}", r.phases);
     assert!(r.phases[0].scaling.as_ref().unwrap().restored, "{:?}", r.phases[0]);
-    let running = swarmctl::engine::fleet::tasks(&docker, "swit-ph_server")
-        .await
-        .unwrap()
-        .iter()
-        .filter(|t| t.is_running())
-        .count();
-    assert_eq!(running, 3, "restored to 3 replicas after Ctrl-C");
+    assert_eq!(running_tasks(&docker).await, 3, "restored to 3 replicas after Ctrl-C");
     assert!(int.join("report.html").exists() && int.join("FINAL_REPORT.md").exists());
 
     let out = run(&["down", "--volumes"], state.path());
