@@ -1,0 +1,33 @@
+//! Timing accuracy, in a test binary of its own: cargo runs test binaries one after another,
+//! so nothing else runs beside this measurement on the 2-core machine (inside the `it` binary
+//! the serve and CLI tests run in parallel with whatever holds the heavy-test lock).
+
+#[allow(dead_code)]
+#[path = "it/util.rs"]
+mod util;
+
+use clap::Parser;
+use swarmctl::load::{self, LoadOptions};
+
+#[derive(clap::Parser)]
+struct Wrap {
+    #[command(flatten)]
+    opts: LoadOptions,
+}
+
+/// A fixed 20 ms at a constant rate measures as 20 ms: p50 within 20–22 ms, p99 within
+/// 20–25 ms, corrected (from when each request was due).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_latency_measures_as_itself() {
+    let s = util::start_server(&["--latency", "20ms"]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let args = ["load", "--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"];
+    let opts = Wrap::try_parse_from(args).unwrap().opts;
+    let out = load::run(&opts, tokio_util::sync::CancellationToken::new(), false).await.unwrap();
+    let r = &out.result;
+    let l = &r.summary.latency_ms;
+    assert!(r.summary.requests_total >= 900 && r.summary.success_ratio == 1.0, "{:?}", r.summary);
+    assert!((20.0..=22.0).contains(&l.p50), "p50 {} ms: {l:?}", l.p50);
+    assert!((20.0..=25.0).contains(&l.p99), "p99 {} ms: {l:?}", l.p99);
+    assert!(l.min >= 20.0, "never faster than the injected latency: {l:?}");
+}
