@@ -5,9 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 
 use crate::cli::ProbeArgs;
 use crate::serve::{ServeOptions, Server};
@@ -31,24 +28,13 @@ pub async fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     if uri.scheme_str() != Some("http") {
         bail!("probe speaks plain http:// only (got `{}`)", args.url);
     }
-    let host = uri.host().context("the URL needs a host")?.to_string();
+    let host = uri.host().context("the URL needs a host")?;
     let port = uri.port_u16().unwrap_or(80);
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("cannot connect to {host}:{port}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .body(Empty::<Bytes>::new())?;
-        let res = sender.send_request(req).await?;
-        anyhow::Ok(res.status())
-    };
-    let status = tokio::time::timeout(args.timeout.0.max(Duration::from_millis(1)), attempt)
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let (status, _) = crate::phase::prom::get(host, port, path, args.timeout.0.max(Duration::from_millis(1)))
         .await
-        .map_err(|_| anyhow::anyhow!("no answer from {} within {}", args.url, args.timeout))??;
-    if status.is_success() {
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.url))?;
+    if (200..300).contains(&status) {
         Ok(ExitCode::SUCCESS)
     } else {
         bail!("{} answered {status}", args.url)

@@ -66,10 +66,6 @@ pub struct Live {
     pub sessions_open: AtomicU64,
     /// Most sessions open at once.
     pub sessions_peak: AtomicU64,
-    /// Requests answered or failed so far.
-    pub requests: AtomicU64,
-    /// Of which failed.
-    pub errors: AtomicU64,
     /// Successful requests since the last failed one (any session): the failover phase's
     /// "N consecutive successes".
     pub ok_streak: AtomicU64,
@@ -89,20 +85,17 @@ pub const MAX_FAILURE_EVENTS: usize = 200_000;
 
 impl Live {
     fn record(&self, outcome: Result<(), ErrorClass>) {
-        self.requests.fetch_add(1, Relaxed);
         match outcome {
             Ok(()) => {
                 self.ok_streak.fetch_add(1, Relaxed);
             }
-            Err(class) => {
-                self.errors.fetch_add(1, Relaxed);
-                self.ok_streak.store(0, Relaxed);
-                self.failed(class);
-            }
+            Err(class) => self.failed(class),
         }
     }
 
+    /// A failure of any kind (a request, or a connection attempt): it ends the streak.
     fn failed(&self, class: ErrorClass) {
+        self.ok_streak.store(0, Relaxed);
         self.failures_total.fetch_add(1, Relaxed);
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if f.len() < MAX_FAILURE_EVENTS {
@@ -230,7 +223,6 @@ async fn open(
             Ok(s) => return Ok(s),
             Err(e) => {
                 // A client cannot get in: that is a failure the user sees, like a failed call.
-                live.ok_streak.store(0, Relaxed);
                 live.failed(e);
                 last = e;
             }

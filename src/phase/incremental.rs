@@ -2,12 +2,7 @@
 //! each a load run of its own with a verdict; a stage larger than this machine can open is
 //! capped at what the pre-flight found feasible, and the report says so.
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-
-use super::{judge_load, run_load, Ctx};
-use crate::load::engine::Live;
+use super::{judge_load, Ctx};
 use crate::report::{Phase, Stage};
 use crate::units::unix_now_ms;
 
@@ -45,10 +40,7 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
             let mut o = ctx.load_options(&p)?;
             o.out = Some(ctx.out.join("phases").join(&label));
             ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", o.workers, cfg.hold));
-            match ctx.via {
-                super::Via::Lb => run_load(ctx, &label, &o, Arc::new(Live::default()), CancellationToken::new()).await,
-                super::Via::Direct => super::direct::run(ctx, &label, &o, p.transport).await,
-            }
+            super::run_via(ctx, &label, &o, p.transport).await
         }
         .await;
         match result {

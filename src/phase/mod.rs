@@ -313,6 +313,15 @@ pub fn ended_early(r: &RunResult) -> String {
     )
 }
 
+/// A profile's load the way `ctx.via` says: through the load balancer in this process, or
+/// direct from a load container.
+pub async fn run_via(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientTransport) -> anyhow::Result<RunResult> {
+    match ctx.via {
+        Via::Lb => run_load(ctx, phase, o, Arc::new(Live::default()), CancellationToken::new()).await,
+        Via::Direct => direct::run(ctx, phase, o, transport).await,
+    }
+}
+
 /// Judges a load result against the SLO: success ratio, p99, and whether the generator kept
 /// its schedule (otherwise the figures describe the generator, and the phase cannot pass).
 pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
@@ -424,10 +433,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     let result = async {
         let mut o = ctx.load_options(profile)?;
         o.out = Some(ctx.out.join("phases").join(name));
-        match ctx.via {
-            Via::Lb => run_load(ctx, name, &o, Arc::new(Live::default()), CancellationToken::new()).await,
-            Via::Direct => direct::run(ctx, name, &o, profile.transport).await,
-        }
+        run_via(ctx, name, &o, profile.transport).await
     }
     .await;
     match result {

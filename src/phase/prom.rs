@@ -1,5 +1,6 @@
 //! The stack's Prometheus, through its HTTP API on the host-mode port: instant queries for
-//! per-replica figures and range queries saved with the results.
+//! per-replica figures and range queries saved with the results. `get` is also the one plain
+//! HTTP GET of the tool (health probes, the builtin image's healthcheck).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
