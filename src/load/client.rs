@@ -3,17 +3,14 @@
 //! frame) or newline-delimited TCP. Only `id`, `error.code` and `result.isError` of a reply
 //! are decoded.
 
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
 use super::http1::{self, WireError};
 use super::stats::ErrorClass;
+use super::ws1;
 
 /// Where the load goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +24,10 @@ pub enum Target {
     },
     /// WebSocket endpoint.
     Ws {
-        /// The full URL.
-        url: String,
         /// `host:port`.
         authority: String,
+        /// Path (and query).
+        path: String,
         /// Offer the `mcp` subprotocol.
         subprotocol: bool,
         /// End every message with `\n` (erlmcp).
@@ -69,7 +66,7 @@ impl Target {
         let authority = authority.to_string();
         match scheme {
             "http" => Ok(Target::Http { authority, path: path.to_string() }),
-            "ws" => Ok(Target::Ws { url: url.to_string(), authority, subprotocol, newline }),
+            "ws" => Ok(Target::Ws { authority, path: path.to_string(), subprotocol, newline }),
             "tcp" => Ok(Target::Tcp { authority }),
             "sse" => Ok(Target::Sse { authority, path: path.to_string() }),
             "https" | "wss" => Err(bad("TLS is not supported yet")),
@@ -115,7 +112,7 @@ enum Conn {
         /// Where to POST (path and query), once known.
         endpoint: Option<String>,
     },
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(ws1::Conn),
     Tcp(BufReader<TcpStream>),
 }
 
@@ -241,21 +238,9 @@ impl Session {
         let _ = tcp.set_nodelay(true);
         let conn = match target {
             Target::Http { .. } => Conn::Http(http1::Conn::new(tcp)),
-            Target::Ws { url, subprotocol, .. } => {
-                let mut req = url.as_str().into_client_request().map_err(|_| ErrorClass::Connect)?;
-                if *subprotocol {
-                    req.headers_mut().insert("sec-websocket-protocol", "mcp".parse().expect("valid header"));
-                }
-                // tungstenite reserves 128 KiB per connection for reading by default, and keeps
-                // it; MCP messages here are small (a larger one still arrives whole, in more
-                // reads), and 100,000 sessions must fit.
-                let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-                config.read_buffer_size = 1024;
-                let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
-                    .await
-                    .map_err(|_| ErrorClass::Connect)?;
-                Conn::Ws(Box::new(ws))
-            }
+            Target::Ws { path, subprotocol, .. } => Conn::Ws(
+                ws1::Conn::handshake(tcp, authority, path, *subprotocol).await.map_err(|_| ErrorClass::Connect)?,
+            ),
             Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
             Target::Sse { path, .. } => {
                 let (events, sid) = EventStream::open(tcp, authority, path, "").await?;
@@ -308,9 +293,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Conn::Ws(ws) => {
-                ws.send(WsMessage::Text(frame(bytes, &self.target).into())).await.map_err(|_| ErrorClass::Disconnect)
-            }
+            Conn::Ws(ws) => ws.send_text(&frame(bytes, &self.target)).await.map_err(|_| ErrorClass::Disconnect),
             Conn::Tcp(stream) => {
                 let mut b = bytes;
                 b.push(b'\n');
@@ -411,19 +394,16 @@ impl Session {
                 }
             }
             Conn::Ws(ws) => {
-                ws.send(WsMessage::Text(frame(bytes, &self.target).into()))
-                    .await
-                    .map_err(|_| ErrorClass::Disconnect)?;
+                ws.send_text(&frame(bytes, &self.target)).await.map_err(|_| ErrorClass::Disconnect)?;
                 loop {
-                    match ws.next().await {
-                        Some(Ok(WsMessage::Text(t))) => {
-                            if let Some(outcome) = classify(t.as_str().trim_end().as_bytes(), id) {
+                    match ws.recv().await {
+                        Ok(ws1::Message::Text(t)) => {
+                            if let Some(outcome) = classify(t.trim_ascii_end(), id) {
                                 return outcome;
                             }
                         }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                        Some(Ok(WsMessage::Binary(_))) => return Err(ErrorClass::Protocol),
-                        Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return Err(ErrorClass::Disconnect),
+                        Ok(ws1::Message::Binary) => return Err(ErrorClass::Protocol),
+                        Err(_) => return Err(ErrorClass::Disconnect),
                     }
                 }
             }
@@ -459,9 +439,7 @@ impl Session {
                     let _ = self.exchange("DELETE", b"").await;
                 }
             }
-            Conn::Ws(ws) => {
-                let _ = SinkExt::close(ws.as_mut()).await;
-            }
+            Conn::Ws(ws) => ws.close().await,
             Conn::Tcp(_) | Conn::Sse { .. } => {}
         }
     }
@@ -677,12 +655,11 @@ fn blank_line(t: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn frame(bytes: Vec<u8>, target: &Target) -> String {
-    let mut s = String::from_utf8(bytes).expect("requests are UTF-8");
+fn frame(mut bytes: Vec<u8>, target: &Target) -> Vec<u8> {
     if matches!(target, Target::Ws { newline: true, .. }) {
-        s.push('\n');
+        bytes.push(b'\n');
     }
-    s
+    bytes
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod http1;
 pub mod stats;
 mod workers;
 pub mod workload;
+mod ws1;
 
 use std::collections::BTreeMap;
 use std::io::Write;
