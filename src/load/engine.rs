@@ -78,6 +78,11 @@ pub struct Live {
     /// When each failure happened (Unix ms) and its class, the first `MAX_FAILURE_EVENTS`:
     /// a failover timeline needs the exact moments, not per-second counts.
     pub failures: std::sync::Mutex<Vec<(u64, ErrorClass)>>,
+    /// The streak that counts as recovered (0: none is watched).
+    pub streak_goal: AtomicU64,
+    /// When the streak reached `streak_goal` (Unix ms); 0 until it does, and again after any
+    /// failure. Across worker processes: when the last of them reached it.
+    pub streak_reached_ms: AtomicU64,
 }
 
 /// Failures kept with their time; beyond this only counts are kept.
@@ -87,7 +92,10 @@ impl Live {
     fn record(&self, outcome: Result<(), ErrorClass>) {
         match outcome {
             Ok(()) => {
-                self.ok_streak.fetch_add(1, Relaxed);
+                let streak = self.ok_streak.fetch_add(1, Relaxed) + 1;
+                if streak == self.streak_goal.load(Relaxed) {
+                    self.streak_reached_ms.store(crate::units::unix_now_ms(), Relaxed);
+                }
             }
             Err(class) => self.failed(class),
         }
@@ -96,6 +104,7 @@ impl Live {
     /// A failure of any kind (a request, or a connection attempt): it ends the streak.
     fn failed(&self, class: ErrorClass) {
         self.ok_streak.store(0, Relaxed);
+        self.streak_reached_ms.store(0, Relaxed);
         self.failures_total.fetch_add(1, Relaxed);
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if f.len() < MAX_FAILURE_EVENTS {
@@ -191,19 +200,23 @@ pub fn second_of(t: u64, s: &Stats, sessions: u64) -> Second {
 }
 
 /// Connects and initializes, retrying with a bounded backoff; the failure class otherwise.
+/// Session `i` goes to target `i + shift`; a failed attempt moves it on to the next target for
+/// good (`shift`), as a client with several addresses would: the sessions of a replica (or a
+/// load-balancer instance) that died reconnect to the others.
 async fn open(
     plan: &Plan,
     shards: &Shards,
     live: &Live,
     i: usize,
+    shift: &mut usize,
     cancel: &CancellationToken,
 ) -> Result<Session, ErrorClass> {
-    let target = &plan.targets[i % plan.targets.len()];
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
     let timeout = plan.timeout;
     let mut backoff = Duration::from_millis(100);
     let mut last = ErrorClass::Connect;
     for _ in 0..3 {
+        let target = &plan.targets[(i + *shift) % plan.targets.len()];
         let started = Instant::now();
         let attempt = async {
             let mut s = Session::connect(target, source).await?;
@@ -225,6 +238,7 @@ async fn open(
                 // A client cannot get in: that is a failure the user sees, like a failed call.
                 live.failed(e);
                 last = e;
+                *shift += 1;
             }
         }
         tokio::select! {
@@ -250,7 +264,8 @@ async fn session(
         _ = cancel.cancelled() => return,
     }
     shards.with(i, |st| st.session_started(us(due.elapsed())));
-    let mut session = match open(&plan, &shards, &live, i, &cancel).await {
+    let mut shift = 0;
+    let mut session = match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
         Ok(s) => Some(s),
         Err(_) => return, // counted in `initialize`
     };
@@ -301,7 +316,7 @@ async fn session(
                     None => false,
                 };
                 if !reopened {
-                    match open(&plan, &shards, &live, i, &cancel).await {
+                    match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
                         Ok(s) => session = Some(s),
                         Err(_) => {
                             session = None;

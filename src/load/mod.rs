@@ -94,6 +94,10 @@ pub struct LoadOptions {
     /// Internal: when the first session is due, in milliseconds since the Unix epoch.
     #[arg(long, hide = true, value_name = "EPOCH_MS")]
     pub start_at: Option<u64>,
+    /// Internal: note when N successes in a row follow the last failure (the failover
+    /// phase's recovery), in each worker.
+    #[arg(long, hide = true, default_value_t = 0, value_name = "N")]
+    pub streak_goal: u64,
     /// Write results.json, timeline.jsonl (as the run goes) and SUMMARY.txt into DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -124,6 +128,7 @@ impl LoadOptions {
             workers: 1,
             worker_report: None,
             start_at: None,
+            streak_goal: 0,
             out: None,
             json: false,
         }
@@ -430,7 +435,8 @@ pub async fn run(
 
 /// Runs the load (in this process, or over `--workers` processes), handing each second and
 /// its measurements to the caller: the test phases fold them into their own timeline and
-/// watch failures as they happen through `live` (in-process runs only). Writes results.json
+/// watch failures as they happen through `live` (from the workers' reports when there are
+/// several processes, a second late). Writes results.json
 /// and SUMMARY.txt into `--out`, but no timeline.
 pub async fn run_observed(
     o: &LoadOptions,
@@ -444,7 +450,7 @@ pub async fn run_observed(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     if o.workers > 1 {
-        return workers::run(o, &plan, &thresholds, cancel, &mut on_second).await;
+        return workers::run(o, &plan, &thresholds, cancel, live, &mut on_second).await;
     }
     check_open_files(plan.sessions * plan.sockets_per_session())?;
     let plan = Arc::new(plan);
@@ -487,7 +493,7 @@ pub async fn run_worker(
 ) -> anyhow::Result<u8> {
     let (plan, _) = resolve(o)?;
     check_open_files(plan.sessions * plan.sockets_per_session())?;
-    workers::serve_as_worker(Arc::new(plan), dir, cancel).await
+    workers::serve_as_worker(Arc::new(plan), o.streak_goal, dir, cancel).await
 }
 
 /// Appends a second to the timeline file and prints the progress line.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{self, Plan};
-use super::stats::{Stats, WireStats};
+use super::stats::{ErrorClass, Stats, WireStats};
 use super::workload::{Model, Threshold};
 use super::{finish, LoadOptions, Outcome, SessionCounts};
 
@@ -23,6 +24,19 @@ struct WorkerSecond {
     t: u64,
     sessions: u64,
     stats: WireStats,
+    live: LiveWire,
+}
+
+/// A worker's live counters as of a second, for the parent's `Live` (what the failover
+/// phase watches).
+#[derive(Serialize, Deserialize, Default, Clone)]
+struct LiveWire {
+    dropped: u64,
+    reestablished: u64,
+    failures_total: u64,
+    streak_reached_ms: u64,
+    /// Failures since the previous second, with their times.
+    failures: Vec<(u64, ErrorClass)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,13 +48,34 @@ struct WorkerReport {
 }
 
 /// The worker side: runs its share, writing each second and then the totals into `dir`.
-pub async fn serve_as_worker(plan: Arc<Plan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<u8> {
+pub async fn serve_as_worker(
+    plan: Arc<Plan>,
+    streak_goal: u64,
+    dir: &Path,
+    cancel: CancellationToken,
+) -> anyhow::Result<u8> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut seconds =
         std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
     let live = Arc::new(engine::Live::default());
+    live.streak_goal.store(streak_goal, Relaxed);
+    let mut failures_sent = 0;
+    let watched = live.clone();
     let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, st| {
-        let line = WorkerSecond { t: s.t, sessions: s.sessions, stats: WireStats::from(st) };
+        let failures: Vec<(u64, ErrorClass)> = {
+            let f = watched.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let new = f[failures_sent.min(f.len())..].to_vec();
+            failures_sent = f.len();
+            new
+        };
+        let live = LiveWire {
+            dropped: watched.sessions_dropped.load(Relaxed),
+            reestablished: watched.sessions_reestablished.load(Relaxed),
+            failures_total: watched.failures_total.load(Relaxed),
+            streak_reached_ms: watched.streak_reached_ms.load(Relaxed),
+            failures,
+        };
+        let line = WorkerSecond { t: s.t, sessions: s.sessions, stats: WireStats::from(st), live };
         let _ = writeln!(seconds, "{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = seconds.flush();
     })
@@ -63,6 +98,7 @@ struct Worker {
     offset: u64,
     done: bool,
     last_t: u64,
+    live: LiveWire,
 }
 
 fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
@@ -98,6 +134,9 @@ fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: 
             a.push(flag.into());
         }
     }
+    if o.streak_goal > 0 {
+        a.extend(["--streak-goal".into(), o.streak_goal.to_string()]);
+    }
     a.extend(["--worker-report".into(), dir.display().to_string(), "--start-at".into(), start_ms.to_string()]);
     a
 }
@@ -109,6 +148,7 @@ pub async fn run(
     plan: &Plan,
     thresholds: &[Threshold],
     cancel: CancellationToken,
+    live: Arc<engine::Live>,
     on_second: &mut dyn FnMut(&engine::Second, &Stats),
 ) -> anyhow::Result<Outcome> {
     let n = o.workers.min(plan.sessions);
@@ -137,7 +177,7 @@ pub async fn run(
             .stderr(log)
             .spawn()
             .context("cannot start a load worker")?;
-        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0 });
+        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0, live: LiveWire::default() });
     }
 
     let mut pending: BTreeMap<u64, (usize, u64, Stats)> = BTreeMap::new();
@@ -155,14 +195,15 @@ pub async fn run(
             }
         }
         for w in workers.iter_mut() {
-            read_seconds(w, &mut pending)?;
+            read_seconds(w, &mut pending, &live)?;
             if !w.done {
                 w.done = w.child.try_wait()?.is_some();
                 if w.done {
-                    read_seconds(w, &mut pending)?;
+                    read_seconds(w, &mut pending, &live)?;
                 }
             }
         }
+        merge_live(&workers, &live);
         // A second is complete once every worker still running has reported it.
         let running: Vec<u64> = workers.iter().filter(|w| !w.done).map(|w| w.last_t).collect();
         let complete_up_to = running.iter().min().copied().unwrap_or(u64::MAX);
@@ -212,7 +253,23 @@ pub async fn run(
     finish(o, plan, thresholds, &total, Duration::from_secs_f64(elapsed), counts, interrupted)
 }
 
-fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, (usize, u64, Stats)>) -> anyhow::Result<()> {
+/// The workers' counters into the parent's `Live`: sums, and the streak goal reached once
+/// every worker has reached it since its own last failure (when the last one did).
+fn merge_live(workers: &[Worker], live: &engine::Live) {
+    let sum = |f: fn(&LiveWire) -> u64| workers.iter().map(|w| f(&w.live)).sum::<u64>();
+    live.sessions_dropped.store(sum(|l| l.dropped), Relaxed);
+    live.sessions_reestablished.store(sum(|l| l.reestablished), Relaxed);
+    live.failures_total.store(sum(|l| l.failures_total), Relaxed);
+    let reached = workers.iter().map(|w| w.live.streak_reached_ms);
+    let all = if workers.iter().any(|w| w.live.streak_reached_ms == 0) { 0 } else { reached.max().unwrap_or(0) };
+    live.streak_reached_ms.store(all, Relaxed);
+}
+
+fn read_seconds(
+    w: &mut Worker,
+    pending: &mut BTreeMap<u64, (usize, u64, Stats)>,
+    live: &engine::Live,
+) -> anyhow::Result<()> {
     let path = w.dir.join("seconds.jsonl");
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(()) };
     f.seek(SeekFrom::Start(w.offset))?;
@@ -233,6 +290,12 @@ fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, (usize, u64, Stats)>
         entry.1 += s.sessions;
         entry.2.merge(&stats);
         w.last_t = w.last_t.max(s.t);
+        if !s.live.failures.is_empty() {
+            let mut f = live.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let room = engine::MAX_FAILURE_EVENTS.saturating_sub(f.len());
+            f.extend(s.live.failures.iter().take(room).copied());
+        }
+        w.live = LiveWire { failures: Vec::new(), ..s.live };
     }
     Ok(())
 }

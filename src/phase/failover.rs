@@ -75,7 +75,7 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
     let k = plan.kill.of(running.len() as u64) as usize;
     let victims: Vec<fleet::Task> = running.iter().rev().take(k).map(|t| (*t).clone()).collect();
 
-    let mut o = ctx.load_options(&profile)?;
+    let mut o = ctx.load_options(&profile).await?;
     o.duration = crate::units::Duration(cfg.warmup.0 + cfg.observe.0);
     o.out = Some(ctx.out.join("phases").join("failover"));
     ctx.say(format!(
@@ -85,7 +85,9 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
         running.len(),
         cfg.observe
     ));
+    o.streak_goal = cfg.consecutive_ok;
     let live = Arc::new(Live::default());
+    live.streak_goal.store(cfg.consecutive_ok, Relaxed);
     let stop = CancellationToken::new();
     let ramp = Duration::from_secs_f64(o.sessions.saturating_sub(1) as f64 / o.ramp);
     let load = run_load(ctx, "failover", &o, live.clone(), stop.clone());
@@ -100,7 +102,6 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
             anyhow::bail!("the load ended before the kill: {}", super::ended_early(&r));
         }
     }
-    let errors_before = live.failures_total.load(Relaxed);
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let kill_ms = unix_now_ms();
@@ -124,21 +125,11 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
             ..Default::default()
         })
         .collect();
-    let mut recovered_at: Option<u64> = None;
-    let mut seen_errors = errors_before;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let result = loop {
         tokio::select! {
             r = &mut load => break r?,
             _ = tick.tick() => {}
-        }
-        let errors = live.failures_total.load(Relaxed);
-        if errors != seen_errors {
-            seen_errors = errors;
-            recovered_at = None;
-        }
-        if recovered_at.is_none() && live.ok_streak.load(Relaxed) >= cfg.consecutive_ok {
-            recovered_at = Some(unix_now_ms());
         }
         if kills.iter().any(|k| k.replacement_running_ms.is_none()) {
             if let Ok(tasks) = fleet::tasks(&ctx.docker, &service).await {
@@ -146,6 +137,9 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
             }
         }
     };
+    // The streak goal, as of the load's end, was reached after the last failure (a failure
+    // resets it).
+    let recovered_at = Some(live.streak_reached_ms.load(Relaxed)).filter(|at| *at > 0);
     // The replacement may come after the load ended: wait for it a while, so the stack is whole
     // again and its timing known (bounded; a replacement that never runs is reported so).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
