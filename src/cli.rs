@@ -233,6 +233,9 @@ pub struct TestArgs {
     /// Override the profile's think time between a session's requests.
     #[arg(long, value_name = "DURATION")]
     pub think: Option<crate::units::Duration>,
+    /// Override the profile's client transport.
+    #[arg(long, value_enum)]
+    pub transport: Option<crate::config::ClientTransport>,
     /// Results folder (default: test-results/<kind>-<UTC time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

@@ -11,7 +11,7 @@ use bollard::query_parameters::ListTasksOptions;
 use serde::Serialize;
 
 use crate::cli::{Cli, DownArgs, InitArgs, StatusArgs, UpArgs};
-use crate::config::Config;
+use crate::config::{ClientTransport, Config, Entry};
 use crate::convert::{convert_stack, DesiredStack, Namespace};
 use crate::engine::converge::{self, ServiceState};
 use crate::engine::{self, images, stack, swarm, Docker};
@@ -38,27 +38,31 @@ pub(crate) fn public_host() -> String {
         .unwrap_or_else(|| "127.0.0.1".into())
 }
 
-/// The endpoints of a stack, from its configuration.
-pub fn endpoints(c: &Config, host: &str) -> Vec<Endpoint> {
+/// The endpoints of a stack, from its configuration and its load balancer's entries (one
+/// set per Traefik task when each has ports of its own).
+pub fn endpoints(c: &Config, host: &str, entries: &[Entry]) -> Vec<Endpoint> {
     let mut out = Vec::new();
     let mut add = |name: &str, url: String| out.push(Endpoint { name: name.into(), url });
-    let t = &c.server.transports;
-    if let Some(h) = &t.http {
-        add("mcp (Streamable HTTP)", format!("http://{host}:{}{}", c.lb.ports.web, h.path));
+    for (k, entry) in entries.iter().enumerate() {
+        let which = if entries.len() > 1 { format!(" lb {}/{}", k + 1, entries.len()) } else { String::new() };
+        for (name, transport) in [
+            ("Streamable HTTP", ClientTransport::Http),
+            ("HTTP+SSE", ClientTransport::Sse),
+            ("WebSocket", ClientTransport::Ws),
+            ("TCP", ClientTransport::Tcp),
+        ] {
+            if let Ok(url) = c.client_url(transport, host, *entry) {
+                // Users paste these into MCP clients, which speak http:// to legacy SSE servers.
+                add(&format!("mcp ({name}){which}"), url.replace("sse://", "http://"));
+            }
+        }
+        if let Entry::Lb { web, metrics, .. } = entry {
+            if c.server.transports.http.is_some() {
+                add(&format!("health{which}"), format!("http://{host}:{web}{}", c.server.health_path));
+            }
+            add(&format!("traefik metrics{which}"), format!("http://{host}:{metrics}/metrics"));
+        }
     }
-    if let Some(h) = &t.sse {
-        add("mcp (HTTP+SSE)", format!("http://{host}:{}{}", c.lb.ports.web, h.path));
-    }
-    if let Some(w) = &t.ws {
-        add("mcp (WebSocket)", format!("ws://{host}:{}{}", c.lb.ports.websocket, w.path));
-    }
-    if t.tcp.is_some() {
-        add("mcp (TCP)", format!("tcp://{host}:{}", c.lb.ports.tcp));
-    }
-    if t.http.is_some() {
-        add("health", format!("http://{host}:{}{}", c.lb.ports.web, c.server.health_path));
-    }
-    add("traefik metrics", format!("http://{host}:{}/metrics", c.lb.ports.metrics));
     if c.prometheus.enabled {
         add("prometheus", format!("http://{host}:{}", c.prometheus.port));
     }
@@ -300,8 +304,9 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .await;
     progress.finish();
     let states = result.context("the stack was deployed but did not converge")?;
-    wait_for_routes(&config, &public_host(), quiet).await;
-    let list = endpoints(&config, &public_host());
+    let entries = crate::phase::lb_entries(&docker, &config).await?;
+    wait_for_routes(&config, &public_host(), &entries, quiet).await;
+    let list = endpoints(&config, &public_host(), &entries);
     if args.json {
         let out =
             serde_json::json!({ "stack": config.name, "plan": plan.summary(), "services": states, "endpoints": list });
@@ -322,21 +327,27 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
 /// Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
 /// for a moment after convergence the endpoints answer 404. Waits (at most 30 s) until the
 /// health route answers through the load balancer; says so if it never does.
-async fn wait_for_routes(config: &Config, host: &str, quiet: bool) {
+async fn wait_for_routes(config: &Config, host: &str, entries: &[Entry], quiet: bool) {
     if config.server.transports.http.is_none() {
         return;
     }
-    let url = format!("http://{host}:{}{}", config.lb.ports.web, config.server.health_path);
-    let probe = crate::cli::ProbeArgs { url: url.clone(), timeout: crate::units::Duration::from_secs(2) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if super::serve::probe(&probe).await.is_ok() {
-            return;
+    for entry in entries {
+        let Entry::Lb { web, .. } = entry else { continue };
+        let url = format!("http://{host}:{web}{}", config.server.health_path);
+        let probe = crate::cli::ProbeArgs { url: url.clone(), timeout: crate::units::Duration::from_secs(2) };
+        loop {
+            if super::serve::probe(&probe).await.is_ok() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                if !quiet {
+                    eprintln!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)");
+                }
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    if !quiet {
-        eprintln!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)");
     }
 }
 
@@ -400,7 +411,9 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let running = rows.iter().filter(|r| r.state == TaskState::RUNNING.to_string()).count();
         services.push(serde_json::json!({ "name": s.name, "desired": desired, "running": running, "tasks": rows }));
     }
-    let list = endpoints(&config, &public_host());
+    // A stack that is down has no tasks to read ports from: its configured ports then.
+    let entries = crate::phase::lb_entries(&docker, &config).await.unwrap_or_else(|_| vec![config.lb_entry()]);
+    let list = endpoints(&config, &public_host(), &entries);
     if args.json {
         println!(
             "{}",

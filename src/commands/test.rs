@@ -35,6 +35,9 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
             if let Some(v) = args.think {
                 p.think = v;
             }
+            if let Some(v) = args.transport {
+                p.transport = v;
+            }
         }
     }
     let kind = match args.kind {

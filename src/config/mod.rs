@@ -22,6 +22,7 @@ pub const BUILTIN_STACKS: &[(&str, &str)] = &[
     ("ci", include_str!("../../stacks/ci.yaml")),
     ("erlmcp-100k", include_str!("../../stacks/erlmcp-100k.yaml")),
     ("local", include_str!("../../stacks/local.yaml")),
+    ("100k-local", include_str!("../../stacks/100k-local.yaml")),
 ];
 
 /// A stack file's text and where it came from.

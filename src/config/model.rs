@@ -261,6 +261,11 @@ pub struct LoadBalancer {
     pub replicas: u32,
     /// Host-mode published ports.
     pub ports: LbPorts,
+    /// Let the engine give each Traefik task host ports of its own (`ports` are then unused),
+    /// so that several tasks run on one node: one Traefik proxies at most about half the
+    /// open-file limit in sessions. The load engine finds the tasks' ports through the Engine
+    /// API and spreads its sessions over them.
+    pub ports_per_task: bool,
     /// How often Traefik polls the swarm API (its default, 15 s, hides failover for 15 s).
     pub refresh: Duration,
     /// Retry middleware attempts (0 disables it).
@@ -498,7 +503,7 @@ pub struct Profile {
 }
 
 /// Which transport the load engine speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientTransport {
     /// Streamable HTTP.
@@ -531,4 +536,60 @@ pub struct Slo {
 fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     let raw = BTreeMap::<String, crate::yaml::Scalar>::deserialize(d)?;
     Ok(raw.into_iter().map(|(k, v)| (k, v.into())).collect())
+}
+
+/// Where a client meets the MCP transports: a load-balancer instance's host ports, or a
+/// replica's own container ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// A Traefik instance's published ports.
+    Lb {
+        /// The `web` entry point (Streamable HTTP, legacy SSE, health).
+        web: u16,
+        /// The `websocket` entry point.
+        websocket: u16,
+        /// The `tcp` entry point.
+        tcp: u16,
+        /// Traefik's own metrics and ping.
+        metrics: u16,
+    },
+    /// A replica, on the stack's network.
+    Replica,
+}
+
+impl Config {
+    /// The configured load balancer's entry (its fixed host ports).
+    pub fn lb_entry(&self) -> Entry {
+        let p = &self.lb.ports;
+        Entry::Lb { web: p.web, websocket: p.websocket, tcp: p.tcp, metrics: p.metrics }
+    }
+
+    /// The URL a client of `transport` uses at `host` through `entry`; the error names the
+    /// transport the stack does not serve.
+    pub fn client_url(&self, transport: ClientTransport, host: &str, entry: Entry) -> Result<String, String> {
+        let t = &self.server.transports;
+        let off = |name: &str| format!("the stack does not serve {name} (server.transports.{name} is off)");
+        let lb = |pick: fn(u16, u16, u16) -> u16, own: u16| match entry {
+            Entry::Lb { web, websocket, tcp, .. } => pick(web, websocket, tcp),
+            Entry::Replica => own,
+        };
+        Ok(match transport {
+            ClientTransport::Http => {
+                let h = t.http.as_ref().ok_or_else(|| off("http"))?;
+                format!("http://{host}:{}{}", lb(|w, _, _| w, h.port), h.path)
+            }
+            ClientTransport::Sse => {
+                let h = t.sse.as_ref().ok_or_else(|| off("sse"))?;
+                format!("sse://{host}:{}{}", lb(|w, _, _| w, h.port), h.path)
+            }
+            ClientTransport::Ws => {
+                let w = t.ws.as_ref().ok_or_else(|| off("ws"))?;
+                format!("ws://{host}:{}{}", lb(|_, s, _| s, w.port), w.path)
+            }
+            ClientTransport::Tcp => {
+                let c = t.tcp.as_ref().ok_or_else(|| off("tcp"))?;
+                format!("tcp://{host}:{}", lb(|_, _, t| t, c.port))
+            }
+        })
+    }
 }

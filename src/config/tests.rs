@@ -203,3 +203,29 @@ fn unknown_stack_lists_the_builtin_names() {
     let err = StackSource::resolve("/no/such/file.yaml").unwrap_err().to_string();
     assert!(err.starts_with("cannot read stack file /no/such/file.yaml"), "{err}");
 }
+
+#[test]
+fn client_urls_come_from_one_place_for_every_entry() {
+    let c = load_text("", &["server.transports.tcp={port: 7000}"]).unwrap();
+    let lb = c.lb_entry();
+    assert_eq!(c.client_url(ClientTransport::Http, "h", lb).unwrap(), "http://h:80/mcp");
+    assert_eq!(c.client_url(ClientTransport::Ws, "h", lb).unwrap(), "ws://h:5555/mcp/ws");
+    assert_eq!(c.client_url(ClientTransport::Sse, "h", lb).unwrap(), "sse://h:80/sse");
+    assert_eq!(c.client_url(ClientTransport::Tcp, "h", lb).unwrap(), "tcp://h:7070");
+    let task = Entry::Lb { web: 30001, websocket: 30002, tcp: 0, metrics: 30003 };
+    assert_eq!(c.client_url(ClientTransport::Ws, "h", task).unwrap(), "ws://h:30002/mcp/ws");
+    assert_eq!(c.client_url(ClientTransport::Http, "10.0.1.5", Entry::Replica).unwrap(), "http://10.0.1.5:8080/mcp");
+    assert_eq!(c.client_url(ClientTransport::Tcp, "10.0.1.5", Entry::Replica).unwrap(), "tcp://10.0.1.5:7000");
+    let no_ws = load_text("", &["server.transports.ws=null", "test.profiles.stress.transport=http"]).unwrap();
+    let e = no_ws.client_url(ClientTransport::Ws, "h", lb).unwrap_err();
+    assert!(e.contains("server.transports.ws is off"), "{e}");
+}
+
+#[test]
+fn ports_per_task_frees_the_fixed_lb_ports() {
+    // Fixed host ports must differ; with ports per task they are not published at all.
+    let clash = load_text("", &["lb.ports.web=9090"]).unwrap_err().to_string();
+    assert!(clash.contains("lb.ports.web"), "{clash}");
+    let c = load_text("", &["lb.ports.web=9090", "lb.ports_per_task=true", "lb.replicas=4"]).unwrap();
+    assert!(c.lb.ports_per_task);
+}

@@ -97,13 +97,16 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
     }
 
     // Every host-mode published port must be distinct: they share each node's address.
-    let mut host_ports: Vec<(&str, u16)> = vec![
-        ("lb.ports.web", c.lb.ports.web),
-        ("lb.ports.websocket", c.lb.ports.websocket),
-        ("lb.ports.metrics", c.lb.ports.metrics),
-    ];
-    if s.transports.tcp.is_some() {
-        host_ports.push(("lb.ports.tcp", c.lb.ports.tcp));
+    let mut host_ports: Vec<(&str, u16)> = Vec::new();
+    if !c.lb.ports_per_task {
+        host_ports.extend([
+            ("lb.ports.web", c.lb.ports.web),
+            ("lb.ports.websocket", c.lb.ports.websocket),
+            ("lb.ports.metrics", c.lb.ports.metrics),
+        ]);
+        if s.transports.tcp.is_some() {
+            host_ports.push(("lb.ports.tcp", c.lb.ports.tcp));
+        }
     }
     if c.prometheus.enabled {
         host_ports.push(("prometheus.port", c.prometheus.port));

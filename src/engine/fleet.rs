@@ -30,6 +30,9 @@ pub struct Task {
     pub state_since_ms: Option<u64>,
     /// The task's message or error.
     pub message: String,
+    /// Host-mode ports the engine published for this task: (container port, host port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<(u16, u16)>,
 }
 
 impl Task {
@@ -59,6 +62,13 @@ pub async fn tasks(docker: &Docker, service: &str) -> Result<Vec<Task>, EngineEr
                 created_ms: t.created_at.as_deref().and_then(unix_ms),
                 state_since_ms: status.timestamp.as_deref().and_then(unix_ms),
                 message: status.err.filter(|e| !e.is_empty()).or(status.message).unwrap_or_default(),
+                ports: status
+                    .port_status
+                    .and_then(|p| p.ports)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok()?)))
+                    .collect(),
             }
         })
         .collect();

@@ -67,6 +67,10 @@ pub async fn start(docker: &Docker, spec: &Spec) -> Result<String, EngineError> 
                 soft: Some(spec.nofile),
                 hard: Some(spec.nofile),
             }]),
+            // One container address reaches each replica from at most the ephemeral range's
+            // ports; the widest range lets 100,000 sessions to 12 replicas find free ones
+            // quickly (the search slows as the range fills).
+            sysctls: Some([("net.ipv4.ip_local_port_range".to_string(), "1024 65535".to_string())].into()),
             ..Default::default()
         }),
         ..Default::default()

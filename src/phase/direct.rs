@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::Ctx;
-use crate::config::ClientTransport;
+use crate::config::{ClientTransport, Entry};
 use crate::engine::oneoff;
 use crate::load::{LoadOptions, RunResult};
 
@@ -20,28 +20,9 @@ async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<V
     if addrs.is_empty() {
         bail!("no running replica of {} on network {net}: is the stack up?", ctx.server_service());
     }
-    let t = &ctx.config.server.transports;
     addrs
         .iter()
-        .map(|(_, ip)| {
-            Ok(match transport {
-                ClientTransport::Http => {
-                    let h = t.http.as_ref().context("server.transports.http is off")?;
-                    format!("http://{ip}:{}{}", h.port, h.path)
-                }
-                ClientTransport::Ws => {
-                    let w = t.ws.as_ref().context("server.transports.ws is off")?;
-                    format!("ws://{ip}:{}{}", w.port, w.path)
-                }
-                ClientTransport::Tcp => {
-                    format!("tcp://{ip}:{}", t.tcp.as_ref().context("server.transports.tcp is off")?.port)
-                }
-                ClientTransport::Sse => {
-                    let h = t.sse.as_ref().context("server.transports.sse is off")?;
-                    format!("sse://{ip}:{}{}", h.port, h.path)
-                }
-            })
-        })
+        .map(|(_, ip)| ctx.config.client_url(transport, ip, Entry::Replica).map_err(anyhow::Error::msg))
         .collect()
 }
 

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
         p.sessions = run_n;
         p.hold = cfg.hold;
         let result = async {
-            let mut o = ctx.load_options(&p)?;
+            let mut o = ctx.load_options(&p).await?;
             o.out = Some(ctx.out.join("phases").join(&label));
             ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", o.workers, cfg.hold));
             super::run_via(ctx, &label, &o, p.transport).await

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClientTransport, Config, Profile};
+use crate::config::{ClientTransport, Config, Entry, Profile};
 use crate::engine::Docker;
 use crate::load::{self, engine::Live, LoadOptions, RunResult};
 use crate::report::{Event, Phase, Point};
@@ -88,30 +88,22 @@ impl Ctx {
         self.config.prometheus.enabled.then(|| prom::Prometheus::new(&self.host, self.config.prometheus.port))
     }
 
-    /// The load balancer's URL for a transport.
-    pub fn lb_url(&self, transport: ClientTransport) -> anyhow::Result<String> {
-        let (c, h) = (&self.config, &self.host);
-        let t = &c.server.transports;
-        let missing = |name: &str| {
-            anyhow::anyhow!(
-                "the profile's transport is {name}, which the stack does not serve (server.transports.{name} is off)"
-            )
-        };
-        Ok(match transport {
-            ClientTransport::Http => {
-                format!("http://{h}:{}{}", c.lb.ports.web, t.http.as_ref().ok_or_else(|| missing("http"))?.path)
-            }
-            ClientTransport::Ws => {
-                format!("ws://{h}:{}{}", c.lb.ports.websocket, t.ws.as_ref().ok_or_else(|| missing("ws"))?.path)
-            }
-            ClientTransport::Tcp => {
-                t.tcp.as_ref().ok_or_else(|| missing("tcp"))?;
-                format!("tcp://{h}:{}", c.lb.ports.tcp)
-            }
-            ClientTransport::Sse => {
-                format!("sse://{h}:{}{}", c.lb.ports.web, t.sse.as_ref().ok_or_else(|| missing("sse"))?.path)
-            }
-        })
+    /// The load balancer's entries (see `lb_entries`).
+    pub async fn lb_entries(&self) -> anyhow::Result<Vec<Entry>> {
+        lb_entries(&self.docker, &self.config).await
+    }
+
+    /// The load balancer's URLs for a transport, one per entry.
+    pub async fn lb_urls(&self, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
+        let entries = self.lb_entries().await?;
+        entries
+            .into_iter()
+            .map(|e| {
+                self.config
+                    .client_url(transport, &self.host, e)
+                    .map_err(|e| anyhow::anyhow!("the profile's transport: {e}"))
+            })
+            .collect()
     }
 
     /// Waits (at most 30 s) until the load balancer answers the health route 10 times in a
@@ -123,29 +115,29 @@ impl Ctx {
         }
         let path = self.config.server.health_path.clone();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut streak = 0;
-        while streak < 10 {
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!(
-                    "the load balancer at {}:{} does not answer {path} steadily (30 s): is the stack up and healthy (`swarmctl status`)?",
-                    self.host,
-                    self.config.lb.ports.web
-                );
+        for entry in self.lb_entries().await? {
+            let Entry::Lb { web, .. } = entry else { continue };
+            let mut streak = 0;
+            while streak < 10 {
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "the load balancer at {}:{web} does not answer {path} steadily (30 s): is the stack up and healthy (`swarmctl status`)?",
+                        self.host,
+                    );
+                }
+                let ok =
+                    matches!(prom::get(&self.host, web, &path, std::time::Duration::from_secs(2)).await, Ok((200, _)));
+                streak = if ok { streak + 1 } else { 0 };
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            let ok = matches!(
-                prom::get(&self.host, self.config.lb.ports.web, &path, std::time::Duration::from_secs(2)).await,
-                Ok((200, _))
-            );
-            streak = if ok { streak + 1 } else { 0 };
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         Ok(())
     }
 
     /// Load options for `profile` through the load balancer, with the process count its
     /// sessions need here.
-    pub fn load_options(&self, profile: &Profile) -> anyhow::Result<LoadOptions> {
-        let mut o = LoadOptions::toward(vec![self.lb_url(profile.transport)?]);
+    pub async fn load_options(&self, profile: &Profile) -> anyhow::Result<LoadOptions> {
+        let mut o = LoadOptions::toward(self.lb_urls(profile.transport).await?);
         o.sessions = profile.sessions as usize;
         o.ramp = profile.ramp as f64;
         o.duration = profile.hold;
@@ -157,6 +149,33 @@ impl Ctx {
         o.ws_newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
         Ok(o)
     }
+}
+
+/// The load balancer's entries: its fixed ports, or (`lb.ports_per_task`) every running
+/// Traefik task's own, as the engine assigned them.
+pub async fn lb_entries(docker: &Docker, config: &Config) -> anyhow::Result<Vec<Entry>> {
+    if !config.lb.ports_per_task {
+        return Ok(vec![config.lb_entry()]);
+    }
+    let service = format!("{}_lb", config.name);
+    let tasks = crate::engine::fleet::tasks(docker, &service).await?;
+    let entries: Vec<Entry> = tasks
+        .iter()
+        .filter(|t| t.is_running())
+        .filter_map(|t| {
+            let published = |target: u16| t.ports.iter().find(|p| p.0 == target).map(|p| p.1);
+            Some(Entry::Lb {
+                web: published(80)?,
+                websocket: published(5555)?,
+                tcp: published(7070).unwrap_or(0),
+                metrics: published(8082)?,
+            })
+        })
+        .collect();
+    if entries.is_empty() {
+        anyhow::bail!("no running task of {service} has host ports: is the stack up (`swarmctl status`)?");
+    }
+    Ok(entries)
 }
 
 /// Processes needed for `sessions` under this machine's open-file limit (with 5 % spare).
@@ -431,7 +450,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
     let before = server_count(ctx).await;
     let result = async {
-        let mut o = ctx.load_options(profile)?;
+        let mut o = ctx.load_options(profile).await?;
         o.out = Some(ctx.out.join("phases").join(name));
         run_via(ctx, name, &o, profile.transport).await
     }

@@ -135,7 +135,7 @@ async fn measure(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load
     counts.extend(cfg.steps.iter().copied());
     counts.push(base);
 
-    let mut o = ctx.load_options(&profile)?;
+    let mut o = ctx.load_options(&profile).await?;
     o.sessions = cfg.sessions as usize;
     o.think = crate::units::Duration(Duration::ZERO);
     o.workers = 1;
