@@ -82,13 +82,25 @@ fn failover_plan(c: &Config, kill: Option<crate::config::KillCount>, target: Opt
     }
 }
 
-/// What this machine allows, said before anything runs: the client's open files, processes
-/// and ports for each profile.
-fn preflight(config: &Config, names: &[&str]) -> Vec<String> {
+/// What this machine allows, said before anything runs: open files of clients, Traefik tasks
+/// and replicas, ephemeral ports, memory and connection tracking for each profile, and what
+/// swarmctl sets itself.
+fn preflight(config: &Config, names: &[&str], via: phase::Via) -> Vec<String> {
     let per_process = crate::load::sessions_per_process();
     let mut notes = vec![format!(
-        "this machine: {per_process} sessions per client process (open-file limit), at most {MAX_WORKERS} client processes"
+        "this machine: {per_process} sessions per client process (open-file limit; swarmctl raises the soft limit to it), at most {MAX_WORKERS} client processes"
     )];
+    let ports = crate::load::local_port_range();
+    match via {
+        phase::Via::Lb => notes.push(format!(
+            "ephemeral ports: {ports} per source address and destination; over 4,000 sessions to loopback the clients spread over 127.0.0.2 and up (one address per 1,000 sessions)"
+        )),
+        phase::Via::Direct => notes.push(
+            "ephemeral ports: the load container's range is set to 1024-65535 (64,512 per replica from its one address)"
+                .to_string(),
+        ),
+    }
+    let nofile = config.server.ulimits.get("nofile").copied().unwrap_or(per_process);
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let available_kib = read("/proc/meminfo").and_then(|m| {
         m.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
@@ -100,9 +112,23 @@ fn preflight(config: &Config, names: &[&str]) -> Vec<String> {
         if workers > 1 {
             notes.push(format!("{name}: {} sessions need {workers} client processes", p.sessions));
         }
-        // Measured per idle session (docs/performance.md): client 5 KiB (HTTP) to 10 KiB
-        // (WebSocket), reference server 8 KiB; twice that leaves room for what is not idle.
-        let need_kib = p.sessions * 2 * (10 + 8);
+        let per_replica = p.sessions.div_ceil(u64::from(config.server.replicas.max(1)));
+        if per_replica + 100 > nofile {
+            notes.push(format!(
+                "{name}: {per_replica} sessions per replica, and a replica may open {nofile} files (server.ulimits.nofile): add replicas or raise it"
+            ));
+        }
+        // Traefik holds two sockets per session (client and replica) under the same limit.
+        let per_lb = p.sessions.div_ceil(u64::from(config.lb.replicas.max(1)));
+        if via == phase::Via::Lb && 2 * per_lb + 100 > per_process {
+            notes.push(format!(
+                "{name}: {per_lb} sessions per Traefik task need {} open files and a process may have {per_process}: run more Traefik tasks (lb.replicas, with lb.ports_per_task on one node)",
+                2 * per_lb
+            ));
+        }
+        // Measured per idle session (docs/performance.md): client 4-5 KiB, reference server
+        // 8 KiB; twice that leaves room for what is not idle.
+        let need_kib = p.sessions * 2 * (5 + 8);
         if let Some(avail) = available_kib.filter(|a| need_kib > *a) {
             notes.push(format!(
                 "{name}: {} sessions may need about {} MiB of memory for clients and servers here, and {} MiB are available",
@@ -151,7 +177,7 @@ async fn run(
             bail!("the stack has no test.profiles.{name}");
         }
     }
-    let mut notes = preflight(&config, names);
+    let mut notes = preflight(&config, names, via);
     for (name, p) in &config.test.profiles {
         if names.contains(&name.as_str()) && phase::workers_for(p.sessions) as u64 > MAX_WORKERS {
             bail!(
@@ -262,9 +288,14 @@ async fn run(
 /// cannot be had is noted, never fatal).
 async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
     for svc in [ctx.server_service(), ctx.lb_service()] {
-        match fleet::logs(&ctx.docker, &svc, 5000).await {
-            Ok(text) => {
+        match fleet::logs(&ctx.docker, &svc, 5000, std::time::Duration::from_secs(30)).await {
+            Ok((text, whole)) => {
                 let _ = std::fs::write(ctx.out.join("logs").join(format!("{svc}.log")), text);
+                if !whole {
+                    notes.push(format!(
+                        "logs of {svc} may be incomplete: the engine was still streaming them after 30 s"
+                    ));
+                }
             }
             Err(e) => notes.push(format!("no logs of {svc}: {e}")),
         }

@@ -121,17 +121,31 @@ pub async fn usage(docker: &Docker, container: &str) -> Result<Usage, EngineErro
     Ok(Usage { at_ms: crate::units::unix_now_ms(), cpu_ns, memory_bytes })
 }
 
-/// The logs of a service's tasks (stdout and stderr, with timestamps), at most `tail` lines.
-pub async fn logs(docker: &Docker, service: &str, tail: usize) -> Result<String, EngineError> {
+/// The logs of a service's tasks (stdout and stderr, with timestamps), at most `tail` lines,
+/// and whether they came whole: the engine (20.10 seen here) may never end a service's log
+/// stream once one of its tasks' containers is gone, so the stream is given `limit`, and what
+/// came by then is kept.
+pub async fn logs(
+    docker: &Docker,
+    service: &str,
+    tail: usize,
+    limit: std::time::Duration,
+) -> Result<(String, bool), EngineError> {
     let opts =
         LogsOptions { stdout: true, stderr: true, timestamps: true, tail: tail.to_string(), ..Default::default() };
     let mut stream = docker.service_logs(service, Some(opts));
     let mut out = String::new();
-    while let Some(item) = stream.next().await {
-        let chunk = item.map_err(|e| EngineError::api(format!("logs of {service}"), e))?;
-        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(item)) => {
+                let chunk = item.map_err(|e| EngineError::api(format!("logs of {service}"), e))?;
+                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            Ok(None) => return Ok((out, true)),
+            Err(_) => return Ok((out, false)),
+        }
     }
-    Ok(out)
 }
 
 fn short(id: &str) -> &str {

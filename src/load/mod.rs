@@ -375,7 +375,7 @@ pub fn check_open_files(sessions: usize) -> anyhow::Result<u64> {
 }
 
 /// The kernel's ephemeral port range size (`net.ipv4.ip_local_port_range`; 28,232 by default).
-fn local_port_range() -> u64 {
+pub fn local_port_range() -> u64 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {

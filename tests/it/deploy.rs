@@ -176,6 +176,101 @@ async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_clea
     assert!(out.status.success(), "down twice is fine: {}", text(&out).1);
 }
 
+/// Several Traefik tasks on one node (`lb.ports_per_task`): the engine gives each its own host
+/// ports, `up` lists them all, and a test's load reaches every one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_fans_out_with_ports_per_task_and_the_load_reaches_every_instance() {
+    let _swarm = crate::util::exclusive().await;
+    let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
+    let stack = [
+        "--stack",
+        "ci",
+        "--set",
+        "name=swit-fan",
+        "--set",
+        "lb.replicas=3",
+        "--set",
+        "lb.ports_per_task=true",
+        "--set",
+        "prometheus.enabled=false",
+    ];
+    fn with<'a>(args: &[&'a str], stack: &[&'a str]) -> Vec<&'a str> {
+        [args, stack].concat()
+    }
+    let out = swarmctl(&with(&["up", "--json", "--timeout", "3m"], &stack), state.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "up failed:\n{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let endpoints = result["endpoints"].as_array().unwrap();
+    let url_of = |name: &str| -> Vec<String> {
+        endpoints
+            .iter()
+            .filter(|e| e["name"].as_str().unwrap().starts_with(name))
+            .map(|e| e["url"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (web, metrics) = (url_of("mcp (Streamable HTTP) lb "), url_of("traefik metrics lb "));
+    assert_eq!(web.len(), 3, "one Streamable HTTP URL per Traefik task: {endpoints:?}");
+    assert_eq!(web.iter().collect::<BTreeSet<_>>().len(), 3, "each task has ports of its own: {web:?}");
+    let port = |url: &str| -> u16 { url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap() };
+    let post_count = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("traefik_entrypoint_requests_total{") && l.contains("method=\"POST\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut before = Vec::new();
+    for m in &metrics {
+        let (status, body) = swarmctl::phase::prom::get("127.0.0.1", port(m), "/metrics", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{m}: {e}"));
+        assert_eq!(status, 200, "{m}");
+        before.push(post_count(&String::from_utf8_lossy(&body)));
+    }
+
+    let results = state.path().join("results");
+    let out = swarmctl(
+        &with(
+            &[
+                "test",
+                "baseline",
+                "--no-deploy",
+                "--sessions",
+                "60",
+                "--ramp",
+                "200",
+                "--hold",
+                "3s",
+                "--think",
+                "200ms",
+                "--out",
+                results.to_str().unwrap(),
+            ],
+            &stack,
+        ),
+        state.path(),
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "baseline through 3 Traefik tasks:\n{stderr}");
+    for (m, b) in metrics.iter().zip(&before) {
+        let (_, body) =
+            swarmctl::phase::prom::get("127.0.0.1", port(m), "/metrics", Duration::from_secs(5)).await.unwrap();
+        let posts = post_count(&String::from_utf8_lossy(&body)) - b;
+        // 60 sessions spread over 3 tasks: 20 each, every one POSTing initialize and calls.
+        assert!(posts >= 40.0, "Traefik at {m} proxied {posts} POSTs of the load: not spread over every task");
+    }
+
+    let out = swarmctl(&with(&["down"], &stack), state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+    let filters = swarmctl::engine::stack_filter("swit-fan");
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptions { filters: Some(filters), status: None }))
+        .await
+        .unwrap();
+    assert!(services.is_empty(), "down removed the fan-out stack");
+}
+
 #[test]
 fn init_reports_the_topology_and_refuses_what_cannot_be_placed() {
     let state = tempfile::tempdir().unwrap();
