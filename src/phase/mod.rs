@@ -383,7 +383,8 @@ pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
     (verdict.into(), reasons)
 }
 
-/// The hold apart from the ramp, from the phase's seconds: success exactly, and the largest
+/// The hold apart from the ramp, from the phase's whole seconds after the ramp's scheduled end
+/// and after every session was open: success exactly, and the largest
 /// per-second p99, which bounds the hold's p99 from above (no second has more than 1 % of its
 /// requests above its own p99). A ramp the machine cannot keep up with should not hide what
 /// the stack does once the sessions are open, nor the other way round.
@@ -391,7 +392,10 @@ pub fn hold_figures(points: &[Point], r: &RunResult) -> Option<String> {
     // One point per second of the load, in order (their arrival times may bunch up when
     // read from a load container); second k + 1 covers (k, k + 1] s: whole seconds after the ramp.
     let ramp_s = r.config.sessions.saturating_sub(1) as f64 / r.config.ramp;
-    let (from, to) = (ramp_s.ceil() as usize, (ramp_s + r.config.hold_s).floor() as usize);
+    // A late ramp (the machine saturated) still opens sessions after its scheduled end: the
+    // hold begins once every session is open, if they all were.
+    let all_open = points.iter().position(|p| p.sessions >= r.config.sessions as u64).map_or(0, |k| k + 1);
+    let (from, to) = ((ramp_s.ceil() as usize).max(all_open), (ramp_s + r.config.hold_s).floor() as usize);
     let held: Vec<&Point> =
         points.iter().enumerate().filter(|(k, p)| *k >= from && *k < to && p.requests > 0).map(|(_, p)| p).collect();
     if held.is_empty() {
@@ -565,5 +569,12 @@ mod tests {
         assert!(line.contains("success 99.667 % (299 of 300)"), "{line}");
         assert!(line.contains("p99 at most 7.50 ms"), "{line}");
         assert_eq!(super::hold_figures(&points[..3], &r), None, "no second of hold yet");
+        // The ramp ran late: every session was open only in the fifth second.
+        let mut late = points.to_vec();
+        for p in &mut late[..4] {
+            p.sessions = 7;
+        }
+        let line = super::hold_figures(&late, &r).unwrap();
+        assert!(line.starts_with("hold (1 s after the ramp") && line.contains("(199 of 200)"), "{line}");
     }
 }
