@@ -8,11 +8,13 @@ use tokio_util::sync::CancellationToken;
 pub fn on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    // Installed before returning, not in the task: a signal that comes right after (a test
+    // that sends SIGTERM as soon as the server says it is serving) must find the handler.
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will end the process at once");
+        return token;
+    };
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            tracing::warn!("cannot install signal handlers; Ctrl-C will end the process at once");
-            return;
-        };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         tracing::warn!("stopping: finishing what is in flight (signal again to exit at once)");
         t.cancel();

@@ -12,11 +12,12 @@ use crate::serve::{ServeOptions, Server};
 /// Binds, says where it listens (one line on stdout), serves until a signal, drains.
 pub async fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
     let server = Server::bind(opts).await?;
+    // Before the line: whoever reads it may signal at once.
+    let shutdown = crate::shutdown::on_signals();
     let listening: Vec<String> = server.addrs().iter().map(|(flag, addr)| format!("{flag} {addr}")).collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "serving {}", listening.join(" ")).context("cannot write to stdout")?;
     drop(out);
-    let shutdown = crate::shutdown::on_signals();
     server.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
