@@ -260,9 +260,11 @@ fn merge_live(workers: &[Worker], live: &engine::Live) {
     live.sessions_dropped.store(sum(|l| l.dropped), Relaxed);
     live.sessions_reestablished.store(sum(|l| l.reestablished), Relaxed);
     live.failures_total.store(sum(|l| l.failures_total), Relaxed);
-    let reached = workers.iter().map(|w| w.live.streak_reached_ms);
-    let all = if workers.iter().any(|w| w.live.streak_reached_ms == 0) { 0 } else { reached.max().unwrap_or(0) };
-    live.streak_reached_ms.store(all, Relaxed);
+    // 0 while any worker has not reached it.
+    let all = workers
+        .iter()
+        .try_fold(0, |last, w| (w.live.streak_reached_ms > 0).then(|| last.max(w.live.streak_reached_ms)));
+    live.streak_reached_ms.store(all.unwrap_or(0), Relaxed);
 }
 
 fn read_seconds(

@@ -88,14 +88,9 @@ impl Ctx {
         self.config.prometheus.enabled.then(|| prom::Prometheus::new(&self.host, self.config.prometheus.port))
     }
 
-    /// The load balancer's entries (see `lb_entries`).
-    pub async fn lb_entries(&self) -> anyhow::Result<Vec<Entry>> {
-        lb_entries(&self.docker, &self.config).await
-    }
-
     /// The load balancer's URLs for a transport, one per entry.
     pub async fn lb_urls(&self, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
-        let entries = self.lb_entries().await?;
+        let entries = lb_entries(&self.docker, &self.config).await?;
         entries
             .into_iter()
             .map(|e| {
@@ -115,7 +110,7 @@ impl Ctx {
         }
         let path = self.config.server.health_path.clone();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        for entry in self.lb_entries().await? {
+        for entry in lb_entries(&self.docker, &self.config).await? {
             let Entry::Lb { web, .. } = entry else { continue };
             let mut streak = 0;
             while streak < 10 {
