@@ -104,6 +104,15 @@ impl Target {
     }
 }
 
+/// What the server did on an idle session's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stir {
+    /// It ended the connection.
+    Closed,
+    /// It sent something unasked (a notification, a ping, a close frame).
+    Data,
+}
+
 enum Conn {
     Http(http1::Conn),
     Sse {
@@ -426,6 +435,45 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Resolves when the server stirs the idle session's connection; never where there is
+    /// nothing to watch (legacy SSE; an HTTP connection already known to be spent). Reads
+    /// nothing, so the session's timer may cancel it.
+    pub async fn stirred(&self) -> Stir {
+        let closed = match &self.conn {
+            Conn::Http(conn) if !self.reconnect => conn.stirred().await,
+            Conn::Ws(ws) => ws.stirred().await,
+            Conn::Tcp(stream) if !stream.buffer().is_empty() => false,
+            Conn::Tcp(stream) => matches!(stream.get_ref().peek(&mut [0u8; 1]).await, Ok(0) | Err(_)),
+            Conn::Http(_) | Conn::Sse { .. } => return std::future::pending().await,
+        };
+        if closed {
+            Stir::Closed
+        } else {
+            Stir::Data
+        }
+    }
+
+    /// Deals with what `stirred` saw, within `timeout`; `false` if the MCP session is gone
+    /// with its connection (WebSocket, TCP). A Streamable HTTP session outlives its
+    /// connection: it is dialled again before the next request, as any HTTP client would.
+    pub async fn take_stir(&mut self, stir: Stir, timeout: std::time::Duration) -> bool {
+        let read = async {
+            match &mut self.conn {
+                Conn::Http(_) => {
+                    self.reconnect = true;
+                    true
+                }
+                // A message the server started (a notification): skipped, as `call` does.
+                Conn::Ws(ws) => stir == Stir::Data && matches!(ws.recv().await, Ok(ws1::Message::Text(_))),
+                Conn::Tcp(stream) => {
+                    stir == Stir::Data && matches!(stream.read_line(&mut String::new()).await, Ok(n) if n > 0)
+                }
+                Conn::Sse { .. } => true,
+            }
+        };
+        tokio::time::timeout(timeout, read).await.unwrap_or(false)
     }
 
     /// Ends the session politely: DELETE for Streamable HTTP sessions, a close frame for

@@ -294,41 +294,65 @@ async fn session(
     };
     let mut n: u64 = 0;
     let mut free_since = Instant::now();
+    // When a lost session is opened again: at once, as a client would, or a second after a
+    // failed attempt.
+    let mut reopen_at = Instant::now();
     loop {
-        if next_due >= end || cancel.is_cancelled() {
+        if cancel.is_cancelled() {
             break;
         }
+        let ready = matches!(&session, Some(s) if !s.expired);
+        // Held open until the run ends, even when the next request would fall after it.
+        let wake = if ready { next_due } else { reopen_at.min(next_due) }.min(end);
         // A request already due goes out at once: a timer, even one in the past, costs a
         // trip through the timer wheel (up to a millisecond).
-        if next_due > Instant::now() {
-            tokio::select! {
-                _ = crate::timer::sleep_until(next_due) => {}
+        if wake > Instant::now() {
+            // While it waits, the session watches its connection: one the server ends is
+            // known lost now, not at the next request (up to a period later).
+            let watch = async {
+                match &session {
+                    Some(s) if ready => Some(s.stirred().await),
+                    _ => std::future::pending().await,
+                }
+            };
+            let stir = tokio::select! {
+                _ = crate::timer::sleep_until(wake) => None,
+                stir = watch => stir,
                 _ = cancel.cancelled() => break,
+            };
+            if let (Some(stir), Some(s)) = (stir, session.as_mut()) {
+                if !s.take_stir(stir, plan.timeout).await {
+                    live.sessions_dropped.fetch_add(1, Relaxed);
+                    session = None;
+                    reopen_at = Instant::now();
+                }
+                continue;
             }
         }
-        let s = match &mut session {
-            Some(s) if !s.expired => s,
-            _ => {
-                // Lost or forgotten by the server: a new session (bounded retries per
-                // attempt, attempts until the run ends), counted.
-                let reopened = match session.as_mut() {
-                    Some(s) => s.initialize(1).await.is_ok(),
-                    None => false,
-                };
-                if !reopened {
-                    match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
-                        Ok(s) => session = Some(s),
-                        Err(_) => {
-                            session = None;
-                            next_due = Instant::now() + Duration::from_secs(1);
-                            continue;
-                        }
+        if wake >= end {
+            break;
+        }
+        if !ready {
+            // Lost or forgotten by the server: a new session (bounded retries per attempt,
+            // attempts until the run ends), counted.
+            let reopened = match session.as_mut() {
+                Some(s) => s.initialize(1).await.is_ok(),
+                None => false,
+            };
+            if !reopened {
+                match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
+                    Ok(s) => session = Some(s),
+                    Err(_) => {
+                        session = None;
+                        reopen_at = Instant::now() + Duration::from_secs(1);
+                        continue;
                     }
                 }
-                live.sessions_reestablished.fetch_add(1, Relaxed);
-                session.as_mut().expect("just opened")
             }
-        };
+            live.sessions_reestablished.fetch_add(1, Relaxed);
+            continue;
+        }
+        let s = session.as_mut().expect("ready");
         let call = plan.mix.pick(n + i as u64);
         let id = n + 2;
         let sent = Instant::now();
@@ -348,11 +372,17 @@ async fn session(
         live.record(outcome);
         if s.expired {
             live.sessions_dropped.fetch_add(1, Relaxed);
+            reopen_at = done;
         }
-        if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect)) {
-            // The connection's state is unknown: a new one before the next request.
+        if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect | ErrorClass::Connect)) {
+            // The connection's state is unknown (or, dialled again, it would not come up): a
+            // new one, elsewhere if it was the dial that failed.
             live.sessions_dropped.fetch_add(1, Relaxed);
             session = None;
+            reopen_at = done;
+            if outcome == Err(ErrorClass::Connect) {
+                shift += 1;
+            }
         }
         n += 1;
         next_due = match (&plan.model, interval) {
@@ -361,12 +391,6 @@ async fn session(
             (Model::Closed { think }, _) => Instant::now() + *think,
             _ => unreachable!("open has an interval"),
         };
-    }
-    // The session is held open until the run ends, even when its next request would fall
-    // after the end (a think time longer than what is left).
-    tokio::select! {
-        _ = tokio::time::sleep_until(end.into()) => {}
-        _ = cancel.cancelled() => {}
     }
     if let (true, Some(session)) = (plan.close, session) {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;

@@ -60,6 +60,13 @@ impl Conn {
         drop(out);
         read_response(&mut self.stream).await
     }
+
+    /// Resolves when the server sends something (`false`) or closes the connection (`true`)
+    /// between requests; reads nothing (cancel-safe). Either way the connection is spent: a
+    /// server says nothing unasked on HTTP/1.1 except before it closes.
+    pub async fn stirred(&self) -> bool {
+        matches!(self.stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
+    }
 }
 
 async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, WireError> {

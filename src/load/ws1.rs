@@ -125,6 +125,16 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
         }
     }
 
+    /// Resolves when the server sends something (`false`) or ends the connection (`true`) while
+    /// the session waits; reads nothing, so a timer may cancel it without losing a byte. An idle
+    /// MCP client learns of a dead server this way at once, not at its next request.
+    pub async fn stirred(&self) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
+        matches!(self.stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
+    }
+
     /// Sends a normal-closure close frame and ends the connection (the server's answer is not
     /// waited for: nothing more is read from this session).
     pub async fn close(&mut self) {

@@ -376,3 +376,41 @@ async fn sessions_are_held_until_the_end_even_with_a_long_think_time() {
     assert_eq!(out.result.summary.sessions_peak, 5);
     assert_eq!(out.result.summary.requests_total, 5, "one request each: the next would be due after the end");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_notice_their_server_go_and_move_to_another_at_once() {
+    let _heavy = crate::util::exclusive().await;
+    for (transport, flag, path) in [("ws", "--ws", "/mcp/ws"), ("tcp", "--tcp", "")] {
+        let (a, b) = (start_server(&[]).await, start_server(&[]).await);
+        let urls = [a.addr(flag), b.addr(flag)].map(|addr| format!("{transport}://{addr}{path}"));
+        // One request each at the start, the next due long after the end: only a session that
+        // watches its idle connection can know that server `a` went away.
+        let stop_a = a.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            stop_a.cancel();
+        });
+        let out = run(&[
+            "--url",
+            &urls[0],
+            "--url",
+            &urls[1],
+            "--sessions",
+            "10",
+            "--ramp",
+            "100",
+            "--duration",
+            "3s",
+            "--think",
+            "60s",
+        ])
+        .await;
+        let s = &out.result.summary;
+        assert_eq!((s.requests_total, s.requests_ok), (10, 10), "{transport}: {s:?}");
+        assert_eq!(s.sessions_dropped, 5, "{transport}: the 5 sessions of `a` saw it go: {s:?}");
+        assert_eq!(s.sessions_reestablished, 5, "{transport}: {s:?}");
+        // They came back on `b`, at once: `b` initialized its own 5 and those 5.
+        assert_eq!(b.metrics.requests_total("initialize"), 10, "{transport}");
+        assert_eq!(a.metrics.requests_total("initialize"), 5, "{transport}");
+    }
+}
