@@ -8,6 +8,7 @@ pub mod client;
 pub mod engine;
 mod http1;
 pub mod stats;
+pub mod tally;
 mod workers;
 pub mod workload;
 mod ws1;
@@ -155,6 +156,12 @@ pub struct RunResult {
     pub thresholds: Vec<ThresholdResult>,
     /// Whether the generator kept its schedule.
     pub generator: Generator,
+    /// The hold apart from the ramp, when a whole second of it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<tally::Hold>,
+    /// The load processes' memory per open session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_memory: Option<tally::ClientMemory>,
 }
 
 /// The run's settings.
@@ -454,9 +461,14 @@ pub async fn run_observed(
     }
     check_open_files(plan.sessions * plan.sockets_per_session())?;
     let plan = Arc::new(plan);
-    let (stats, elapsed, interrupted) =
-        engine::run(plan.clone(), cancel, live.clone(), |s, st| on_second(&s, st)).await;
-    finish(o, &plan, &thresholds, &stats, elapsed, SessionCounts::of(&live), interrupted)
+    let mut tally = tally::Tally::new(&plan, 1, tally::rss_kib());
+    let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, st| {
+        tally.second(&s, st, tally::rss_kib());
+        on_second(&s, st)
+    })
+    .await;
+    let sessions = SessionCounts::of(&live);
+    finish(o, &plan, &thresholds, Measured { stats, elapsed, sessions, tally, interrupted })
 }
 
 /// Session counts of a run, for the summary.
@@ -511,17 +523,20 @@ pub(crate) fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::Fil
     }
 }
 
-/// Results, exit code, results folder.
-fn finish(
-    o: &LoadOptions,
-    plan: &engine::Plan,
-    thresholds: &[Threshold],
-    stats: &Stats,
+/// What a run measured, in one process or merged from its workers.
+pub(crate) struct Measured {
+    stats: Stats,
     elapsed: Duration,
     sessions: SessionCounts,
+    tally: tally::Tally,
     interrupted: bool,
-) -> anyhow::Result<Outcome> {
-    let result = summarize(o, plan, thresholds, stats, elapsed, sessions, interrupted);
+}
+
+/// Results, exit code, results folder.
+fn finish(o: &LoadOptions, plan: &engine::Plan, thresholds: &[Threshold], m: Measured) -> anyhow::Result<Outcome> {
+    let interrupted = m.interrupted;
+    let mut result = summarize(o, plan, thresholds, &m.stats, m.elapsed, m.sessions, interrupted);
+    (result.hold, result.client_memory) = m.tally.finish();
     let exit_code = if interrupted {
         130
     } else if result.thresholds.iter().any(|t| !t.pass) {
@@ -653,6 +668,8 @@ fn summarize(
             start_lag_p99_ms: start_lag,
             kept_schedule: send_lag <= 100.0 && start_lag <= 1000.0,
         },
+        hold: None,
+        client_memory: None,
     }
 }
 
@@ -683,6 +700,25 @@ pub fn summary_text(r: &RunResult) -> String {
         u.p999,
         u.max
     );
+    if let Some(h) = &r.hold {
+        out.push_str(&format!(
+            "hold ({} s after the ramp, at least {} sessions open): {} sent, {} ok ({:.3} %), p50 {:.3}  p99 {:.3}  max {:.3} ms\n",
+            h.seconds,
+            h.sessions_min,
+            h.requests,
+            h.ok,
+            h.success_ratio * 100.0,
+            h.latency_ms.p50,
+            h.latency_ms.p99,
+            h.latency_ms.max
+        ));
+    }
+    if let Some(m) = &r.client_memory {
+        out.push_str(&format!(
+            "client memory: {:.1} KiB per session ({} KiB resident over {} process(es) with {} sessions open, {} KiB before)\n",
+            m.kib_per_session, m.rss_kib, m.processes, m.sessions, m.rss_before_kib
+        ));
+    }
     if s.sessions_dropped > 0 {
         out.push_str(&format!(
             "sessions dropped {} (connection or server-side session lost), re-established {}\n",

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::{self, Plan};
 use super::stats::{ErrorClass, Stats, WireStats};
 use super::workload::{Model, Threshold};
-use super::{finish, LoadOptions, Outcome, SessionCounts};
+use super::{finish, LoadOptions, Measured, Outcome, SessionCounts};
 
 #[derive(Serialize, Deserialize)]
 struct WorkerSecond {
@@ -25,6 +25,11 @@ struct WorkerSecond {
     sessions: u64,
     stats: WireStats,
     live: LiveWire,
+    /// The worker's resident memory at the second's end, and before its first session, KiB.
+    #[serde(default)]
+    rss_kib: u64,
+    #[serde(default)]
+    rss_before_kib: u64,
 }
 
 /// A worker's live counters as of a second, for the parent's `Live` (what the failover
@@ -61,6 +66,7 @@ pub async fn serve_as_worker(
     live.streak_goal.store(streak_goal, Relaxed);
     let mut failures_sent = 0;
     let watched = live.clone();
+    let rss_before_kib = super::tally::rss_kib();
     let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, st| {
         let failures: Vec<(u64, ErrorClass)> = {
             let f = watched.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,7 +81,14 @@ pub async fn serve_as_worker(
             streak_reached_ms: watched.streak_reached_ms.load(Relaxed),
             failures,
         };
-        let line = WorkerSecond { t: s.t, sessions: s.sessions, stats: WireStats::from(st), live };
+        let line = WorkerSecond {
+            t: s.t,
+            sessions: s.sessions,
+            stats: WireStats::from(st),
+            live,
+            rss_kib: super::tally::rss_kib(),
+            rss_before_kib,
+        };
         let _ = writeln!(seconds, "{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = seconds.flush();
     })
@@ -99,6 +112,8 @@ struct Worker {
     done: bool,
     last_t: u64,
     live: LiveWire,
+    /// Its memory before its first session, once its first second told.
+    rss_before_kib: Option<u64>,
 }
 
 fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
@@ -177,10 +192,20 @@ pub async fn run(
             .stderr(log)
             .spawn()
             .context("cannot start a load worker")?;
-        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0, live: LiveWire::default() });
+        workers.push(Worker {
+            child,
+            dir,
+            offset: 0,
+            done: false,
+            last_t: 0,
+            live: LiveWire::default(),
+            rss_before_kib: None,
+        });
     }
 
-    let mut pending: BTreeMap<u64, (usize, u64, Stats)> = BTreeMap::new();
+    // The parent's memory counts too: it is part of what the load costs.
+    let mut tally = super::tally::Tally::new(plan, n as u64 + 1, super::tally::rss_kib());
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut peak = 0;
     let mut emitted = 0;
     let mut signalled = false;
@@ -202,6 +227,9 @@ pub async fn run(
                     read_seconds(w, &mut pending, &live)?;
                 }
             }
+            if let Some(kib) = w.rss_before_kib.take() {
+                tally.before(kib);
+            }
         }
         merge_live(&workers, &live);
         // A second is complete once every worker still running has reported it.
@@ -211,10 +239,12 @@ pub async fn run(
             if t > complete_up_to {
                 break;
             }
-            let (_, sessions, stats) = pending.remove(&t).expect("present");
-            peak = peak.max(sessions);
+            let p = pending.remove(&t).expect("present");
+            peak = peak.max(p.sessions);
             emitted = t;
-            on_second(&engine::second_of(t, &stats, sessions), &stats);
+            let second = engine::second_of(t, &p.stats, p.sessions);
+            tally.second(&second, &p.stats, p.rss_kib + super::tally::rss_kib());
+            on_second(&second, &p.stats);
         }
         if workers.iter().all(|w| w.done) {
             break;
@@ -250,7 +280,8 @@ pub async fn run(
         let _ = std::fs::remove_dir_all(&base);
     }
     counts.peak = counts.peak.max(peak);
-    finish(o, plan, thresholds, &total, Duration::from_secs_f64(elapsed), counts, interrupted)
+    let elapsed = Duration::from_secs_f64(elapsed);
+    finish(o, plan, thresholds, Measured { stats: total, elapsed, sessions: counts, tally, interrupted })
 }
 
 /// The workers' counters into the parent's `Live`: sums, and the streak goal reached once
@@ -267,11 +298,15 @@ fn merge_live(workers: &[Worker], live: &engine::Live) {
     live.streak_reached_ms.store(all.unwrap_or(0), Relaxed);
 }
 
-fn read_seconds(
-    w: &mut Worker,
-    pending: &mut BTreeMap<u64, (usize, u64, Stats)>,
-    live: &engine::Live,
-) -> anyhow::Result<()> {
+/// A second some workers have reported: sessions open, measurements and memory, summed.
+#[derive(Default)]
+struct Pending {
+    sessions: u64,
+    stats: Stats,
+    rss_kib: u64,
+}
+
+fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, Pending>, live: &engine::Live) -> anyhow::Result<()> {
     let path = w.dir.join("seconds.jsonl");
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(()) };
     f.seek(SeekFrom::Start(w.offset))?;
@@ -287,10 +322,13 @@ fn read_seconds(
         let s: WorkerSecond =
             serde_json::from_str(line.trim_end()).context("a worker's seconds file does not parse")?;
         let stats = Stats::try_from(&s.stats).map_err(anyhow::Error::msg)?;
-        let entry = pending.entry(s.t).or_insert_with(|| (0, 0, Stats::default()));
-        entry.0 += 1;
-        entry.1 += s.sessions;
-        entry.2.merge(&stats);
+        let entry = pending.entry(s.t).or_default();
+        entry.sessions += s.sessions;
+        entry.stats.merge(&stats);
+        entry.rss_kib += s.rss_kib;
+        if w.last_t == 0 {
+            w.rss_before_kib = Some(s.rss_before_kib);
+        }
         w.last_t = w.last_t.max(s.t);
         if !s.live.failures.is_empty() {
             let mut f = live.failures.lock().unwrap_or_else(|p| p.into_inner());

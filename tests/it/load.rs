@@ -47,7 +47,7 @@ async fn accounting_is_exact_for_every_transport() {
             "--ramp",
             "200",
             "--duration",
-            "1s",
+            "2s",
             "--think",
             "0",
             "--mix",
@@ -61,6 +61,13 @@ async fn accounting_is_exact_for_every_transport() {
         sent_calls += r.by_method["tools/call:echo"].count;
         sent_pings += r.by_method["ping"].count;
         assert_eq!(r.by_method["initialize"].count, 8, "{url}");
+        // The hold: second 2 only (the ramp ends within the first, the run at 2.035 s).
+        let hold = r.hold.as_ref().unwrap_or_else(|| panic!("{url}: no hold"));
+        assert_eq!(hold.seconds, 1, "{url}: {hold:?}");
+        assert!(hold.requests > 0 && hold.requests < r.summary.requests_total, "{url}: {hold:?}");
+        let memory = r.client_memory.as_ref().unwrap_or_else(|| panic!("{url}: no client memory"));
+        assert_eq!((memory.processes, memory.sessions), (1, 8), "{url}: {memory:?}");
+        assert!(memory.rss_before_kib > 0 && memory.rss_peak_kib >= memory.rss_kib, "{url}: {memory:?}");
     }
     // What the engine counts as sent is exactly what the server counts as received.
     assert_eq!(s.metrics.requests_total("tools/call"), sent_calls);
@@ -360,6 +367,15 @@ fn workers_split_the_sessions_and_merge_exactly() {
     let per_second: u64 =
         timeline.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["requests"].as_u64().unwrap()).sum();
     assert_eq!(per_second, sent);
+    // The hold, merged from the workers' histograms, is exactly the timeline's seconds after
+    // the ramp (0.145 s) once all 30 were open, up to 2.145 s: second 2.
+    let seconds: Vec<Value> = timeline.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(seconds[0]["sessions"], 30, "all open within the first second: {:?}", seconds[0]);
+    assert_eq!(r["hold"]["seconds"], 1, "{}", r["hold"]);
+    assert_eq!(r["hold"]["requests"], seconds[1]["requests"], "{}", r["hold"]);
+    assert_eq!(r["client_memory"]["processes"], 4, "3 workers and their parent: {}", r["client_memory"]);
+    assert_eq!(r["client_memory"]["sessions"], 30);
+    assert!(r["client_memory"]["rss_before_kib"].as_u64().unwrap() > 4 * 1024, "{}", r["client_memory"]);
     for k in 0..3 {
         assert!(dir.path().join(format!("workers/worker-{k}/report.json")).is_file());
     }
