@@ -14,7 +14,8 @@ use crate::cli::{Cli, DownArgs, InitArgs, StatusArgs, UpArgs};
 use crate::config::{ClientTransport, Config, Entry};
 use crate::convert::{convert_stack, DesiredStack, Namespace};
 use crate::engine::converge::{self, ServiceState};
-use crate::engine::{self, images, stack, swarm, Docker};
+use crate::engine::{self, fleet, images, stack, swarm, Docker};
+use crate::phase::prom;
 use crate::plan::{self, topology, Action, Plan};
 use crate::render::{self, Inputs};
 use crate::{image, state};
@@ -304,8 +305,19 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .await;
     progress.finish();
     let states = result.context("the stack was deployed but did not converge")?;
-    let entries = crate::phase::lb_entries(&docker, &config).await?;
-    wait_for_routes(&config, &public_host(), &entries, quiet).await;
+    let entries = fleet::lb_entries(&docker, &config).await?;
+    // Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
+    // for a moment after convergence the endpoints answer 404.
+    if config.server.transports.http.is_some() {
+        let path = &config.server.health_path;
+        if let Err(url) =
+            prom::routes_answer(&public_host(), &entries, path, 1, std::time::Duration::from_secs(30)).await
+        {
+            if !quiet {
+                eprintln!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)");
+            }
+        }
+    }
     let list = endpoints(&config, &public_host(), &entries);
     if args.json {
         let out =
@@ -322,33 +334,6 @@ pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         print_endpoints(&list)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
-/// for a moment after convergence the endpoints answer 404. Waits (at most 30 s) until the
-/// health route answers through the load balancer; says so if it never does.
-async fn wait_for_routes(config: &Config, host: &str, entries: &[Entry], quiet: bool) {
-    if config.server.transports.http.is_none() {
-        return;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    for entry in entries {
-        let Entry::Lb { web, .. } = entry else { continue };
-        let url = format!("http://{host}:{web}{}", config.server.health_path);
-        let probe = crate::cli::ProbeArgs { url: url.clone(), timeout: crate::units::Duration::from_secs(2) };
-        loop {
-            if super::serve::probe(&probe).await.is_ok() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                if !quiet {
-                    eprintln!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)");
-                }
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    }
 }
 
 /// Packs this binary as the builtin image: `tag`, plus `swarmctl/mcp-server:<version>`.
@@ -412,7 +397,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         services.push(serde_json::json!({ "name": s.name, "desired": desired, "running": running, "tasks": rows }));
     }
     // A stack that is down has no tasks to read ports from: its configured ports then.
-    let entries = crate::phase::lb_entries(&docker, &config).await.unwrap_or_else(|_| vec![config.lb_entry()]);
+    let entries = fleet::lb_entries(&docker, &config).await.unwrap_or_else(|_| vec![config.lb_entry()]);
     let list = endpoints(&config, &public_host(), &entries);
     if args.json {
         println!(

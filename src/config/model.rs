@@ -294,6 +294,11 @@ pub struct LbPorts {
     pub metrics: u16,
 }
 
+/// The ports Traefik listens on inside its container (the templates' entry points, named only
+/// here); the engine publishes them on the host, at `lb.ports` or, with `lb.ports_per_task`, at
+/// ports of its choosing.
+pub const TRAEFIK_LISTENS: LbPorts = LbPorts { web: 80, websocket: 5555, tcp: 7070, metrics: 8082 };
+
 /// Prometheus.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -562,6 +567,19 @@ impl Config {
     pub fn lb_entry(&self) -> Entry {
         let p = &self.lb.ports;
         Entry::Lb { web: p.web, websocket: p.websocket, tcp: p.tcp, metrics: p.metrics }
+    }
+
+    /// One Traefik task's entry from its published ports (container port, host port); `None`
+    /// until the engine has published the ones clients need.
+    pub fn lb_entry_published(published: &[(u16, u16)]) -> Option<Entry> {
+        let host = |target: u16| published.iter().find(|p| p.0 == target).map(|p| p.1);
+        let t = &TRAEFIK_LISTENS;
+        Some(Entry::Lb {
+            web: host(t.web)?,
+            websocket: host(t.websocket)?,
+            tcp: host(t.tcp).unwrap_or(0),
+            metrics: host(t.metrics)?,
+        })
     }
 
     /// The URL a client of `transport` uses at `host` through `entry`; the error names the

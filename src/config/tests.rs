@@ -228,4 +228,11 @@ fn ports_per_task_frees_the_fixed_lb_ports() {
     assert!(clash.contains("lb.ports.web"), "{clash}");
     let c = load_text("", &["lb.ports.web=9090", "lb.ports_per_task=true", "lb.replicas=4"]).unwrap();
     assert!(c.lb.ports_per_task);
+    // A task's entry from the ports the engine published for it (container port, host port).
+    let published = [(8082, 30003), (80, 30001), (5555, 30002)];
+    assert_eq!(
+        Config::lb_entry_published(&published),
+        Some(Entry::Lb { web: 30001, websocket: 30002, tcp: 0, metrics: 30003 })
+    );
+    assert_eq!(Config::lb_entry_published(&published[..2]), None, "not yet published: no entry");
 }

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Docker, EngineError};
+use crate::config::{Config, Entry};
 
 /// One task of a service, with what the engine says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,27 @@ impl Task {
     pub fn is_running(&self) -> bool {
         self.desired_running && self.state == TaskState::RUNNING.to_string()
     }
+}
+
+/// The load balancer's entries: its fixed ports, or (`lb.ports_per_task`) every running
+/// Traefik task's own, as the engine published them.
+pub async fn lb_entries(docker: &Docker, config: &Config) -> Result<Vec<Entry>, EngineError> {
+    if !config.lb.ports_per_task {
+        return Ok(vec![config.lb_entry()]);
+    }
+    let service = format!("{}_lb", config.name);
+    let entries: Vec<Entry> = tasks(docker, &service)
+        .await?
+        .iter()
+        .filter(|t| t.is_running())
+        .filter_map(|t| Config::lb_entry_published(&t.ports))
+        .collect();
+    if entries.is_empty() {
+        return Err(EngineError::Missing(format!(
+            "no running task of {service} has host ports: is the stack up (`swarmctl status`)?"
+        )));
+    }
+    Ok(entries)
 }
 
 /// Every task of `service` (the engine keeps a few dead ones per slot as history).

@@ -42,6 +42,9 @@ pub enum EngineError {
     /// The node cannot run stacks.
     #[error("{0}")]
     NotManager(String),
+    /// Something the stack should have is not there (the message says what to do).
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl EngineError {

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClientTransport, Config, Entry, Profile};
-use crate::engine::Docker;
+use crate::config::{ClientTransport, Config, Profile};
+use crate::engine::{fleet, Docker};
 use crate::load::{self, engine::Live, LoadOptions, RunResult};
 use crate::report::{Event, Phase, Point};
 use crate::units::unix_now_ms;
@@ -90,7 +90,7 @@ impl Ctx {
 
     /// The load balancer's URLs for a transport, one per entry.
     pub async fn lb_urls(&self, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
-        let entries = lb_entries(&self.docker, &self.config).await?;
+        let entries = fleet::lb_entries(&self.docker, &self.config).await?;
         entries
             .into_iter()
             .map(|e| {
@@ -108,23 +108,13 @@ impl Ctx {
         if self.config.server.transports.http.is_none() {
             return Ok(());
         }
-        let path = self.config.server.health_path.clone();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        for entry in lb_entries(&self.docker, &self.config).await? {
-            let Entry::Lb { web, .. } = entry else { continue };
-            let mut streak = 0;
-            while streak < 10 {
-                if std::time::Instant::now() > deadline {
-                    anyhow::bail!(
-                        "the load balancer at {}:{web} does not answer {path} steadily (30 s): is the stack up and healthy (`swarmctl status`)?",
-                        self.host,
-                    );
-                }
-                let ok =
-                    matches!(prom::get(&self.host, web, &path, std::time::Duration::from_secs(2)).await, Ok((200, _)));
-                streak = if ok { streak + 1 } else { 0 };
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
+        let entries = fleet::lb_entries(&self.docker, &self.config).await?;
+        let path = &self.config.server.health_path;
+        if let Err(url) = prom::routes_answer(&self.host, &entries, path, 10, std::time::Duration::from_secs(30)).await
+        {
+            anyhow::bail!(
+                "the load balancer at {url} does not answer steadily (30 s): is the stack up and healthy (`swarmctl status`)?"
+            );
         }
         Ok(())
     }
@@ -144,33 +134,6 @@ impl Ctx {
         o.ws_newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
         Ok(o)
     }
-}
-
-/// The load balancer's entries: its fixed ports, or (`lb.ports_per_task`) every running
-/// Traefik task's own, as the engine assigned them.
-pub async fn lb_entries(docker: &Docker, config: &Config) -> anyhow::Result<Vec<Entry>> {
-    if !config.lb.ports_per_task {
-        return Ok(vec![config.lb_entry()]);
-    }
-    let service = format!("{}_lb", config.name);
-    let tasks = crate::engine::fleet::tasks(docker, &service).await?;
-    let entries: Vec<Entry> = tasks
-        .iter()
-        .filter(|t| t.is_running())
-        .filter_map(|t| {
-            let published = |target: u16| t.ports.iter().find(|p| p.0 == target).map(|p| p.1);
-            Some(Entry::Lb {
-                web: published(80)?,
-                websocket: published(5555)?,
-                tcp: published(7070).unwrap_or(0),
-                metrics: published(8082)?,
-            })
-        })
-        .collect();
-    if entries.is_empty() {
-        anyhow::bail!("no running task of {service} has host ports: is the stack up (`swarmctl status`)?");
-    }
-    Ok(entries)
 }
 
 /// Processes needed for `sessions` under this machine's open-file limit (with 5 % spare).

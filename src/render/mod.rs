@@ -219,6 +219,7 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
     ctx.insert("version", &inputs.version);
     ctx.insert("name", name);
     ctx.insert("c", c);
+    ctx.insert("traefik", &crate::config::TRAEFIK_LISTENS);
     ctx.insert("net_mcp", &format!("{name}_{}", c.networks.mcp.name));
     ctx.insert("net_monitoring", &format!("{name}_{}", c.networks.monitoring.name));
     ctx.insert("networks", &[&c.networks.mcp, &c.networks.monitoring]);
