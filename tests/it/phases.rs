@@ -273,6 +273,12 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(load.summary.sessions_peak, 5000, "{:?}", load.summary);
     assert!(load.summary.success_ratio >= 0.999, "{:?}", load.summary);
     assert!(std::fs::read_dir(small.join("phases/stress/workers")).unwrap().count() == 4, "4 client processes");
+    // The hold apart from the ramp (5 s), and the memory of the 4 workers and their parent.
+    let hold = load.hold.as_ref().unwrap_or_else(|| panic!("no hold: {:?}", r.phases[0].reasons));
+    assert!(hold.seconds >= 5 && hold.sessions_min == 5000 && hold.requests > 0, "{hold:?}");
+    let memory = load.client_memory.as_ref().unwrap_or_else(|| panic!("no client memory: {load:?}"));
+    assert_eq!((memory.processes, memory.sessions), (5, 5000), "{memory:?}");
+    assert!(r.phases[0].reasons.iter().any(|l| l.starts_with("hold (")), "{:?}", r.phases[0].reasons);
     assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
 
     // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
