@@ -230,7 +230,8 @@ pub struct TestArgs {
     /// Override how long the profile holds its sessions.
     #[arg(long, value_name = "DURATION")]
     pub hold: Option<crate::units::Duration>,
-    /// Override the profile's think time between a session's requests.
+    /// Override the profile's think time between a session's requests (and its `period`: the
+    /// sessions then wait for each answer).
     #[arg(long, value_name = "DURATION")]
     pub think: Option<crate::units::Duration>,
     /// Override the profile's client transport.

@@ -34,6 +34,7 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = args.think {
                 p.think = v;
+                p.period = None;
             }
             if let Some(v) = args.transport {
                 p.transport = v;

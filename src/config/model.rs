@@ -499,6 +499,11 @@ pub struct Profile {
     pub hold: Duration,
     /// Pause between a session's requests.
     pub think: Duration,
+    /// Instead of `think`: each session sends a request every `period` on a fixed schedule,
+    /// the sessions' turns spread evenly over it (the open model: a late answer does not delay
+    /// the next request, and latency counts from when each was due).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<Duration>,
     /// Client transport.
     pub transport: ClientTransport,
     /// The request mix (`swarmctl load --mix`); empty: `tools/call:echo=1`.

@@ -236,3 +236,11 @@ fn ports_per_task_frees_the_fixed_lb_ports() {
     );
     assert_eq!(Config::lb_entry_published(&published[..2]), None, "not yet published: no entry");
 }
+
+#[test]
+fn a_profile_may_pace_its_sessions_by_period() {
+    let c = load_text("", &["test.profiles.stress.period=30s"]).unwrap();
+    assert_eq!(c.test.profiles["stress"].period, Some(crate::units::Duration::from_secs(30)));
+    let e = load_text("", &["test.profiles.stress.period=0s"]).unwrap_err().to_string();
+    assert!(e.contains("test.profiles.stress.period") && e.contains("above 0"), "{e}");
+}

@@ -220,6 +220,11 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         let key = format!("test.profiles.{name}");
         k.ensure(profile.sessions >= 1, &format!("{key}.sessions"), || "must be at least 1".into());
         k.ensure(profile.ramp >= 1, &format!("{key}.ramp"), || "sessions per second; must be at least 1".into());
+        if let Some(period) = profile.period {
+            k.ensure(!period.0.is_zero(), &format!("{key}.period"), || {
+                "a duration above 0 (e.g. 30s), or leave it out and give think".into()
+            });
+        }
         if !profile.mix.is_empty() {
             if let Err(e) = profile.mix.parse::<crate::load::workload::Mix>() {
                 k.ensure(false, &format!("{key}.mix"), || e);

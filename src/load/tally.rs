@@ -7,7 +7,7 @@ use super::engine::{Plan, Second};
 use super::stats::{LatencyMs, Stats};
 
 /// The hold: whole seconds after the ramp's scheduled end and after every session was open,
-/// up to the scheduled end of the run. A ramp the machine cannot keep up with should not hide
+/// up to the scheduled end of the run (seconds in which nothing completed included). A ramp the machine cannot keep up with should not hide
 /// what the stack does once the sessions are open, nor the other way round.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hold {
@@ -91,7 +91,8 @@ impl Tally {
         }
         m.rss_peak_kib = m.rss_peak_kib.max(rss_kib);
         // The hold begins the second after the one in which the last session opened.
-        let counted = self.all_open && s.t >= self.from && s.t <= self.to && s.requests > 0;
+        // A second with nothing completed is still a second of the hold (sessions between turns).
+        let counted = self.all_open && s.t >= self.from && s.t <= self.to;
         self.all_open |= s.sessions >= self.sessions;
         if !counted {
             return;
@@ -110,7 +111,7 @@ impl Tally {
     /// The hold (if any whole second of it was measured) and the memory (if it was read).
     pub fn finish(self) -> (Option<Hold>, Option<ClientMemory>) {
         let hold = self.hold.map(|(mut h, histogram)| {
-            h.success_ratio = h.ok as f64 / h.requests as f64;
+            h.success_ratio = if h.requests == 0 { 0.0 } else { h.ok as f64 / h.requests as f64 };
             h.latency_ms = LatencyMs::of(&histogram);
             h
         });
@@ -165,7 +166,7 @@ mod tests {
             second(2, 8, &[900; 50], 0),
             second(3, 10, &[900; 50], 0), // ramp end at 2.25 s: not whole
             second(4, 10, &[1; 98], 1),   // hold
-            second(5, 10, &[], 0),        // nothing completed: not counted
+            second(5, 10, &[], 0),        // nothing completed: a second of the hold all the same
             second(6, 10, &[2, 2, 400], 0),
             second(7, 10, &[999; 10], 0), // the drain after the hold
         ];
@@ -174,7 +175,7 @@ mod tests {
         }
         let (hold, memory) = tally.finish();
         let hold = hold.unwrap();
-        assert_eq!((hold.seconds, hold.requests, hold.ok, hold.sessions_min), (2, 101, 100, 10));
+        assert_eq!((hold.seconds, hold.requests, hold.ok, hold.sessions_min), (3, 101, 100, 10));
         // Exact: 1 of 101 above 2 ms, so the p99 is 2 ms and the max 400 ms; initialize is not in it.
         assert!((hold.latency_ms.p99 - 2.0).abs() < 0.01, "{:?}", hold.latency_ms);
         assert!((hold.latency_ms.max - 400.0).abs() < 1.0, "{:?}", hold.latency_ms);

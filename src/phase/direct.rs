@@ -50,6 +50,9 @@ fn args(o: &LoadOptions, urls: &[String]) -> Vec<String> {
         "--out".into(),
         "/out".into(),
     ]);
+    if let Some(rate) = o.rate {
+        a.extend(["--rate".into(), rate.to_string()]);
+    }
     if o.ws_newline {
         a.push("--ws-newline".into());
     }

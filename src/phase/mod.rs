@@ -127,6 +127,7 @@ impl Ctx {
         o.ramp = profile.ramp as f64;
         o.duration = profile.hold;
         o.think = profile.think;
+        o.rate = profile.period.map(|p| profile.sessions as f64 / p.0.as_secs_f64());
         o.workers = if profile.workers > 0 { profile.workers as usize } else { workers_for(profile.sessions) };
         if !profile.mix.is_empty() {
             o.mix = profile.mix.clone();
@@ -430,13 +431,16 @@ pub fn reconcile(
 /// `baseline` or `stress`: a profile's load through the load balancer.
 pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     let started_ms = ctx.rec.event("phase", name);
+    let pace = match profile.period {
+        Some(p) => format!("a request every {p} each"),
+        None => format!("think {}", profile.think),
+    };
     ctx.say(format!(
-        "[{name}] {} sessions over {} at {}/s, held {}, think {}",
+        "[{name}] {} sessions over {} at {}/s, held {}, {pace}",
         profile.sessions,
         serde_yaml::to_string(&profile.transport).unwrap_or_default().trim(),
         profile.ramp,
         profile.hold,
-        profile.think
     ));
     let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
     let before = server_count(ctx).await;
