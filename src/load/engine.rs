@@ -83,6 +83,12 @@ pub struct Live {
     /// When the streak reached `streak_goal` (Unix ms); 0 until it does, and again after any
     /// failure. Across worker processes: when the last of them reached it.
     pub streak_reached_ms: AtomicU64,
+    /// When the first session was due (Unix ms).
+    pub first_due_ms: AtomicU64,
+    /// Sessions opened for the first time (re-established ones are not counted again).
+    pub sessions_opened: AtomicU64,
+    /// When the latest of those opened (Unix ms): the ramp's real end.
+    pub last_opened_ms: AtomicU64,
 }
 
 /// Failures kept with their time; beyond this only counts are kept.
@@ -150,6 +156,11 @@ pub async fn run(
         None => Instant::now() + Duration::from_millis(50),
     };
     let end = start + plan.run_time();
+    let start_ms = match plan.start_at {
+        Some(at) => at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+        None => crate::units::unix_now_ms() + 50,
+    };
+    live.first_due_ms.store(start_ms, Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..plan.sessions {
         let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);
@@ -269,6 +280,8 @@ async fn session(
         Ok(s) => Some(s),
         Err(_) => return, // counted in `initialize`
     };
+    live.sessions_opened.fetch_add(1, Relaxed);
+    live.last_opened_ms.fetch_max(crate::units::unix_now_ms(), Relaxed);
     let open_now = live.sessions_open.fetch_add(1, Relaxed) + 1;
     live.sessions_peak.fetch_max(open_now, Relaxed);
 

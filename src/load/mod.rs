@@ -244,6 +244,16 @@ pub struct ThresholdResult {
 /// Schedule keeping.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generator {
+    /// Sessions opened (first time; not the re-established).
+    #[serde(default)]
+    pub sessions_opened: u64,
+    /// Seconds from the first session's due time to the last one's opening (handshake and
+    /// `initialize` done).
+    #[serde(default)]
+    pub ramp_s: f64,
+    /// The ramp's real rate: `(sessions_opened - 1) / ramp_s` (the schedule's is `config.ramp`).
+    #[serde(default)]
+    pub ramp_rate: f64,
     /// p99 of how late requests were sent after they were due, ms.
     pub send_lag_p99_ms: f64,
     /// p99 of how late sessions started after they were due, ms.
@@ -477,6 +487,12 @@ pub(crate) struct SessionCounts {
     peak: u64,
     dropped: u64,
     reestablished: u64,
+    #[serde(default)]
+    opened: u64,
+    #[serde(default)]
+    first_due_ms: u64,
+    #[serde(default)]
+    last_opened_ms: u64,
 }
 
 impl SessionCounts {
@@ -486,6 +502,9 @@ impl SessionCounts {
             peak: live.sessions_peak.load(Relaxed),
             dropped: live.sessions_dropped.load(Relaxed),
             reestablished: live.sessions_reestablished.load(Relaxed),
+            opened: live.sessions_opened.load(Relaxed),
+            first_due_ms: live.first_due_ms.load(Relaxed),
+            last_opened_ms: live.last_opened_ms.load(Relaxed),
         }
     }
 
@@ -493,6 +512,21 @@ impl SessionCounts {
         self.peak = self.peak.max(other.peak);
         self.dropped += other.dropped;
         self.reestablished += other.reestablished;
+        self.opened += other.opened;
+        self.first_due_ms = match (self.first_due_ms, other.first_due_ms) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        self.last_opened_ms = self.last_opened_ms.max(other.last_opened_ms);
+    }
+
+    /// Seconds from the first session's due time to the last one's opening, and the rate that
+    /// makes (the schedule's own: n sessions span n - 1 intervals).
+    fn ramp(&self) -> (f64, f64) {
+        let span = self.last_opened_ms.saturating_sub(self.first_due_ms) as f64 / 1000.0;
+        let rate = if self.opened > 1 && span > 0.0 { (self.opened - 1) as f64 / span } else { 0.0 };
+        (span, rate)
     }
 }
 
@@ -664,6 +698,9 @@ fn summarize(
         // Late by more than 100 ms at p99 (sends) or 1 s (session starts): the figures would
         // describe the generator, not the target.
         generator: Generator {
+            sessions_opened: sessions.opened,
+            ramp_s: sessions.ramp().0,
+            ramp_rate: sessions.ramp().1,
             send_lag_p99_ms: send_lag,
             start_lag_p99_ms: start_lag,
             kept_schedule: send_lag <= 100.0 && start_lag <= 1000.0,
@@ -700,6 +737,17 @@ pub fn summary_text(r: &RunResult) -> String {
         u.p999,
         u.max
     );
+    let g = &r.generator;
+    if g.sessions_opened > 1 {
+        out.push_str(&format!(
+            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)\n",
+            g.sessions_opened,
+            g.ramp_s,
+            g.ramp_rate,
+            r.config.ramp,
+            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
+        ));
+    }
     if let Some(h) = &r.hold {
         out.push_str(&format!(
             "hold ({} s after the ramp, at least {} sessions open): {} sent, {} ok ({:.3} %), p50 {:.3}  p99 {:.3}  max {:.3} ms\n",
@@ -781,6 +829,25 @@ mod tests {
             sources: (0..sources).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i as u8])).collect(),
             start_at: None,
         }
+    }
+
+    #[test]
+    fn the_ramp_spans_the_first_due_to_the_last_opened_over_every_process() {
+        let worker = |opened, first_due_ms, last_opened_ms| SessionCounts {
+            opened,
+            first_due_ms,
+            last_opened_ms,
+            ..Default::default()
+        };
+        let mut all = SessionCounts::default();
+        for w in [worker(50_001, 1_000_200, 1_021_000), worker(49_999, 1_000_000, 1_020_900), worker(0, 0, 0)] {
+            all.add(w);
+        }
+        let (span, rate) = all.ramp();
+        assert_eq!(all.opened, 100_000);
+        assert!((span - 21.0).abs() < 1e-9, "first due at the earliest worker's start: {span}");
+        assert!((rate - 99_999.0 / 21.0).abs() < 1e-6, "{rate}");
+        assert_eq!(SessionCounts::default().ramp(), (0.0, 0.0), "nothing opened");
     }
 
     #[test]

@@ -39,8 +39,6 @@ fn args(o: &LoadOptions, urls: &[String]) -> Vec<String> {
         o.ramp.to_string(),
         "--duration".into(),
         o.duration.to_string(),
-        "--think".into(),
-        o.think.to_string(),
         "--mix".into(),
         o.mix.clone(),
         "--timeout".into(),
@@ -50,8 +48,10 @@ fn args(o: &LoadOptions, urls: &[String]) -> Vec<String> {
         "--out".into(),
         "/out".into(),
     ]);
-    if let Some(rate) = o.rate {
-        a.extend(["--rate".into(), rate.to_string()]);
+    // The pace: a rate over all sessions (open model), or a think time.
+    match o.rate {
+        Some(rate) => a.extend(["--rate".into(), rate.to_string()]),
+        None => a.extend(["--think".into(), o.think.to_string()]),
     }
     if o.ws_newline {
         a.push("--ws-newline".into());
@@ -84,9 +84,9 @@ pub async fn run(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientTrans
         tracing::warn!("{e}");
     }
     let code = outcome?;
-    let text = std::fs::read_to_string(dir.join("results.json")).with_context(|| {
-        format!("the load container ended (exit {code}) without results; its last output:\n{}", logs.trim_end())
-    })?;
+    let Ok(text) = std::fs::read_to_string(dir.join("results.json")) else {
+        anyhow::bail!("the load container ended (exit {code}) without results; its last output:\n{}", logs.trim_end());
+    };
     serde_json::from_str(&text).context("the load container's results.json does not parse")
 }
 
@@ -139,5 +139,28 @@ fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64,
             }
         }
         line.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The container's command line is one `swarmctl load` accepts, paced as asked.
+    #[test]
+    fn the_load_container_gets_arguments_it_accepts() {
+        let urls = vec!["ws://10.0.1.5:5555/mcp/ws".to_string()];
+        let mut o = LoadOptions::toward(urls.clone());
+        o.think = crate::units::Duration::from_secs(5);
+        for rate in [None, Some(3333.3)] {
+            o.rate = rate;
+            let argv = std::iter::once("swarmctl".to_string()).chain(args(&o, &urls));
+            let cli = crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{rate:?}: {e}"));
+            let crate::cli::Command::Load(parsed) = cli.command else { panic!("not `load`") };
+            assert_eq!(parsed.rate, rate);
+            assert_eq!(parsed.think, if rate.is_some() { LoadOptions::toward(vec![]).think } else { o.think });
+        }
     }
 }

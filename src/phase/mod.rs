@@ -346,9 +346,20 @@ pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
     (verdict.into(), reasons)
 }
 
-/// The hold's own figures and the client's memory, as reasons' lines.
-pub fn hold_lines(r: &RunResult) -> Vec<String> {
+/// The ramp's real rate, the hold's own figures and the client's memory, as reasons' lines.
+pub fn detail_lines(r: &RunResult) -> Vec<String> {
     let mut lines = Vec::new();
+    let g = &r.generator;
+    if g.sessions_opened > 1 {
+        lines.push(format!(
+            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)",
+            g.sessions_opened,
+            g.ramp_s,
+            g.ramp_rate,
+            r.config.ramp,
+            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
+        ));
+    }
     if let Some(h) = &r.hold {
         lines.push(format!(
             "hold ({} s after the ramp, at least {} sessions open): success {:.3} % ({} of {}), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -453,7 +464,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     match result {
         Ok(r) => {
             let (verdict, mut reasons) = judge_load(ctx, &r);
-            reasons.extend(hold_lines(&r));
+            reasons.extend(detail_lines(&r));
             let rec = reconcile(&r, before, server_count(ctx).await);
             reasons.push(format!("reconciliation: {}", rec.note));
             phase.verdict = verdict;

@@ -68,6 +68,10 @@ async fn accounting_is_exact_for_every_transport() {
         let memory = r.client_memory.as_ref().unwrap_or_else(|| panic!("{url}: no client memory"));
         assert_eq!((memory.processes, memory.sessions), (1, 8), "{url}: {memory:?}");
         assert!(memory.rss_before_kib > 0 && memory.rss_peak_kib >= memory.rss_kib, "{url}: {memory:?}");
+        // The ramp as it happened: 8 sessions scheduled over 35 ms, opened no sooner.
+        let g = &r.generator;
+        assert_eq!(g.sessions_opened, 8, "{url}: {g:?}");
+        assert!(g.ramp_s >= 0.035 && g.ramp_rate > 0.0 && g.ramp_rate <= 200.0 * 1.05, "{url}: {g:?}");
     }
     // What the engine counts as sent is exactly what the server counts as received.
     assert_eq!(s.metrics.requests_total("tools/call"), sent_calls);
@@ -375,6 +379,10 @@ fn workers_split_the_sessions_and_merge_exactly() {
     assert_eq!(r["hold"]["requests"], seconds[1]["requests"], "{}", r["hold"]);
     assert_eq!(r["client_memory"]["processes"], 4, "3 workers and their parent: {}", r["client_memory"]);
     assert_eq!(r["client_memory"]["sessions"], 30);
+    // The ramp over the workers: 30 opened, the last no sooner than 29 intervals of 1/200 s
+    // after the first was due.
+    assert_eq!(r["generator"]["sessions_opened"], 30, "{}", r["generator"]);
+    assert!(r["generator"]["ramp_s"].as_f64().unwrap() >= 0.145, "{}", r["generator"]);
     assert!(r["client_memory"]["rss_before_kib"].as_u64().unwrap() > 4 * 1024, "{}", r["client_memory"]);
     for k in 0..3 {
         assert!(dir.path().join(format!("workers/worker-{k}/report.json")).is_file());

@@ -250,7 +250,8 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(left.is_empty(), "the load container was removed: {left:?}");
 
     // 5. The 100K path, small: 5,000 WebSocket sessions over 4 client processes, direct to the
-    // 3 replicas from the load container; every session open at once, the counts reconciled.
+    // 3 replicas from the load container, each sending every 5 s (the open model: the 100K
+    // profile's `period`); every session open at once, the counts reconciled.
     let small = results.path().join("small");
     let out = run(
         &[
@@ -262,7 +263,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
             "--out",
             small.to_str().unwrap(),
             "--set",
-            "test.profiles.stress={sessions: 5000, ramp: 1000, hold: 10s, think: 5s, transport: ws, workers: 4}",
+            "test.profiles.stress={sessions: 5000, ramp: 1000, hold: 10s, period: 5s, transport: ws, workers: 4}",
         ],
         state.path(),
     );
@@ -278,6 +279,8 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(hold.seconds >= 5 && hold.sessions_min == 5000 && hold.requests > 0, "{hold:?}");
     let memory = load.client_memory.as_ref().unwrap_or_else(|| panic!("no client memory: {load:?}"));
     assert_eq!((memory.processes, memory.sessions), (5, 5000), "{memory:?}");
+    assert_eq!(load.generator.sessions_opened, 5000, "{:?}", load.generator);
+    assert!(load.generator.ramp_s >= 4.999, "5,000 at 1,000/s: {:?}", load.generator);
     assert!(r.phases[0].reasons.iter().any(|l| l.starts_with("hold (")), "{:?}", r.phases[0].reasons);
     assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
 
