@@ -45,7 +45,7 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
         .await;
         match result {
             Ok(load) => {
-                let (verdict, reasons) = judge_load(ctx, &load);
+                let (verdict, reasons) = judge_load(&ctx.config.slo, &load);
                 failed |= verdict != "pass";
                 phase.reasons.push(format!("{run_n} sessions: {verdict}: {}", reasons.join("; ")));
                 phase.stages.push(Stage { sessions: asked, sessions_run: run_n, verdict, load });

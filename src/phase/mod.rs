@@ -302,8 +302,7 @@ pub async fn run_via(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientT
 
 /// Judges a load result against the SLO: success ratio, p99, and whether the generator kept
 /// its schedule (otherwise the figures describe the generator, and the phase cannot pass).
-pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
-    let slo = &ctx.config.slo;
+pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (String, Vec<String>) {
     let s = &r.summary;
     let mut reasons = Vec::new();
     let mut pass = true;
@@ -329,6 +328,18 @@ pub fn judge_load(ctx: &Ctx, r: &RunResult) -> (String, Vec<String>) {
     let ok = s.requests_total > 0 && p99 <= p99_limit;
     pass &= ok;
     reasons.push(format!("p99 {p99:.2} ms{over} {} the SLO of {p99_limit} ms", if ok { "meets" } else { "misses" }));
+    // Every session the profile asked for must have opened: the requests of the others are
+    // not in the ratio above (their handshakes are counted under `initialize`).
+    let g = &r.generator;
+    if g.sessions_opened < r.config.sessions as u64 && r.verdict != "interrupted" {
+        pass = false;
+        reasons.push(format!(
+            "{} of {} sessions opened: {} never did (initialize failed three times; see by_method.initialize)",
+            g.sessions_opened,
+            r.config.sessions,
+            r.config.sessions as u64 - g.sessions_opened
+        ));
+    }
     if !r.generator.kept_schedule {
         pass = false;
         reasons.push(format!(
@@ -463,7 +474,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     .await;
     match result {
         Ok(r) => {
-            let (verdict, mut reasons) = judge_load(ctx, &r);
+            let (verdict, mut reasons) = judge_load(&ctx.config.slo, &r);
             reasons.extend(detail_lines(&r));
             let rec = reconcile(&r, before, server_count(ctx).await);
             reasons.push(format!("reconciliation: {}", rec.note));
@@ -502,6 +513,40 @@ mod tests {
 
     fn seen(count: f64, replicas: &[&str]) -> Result<(f64, BTreeSet<String>), String> {
         Ok((count, replicas.iter().map(|s| s.to_string()).collect()))
+    }
+
+    #[test]
+    fn latency_is_judged_over_the_hold_and_every_session_must_open() {
+        let slo = crate::config::Slo {
+            success_ratio: 0.999,
+            p99: crate::units::Duration::from_millis(100),
+            ..Default::default()
+        };
+        let mut r = run(1000, 1000, &[]);
+        r.summary.success_ratio = 1.0;
+        r.verdict = "pass".into();
+        r.config.sessions = 100;
+        r.generator.kept_schedule = true;
+        r.generator.sessions_opened = 100;
+        r.summary.latency_ms.p99 = 900.0; // the ramp's
+        let mut hold = crate::load::tally::Hold::default();
+        hold.latency_ms.p99 = 40.0;
+        r.hold = Some(hold);
+        let (verdict, reasons) = super::judge_load(&slo, &r);
+        assert_eq!(verdict, "pass", "{reasons:?}");
+        assert!(
+            reasons[1].starts_with("p99 40.00 ms over the hold (the whole run, ramp included: 900.00 ms)"),
+            "{reasons:?}"
+        );
+        // No whole second of hold: the whole run is judged.
+        r.hold = None;
+        assert_eq!(super::judge_load(&slo, &r).0, "fail");
+        // Sessions that never opened fail the phase, whatever the requests did.
+        r.summary.latency_ms.p99 = 40.0;
+        r.generator.sessions_opened = 99;
+        let (verdict, reasons) = super::judge_load(&slo, &r);
+        assert_eq!(verdict, "fail");
+        assert!(reasons.iter().any(|l| l.starts_with("99 of 100 sessions opened: 1 never did")), "{reasons:?}");
     }
 
     #[test]
