@@ -23,6 +23,10 @@ pub struct Hold {
     pub success_ratio: f64,
     /// Their corrected latency, exactly (histograms added, not percentiles).
     pub latency_ms: LatencyMs,
+    /// p99 of how late the generator sent their requests: whether it kept its schedule here,
+    /// whatever it did during the ramp.
+    #[serde(default)]
+    pub send_lag_p99_ms: Option<f64>,
 }
 
 /// The load processes' resident memory (all of them: workers and their parent).
@@ -60,7 +64,7 @@ pub struct Tally {
     from: u64,
     to: u64,
     all_open: bool,
-    hold: Option<(Hold, hdrhistogram::Histogram<u64>)>,
+    hold: Option<(Hold, Stats)>,
     memory: ClientMemory,
 }
 
@@ -97,10 +101,9 @@ impl Tally {
         if !counted {
             return;
         }
-        let (hold, histogram) = self.hold.get_or_insert_with(|| {
-            (Hold { sessions_min: u64::MAX, ..Default::default() }, Stats::default().latency().0)
-        });
-        histogram.add(stats.latency().0).expect("same bounds");
+        let (hold, merged) =
+            self.hold.get_or_insert_with(|| (Hold { sessions_min: u64::MAX, ..Default::default() }, Stats::default()));
+        merged.merge(stats);
         let (requests, ok) = stats.totals();
         hold.seconds += 1;
         hold.sessions_min = hold.sessions_min.min(s.sessions);
@@ -110,9 +113,10 @@ impl Tally {
 
     /// The hold (if any whole second of it was measured) and the memory (if it was read).
     pub fn finish(self) -> (Option<Hold>, Option<ClientMemory>) {
-        let hold = self.hold.map(|(mut h, histogram)| {
+        let hold = self.hold.map(|(mut h, merged)| {
             h.success_ratio = if h.requests == 0 { 0.0 } else { h.ok as f64 / h.requests as f64 };
-            h.latency_ms = LatencyMs::of(&histogram);
+            h.latency_ms = LatencyMs::of(&merged.latency().0);
+            h.send_lag_p99_ms = merged.send_lag.as_ref().map(|lag| LatencyMs::at(lag, 99.0));
             h
         });
         let mut m = self.memory;
@@ -179,6 +183,7 @@ mod tests {
         // Exact: 1 of 101 above 2 ms, so the p99 is 2 ms and the max 400 ms; initialize is not in it.
         assert!((hold.latency_ms.p99 - 2.0).abs() < 0.01, "{:?}", hold.latency_ms);
         assert!((hold.latency_ms.max - 400.0).abs() < 1.0, "{:?}", hold.latency_ms);
+        assert_eq!(hold.send_lag_p99_ms.map(|l| l < 0.01), Some(true), "{hold:?}");
         let memory = memory.unwrap();
         assert_eq!((memory.sessions, memory.rss_kib, memory.rss_peak_kib), (10, 1106, 1106));
         assert!((memory.kib_per_session - 10.6).abs() < 1e-9);
