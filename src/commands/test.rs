@@ -313,6 +313,9 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
         ("sessions_by_slot", "sum by (slot) (mcp_sessions_active{job=\"mcp\"})"),
         ("connections_by_slot", "sum by (slot) (mcp_connections_active{job=\"mcp\"})"),
         ("memory_bytes_by_slot", "sum by (slot) (process_resident_memory_bytes{job=\"mcp\"})"),
+        // The load balancer's cost: at 100,000 sessions Traefik holds more than the replicas.
+        ("lb_memory_bytes", "sum(process_resident_memory_bytes{job=\"traefik\"})"),
+        ("lb_cpu_cores", "sum(rate(process_cpu_seconds_total{job=\"traefik\"}[30s]))"),
         ("targets_up", "up"),
     ];
     for (file, expr) in queries {

@@ -181,6 +181,9 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         serde_json::from_str(&std::fs::read_to_string(full.join("metrics/requests_per_second_by_slot.json")).unwrap())
             .unwrap();
     assert!(!series["answer"]["data"]["result"].as_array().unwrap().is_empty(), "a Prometheus range was saved");
+    let lb: Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("metrics/lb_memory_bytes.json")).unwrap()).unwrap();
+    assert!(!lb["answer"]["data"]["result"].as_array().unwrap().is_empty(), "Traefik's memory was saved: {lb}");
     let log = std::fs::read_to_string(full.join("logs/swit-ph_server.log")).unwrap();
     assert!(log.contains("serving"), "the replicas' logs: {}", &log[..log.len().min(300)]);
     assert!(std::fs::read_to_string(full.join("timeline.jsonl")).unwrap().lines().count() > 60);
