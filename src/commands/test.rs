@@ -222,7 +222,7 @@ async fn run(
     }
     ctx.settle().await?;
     let stop_sampler = tokio_util::sync::CancellationToken::new();
-    let sampler = sampler::start(docker.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone());
+    let sampler = sampler::start(docker.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
 
     let mut phases: Vec<Phase> = Vec::new();
     for name in names {

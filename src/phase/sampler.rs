@@ -3,7 +3,6 @@
 //! the wall time between them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,42 +10,62 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{fleet, Docker};
 use crate::report::ResourceSample;
 
-/// Samples until `stop`; returns what it saw.
-pub fn start(
+/// Reads every running replica once (the baseline, before any load), then samples every
+/// `every` until `stop`; the task returns what it saw, baseline first.
+pub async fn start(
     docker: Docker,
     service: String,
     every: Duration,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<Vec<ResourceSample>> {
+    let mut out = Vec::new();
+    let mut last: HashMap<String, fleet::Usage> = HashMap::new();
+    round(&docker, &service, &mut last, &mut out).await;
     tokio::spawn(async move {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let mut last: HashMap<String, fleet::Usage> = HashMap::new();
         let mut tick = tokio::time::interval(every);
+        tick.tick().await; // the first tick is now: the baseline was just read
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            let Ok(tasks) = fleet::tasks(&docker, &service).await else { continue };
-            for t in tasks.iter().filter(|t| t.is_running()) {
-                let Some(c) = &t.container else { continue };
-                let Ok(u) = fleet::usage(&docker, c).await else { continue };
-                if let Some(prev) = last.get(c) {
-                    let wall_ns = u.at_ms.saturating_sub(prev.at_ms) as f64 * 1e6;
-                    if wall_ns > 0.0 {
-                        let cpu = u.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / wall_ns;
-                        out.lock().unwrap_or_else(|p| p.into_inner()).push(ResourceSample {
-                            at_ms: u.at_ms,
-                            slot: t.slot,
-                            cpu_cores: (cpu * 1000.0).round() / 1000.0,
-                            memory_bytes: u.memory_bytes,
-                        });
-                    }
-                }
-                last.insert(c.clone(), u);
-            }
+            round(&docker, &service, &mut last, &mut out).await;
         }
-        let v = out.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        v
+        out
     })
+}
+
+/// One reading of every running replica: a sample against its previous reading, or a
+/// baseline (memory only) for a container seen for the first time before any sample.
+async fn round(
+    docker: &Docker,
+    service: &str,
+    last: &mut HashMap<String, fleet::Usage>,
+    out: &mut Vec<ResourceSample>,
+) {
+    let baseline = out.is_empty() && last.is_empty();
+    let Ok(tasks) = fleet::tasks(docker, service).await else { return };
+    for t in tasks.iter().filter(|t| t.is_running()) {
+        let Some(c) = &t.container else { continue };
+        let Ok(u) = fleet::usage(docker, c).await else { continue };
+        let sample = |cpu_cores| ResourceSample {
+            at_ms: u.at_ms,
+            slot: t.slot,
+            cpu_cores,
+            memory_bytes: u.memory_bytes,
+            baseline,
+        };
+        match last.get(c) {
+            _ if baseline => out.push(sample(0.0)),
+            Some(prev) => {
+                let wall_ns = u.at_ms.saturating_sub(prev.at_ms) as f64 * 1e6;
+                if wall_ns > 0.0 {
+                    let cpu = u.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / wall_ns;
+                    out.push(sample((cpu * 1000.0).round() / 1000.0));
+                }
+            }
+            None => {}
+        }
+        last.insert(c.clone(), u);
+    }
 }

@@ -258,10 +258,13 @@ pub struct ResourceSample {
     pub at_ms: u64,
     /// The replica's slot.
     pub slot: i64,
-    /// CPU cores in use since the previous sample of this container.
+    /// CPU cores in use since the previous sample of this container (0 in a baseline).
     pub cpu_cores: f64,
     /// Memory in use, bytes.
     pub memory_bytes: u64,
+    /// Read before the phases began: the replica's memory without load (no CPU figure yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub baseline: bool,
 }
 
 impl TestRun {

@@ -133,8 +133,9 @@ pub(crate) fn fixture() -> TestRun {
         ],
         timeline,
         resources: vec![
-            ResourceSample { at_ms: t0 + 5000, slot: 1, cpu_cores: 0.25, memory_bytes: 20 << 20 },
-            ResourceSample { at_ms: t0 + 10_000, slot: 1, cpu_cores: 0.35, memory_bytes: 22 << 20 },
+            ResourceSample { at_ms: t0 - 1000, slot: 1, cpu_cores: 0.0, memory_bytes: 2 << 20, baseline: true },
+            ResourceSample { at_ms: t0 + 5000, slot: 1, cpu_cores: 0.25, memory_bytes: 20 << 20, baseline: false },
+            ResourceSample { at_ms: t0 + 10_000, slot: 1, cpu_cores: 0.35, memory_bytes: 22 << 20, baseline: false },
         ],
     }
 }

@@ -254,13 +254,15 @@ pub fn markdown(r: &TestRun) -> String {
         let per_replica = peak as f64 / slots.len() as f64;
         let _ = writeln!(
             md,
-            "\n## Replica resources (Engine API)\n\nMemory per session: (largest − first sample) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {} replica(s).\n\n| slot | samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|---|---|---|---|---|---|",
+            "\n## Replica resources (Engine API)\n\nMemory first: read before the phases began. Per session: (largest − first) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {} replica(s).\n\n| slot | samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|---|---|---|---|---|---|",
             slots.len()
         );
         for (slot, v) in slots {
-            let mean = v.iter().map(|s| s.cpu_cores).sum::<f64>() / v.len() as f64;
-            let max = v.iter().map(|s| s.cpu_cores).fold(0.0, f64::max);
-            let first = v.iter().min_by_key(|s| s.at_ms).map_or(0, |s| s.memory_bytes);
+            let loaded: Vec<&&super::ResourceSample> = v.iter().filter(|s| !s.baseline).collect();
+            let mean = loaded.iter().map(|s| s.cpu_cores).sum::<f64>() / loaded.len().max(1) as f64;
+            let max = loaded.iter().map(|s| s.cpu_cores).fold(0.0, f64::max);
+            // The baseline, read before the phases; results from before it had one: the earliest.
+            let first = v.iter().min_by_key(|s| (!s.baseline, s.at_ms)).map_or(0, |s| s.memory_bytes);
             let mem = v.iter().map(|s| s.memory_bytes).max().unwrap_or(0);
             let per_session = if per_replica >= 1.0 {
                 format!("{:.1} KiB", mem.saturating_sub(first) as f64 / 1024.0 / per_replica)
@@ -270,7 +272,7 @@ pub fn markdown(r: &TestRun) -> String {
             let _ = writeln!(
                 md,
                 "| {slot} | {} | {mean:.2} cores | {max:.2} cores | {:.1} MiB | {:.1} MiB | {per_session} |",
-                v.len(),
+                loaded.len(),
                 first as f64 / 1048576.0,
                 mem as f64 / 1048576.0
             );

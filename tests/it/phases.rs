@@ -174,6 +174,10 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
 
     // The rest of the folder.
     assert!(!r.resources.is_empty(), "Engine API stats were sampled");
+    let baselines: Vec<i64> = r.resources.iter().filter(|s| s.baseline).map(|s| s.slot).collect();
+    assert_eq!(baselines.len(), 3, "every replica read once before the phases: {baselines:?}");
+    let first_phase = r.phases[0].started_ms;
+    assert!(r.resources.iter().filter(|s| s.baseline).all(|s| s.at_ms <= first_phase), "{:?}", r.resources);
     for f in ["SUMMARY.txt", "FINAL_REPORT.md", "report.html", "timeline.jsonl", "metrics/docker-stats.json"] {
         assert!(full.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} is written");
     }
