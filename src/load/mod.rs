@@ -710,6 +710,46 @@ fn summarize(
     }
 }
 
+/// The ramp's real rate, the hold's own figures and the client's memory, as reasons' lines.
+pub fn detail_lines(r: &RunResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    let g = &r.generator;
+    if g.sessions_opened > 1 {
+        lines.push(format!(
+            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)",
+            g.sessions_opened,
+            g.ramp_s,
+            g.ramp_rate,
+            r.config.ramp,
+            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
+        ));
+    }
+    if let Some(h) = &r.hold {
+        lines.push(format!(
+            "hold ({} s after the ramp, at least {} sessions open): success {:.3} % ({} of {}), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            h.seconds,
+            h.sessions_min,
+            h.success_ratio * 100.0,
+            h.ok,
+            h.requests,
+            h.latency_ms.p50,
+            h.latency_ms.p99,
+            h.latency_ms.max
+        ));
+    }
+    if let Some(m) = &r.client_memory {
+        lines.push(format!(
+            "client memory: {:.1} KiB per session ({} MiB resident over {} process(es) with {} sessions open, {} MiB before the first)",
+            m.kib_per_session,
+            m.rss_kib / 1024,
+            m.processes,
+            m.sessions,
+            m.rss_before_kib / 1024
+        ));
+    }
+    lines
+}
+
 /// The human summary, rendered from the results alone.
 pub fn summary_text(r: &RunResult) -> String {
     let s = &r.summary;
@@ -737,35 +777,9 @@ pub fn summary_text(r: &RunResult) -> String {
         u.p999,
         u.max
     );
-    let g = &r.generator;
-    if g.sessions_opened > 1 {
-        out.push_str(&format!(
-            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)\n",
-            g.sessions_opened,
-            g.ramp_s,
-            g.ramp_rate,
-            r.config.ramp,
-            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
-        ));
-    }
-    if let Some(h) = &r.hold {
-        out.push_str(&format!(
-            "hold ({} s after the ramp, at least {} sessions open): {} sent, {} ok ({:.3} %), p50 {:.3}  p99 {:.3}  max {:.3} ms\n",
-            h.seconds,
-            h.sessions_min,
-            h.requests,
-            h.ok,
-            h.success_ratio * 100.0,
-            h.latency_ms.p50,
-            h.latency_ms.p99,
-            h.latency_ms.max
-        ));
-    }
-    if let Some(m) = &r.client_memory {
-        out.push_str(&format!(
-            "client memory: {:.1} KiB per session ({} KiB resident over {} process(es) with {} sessions open, {} KiB before)\n",
-            m.kib_per_session, m.rss_kib, m.processes, m.sessions, m.rss_before_kib
-        ));
+    for line in detail_lines(r) {
+        out.push_str(&line);
+        out.push('\n');
     }
     if s.sessions_dropped > 0 {
         out.push_str(&format!(

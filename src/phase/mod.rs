@@ -372,46 +372,6 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (String, Vec<Strin
     (verdict.into(), reasons)
 }
 
-/// The ramp's real rate, the hold's own figures and the client's memory, as reasons' lines.
-pub fn detail_lines(r: &RunResult) -> Vec<String> {
-    let mut lines = Vec::new();
-    let g = &r.generator;
-    if g.sessions_opened > 1 {
-        lines.push(format!(
-            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)",
-            g.sessions_opened,
-            g.ramp_s,
-            g.ramp_rate,
-            r.config.ramp,
-            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
-        ));
-    }
-    if let Some(h) = &r.hold {
-        lines.push(format!(
-            "hold ({} s after the ramp, at least {} sessions open): success {:.3} % ({} of {}), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            h.seconds,
-            h.sessions_min,
-            h.success_ratio * 100.0,
-            h.ok,
-            h.requests,
-            h.latency_ms.p50,
-            h.latency_ms.p99,
-            h.latency_ms.max
-        ));
-    }
-    if let Some(m) = &r.client_memory {
-        lines.push(format!(
-            "client memory: {:.1} KiB per session ({} MiB resident over {} process(es) with {} sessions open, {} MiB before the first)",
-            m.kib_per_session,
-            m.rss_kib / 1024,
-            m.processes,
-            m.sessions,
-            m.rss_before_kib / 1024
-        ));
-    }
-    lines
-}
-
 /// What Prometheus says the replicas received (every method but the handshake's), with the
 /// replicas counted, once the latest requests have surely been scraped; `Err` says why not.
 pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<String>), String> {
@@ -490,7 +450,7 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
     match result {
         Ok(r) => {
             let (verdict, mut reasons) = judge_load(&ctx.config.slo, &r);
-            reasons.extend(detail_lines(&r));
+            reasons.extend(load::detail_lines(&r));
             let rec = reconcile(&r, before, server_count(ctx).await);
             reasons.push(format!("reconciliation: {}", rec.note));
             phase.verdict = verdict;
