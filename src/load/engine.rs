@@ -151,16 +151,12 @@ pub async fn run(
     mut on_second: impl FnMut(Second, &Stats),
 ) -> (Stats, Duration, bool) {
     let shards = Arc::new(Shards::new(16));
-    let start = match plan.start_at {
-        Some(at) => Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or_default(),
-        None => Instant::now() + Duration::from_millis(50),
-    };
+    // One start, on the wall clock (shared with other worker processes) and on this one.
+    let start_at = plan.start_at.unwrap_or_else(|| std::time::SystemTime::now() + Duration::from_millis(50));
+    let start = Instant::now() + start_at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
     let end = start + plan.run_time();
-    let start_ms = match plan.start_at {
-        Some(at) => at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        None => crate::units::unix_now_ms() + 50,
-    };
-    live.first_due_ms.store(start_ms, Relaxed);
+    live.first_due_ms
+        .store(start_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64, Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..plan.sessions {
         let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);

@@ -82,7 +82,7 @@ impl Tally {
         }
     }
 
-    /// Adds a process's memory before its first session (a worker's, once known).
+    /// Adds a process's memory before its first session (a worker's, from its report).
     pub fn before(&mut self, kib: u64) {
         self.memory.rss_before_kib += kib;
     }

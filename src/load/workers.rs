@@ -25,11 +25,9 @@ struct WorkerSecond {
     sessions: u64,
     stats: WireStats,
     live: LiveWire,
-    /// The worker's resident memory at the second's end, and before its first session, KiB.
+    /// The worker's resident memory at the second's end, KiB.
     #[serde(default)]
     rss_kib: u64,
-    #[serde(default)]
-    rss_before_kib: u64,
 }
 
 /// A worker's live counters as of a second, for the parent's `Live` (what the failover
@@ -50,6 +48,9 @@ struct WorkerReport {
     sessions: SessionCounts,
     elapsed_s: f64,
     interrupted: bool,
+    /// Its resident memory before its first session, KiB.
+    #[serde(default)]
+    rss_before_kib: u64,
 }
 
 /// The worker side: runs its share, writing each second and then the totals into `dir`.
@@ -87,7 +88,6 @@ pub async fn serve_as_worker(
             stats: WireStats::from(st),
             live,
             rss_kib: super::tally::rss_kib(),
-            rss_before_kib,
         };
         let _ = writeln!(seconds, "{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = seconds.flush();
@@ -98,6 +98,7 @@ pub async fn serve_as_worker(
         sessions: SessionCounts::of(&live),
         elapsed_s: elapsed.as_secs_f64(),
         interrupted,
+        rss_before_kib,
     };
     let tmp = dir.join("report.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
@@ -112,8 +113,6 @@ struct Worker {
     done: bool,
     last_t: u64,
     live: LiveWire,
-    /// Its memory before its first session, once its first second told.
-    rss_before_kib: Option<u64>,
 }
 
 fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
@@ -192,15 +191,7 @@ pub async fn run(
             .stderr(log)
             .spawn()
             .context("cannot start a load worker")?;
-        workers.push(Worker {
-            child,
-            dir,
-            offset: 0,
-            done: false,
-            last_t: 0,
-            live: LiveWire::default(),
-            rss_before_kib: None,
-        });
+        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0, live: LiveWire::default() });
     }
 
     // The parent's memory counts too: it is part of what the load costs.
@@ -226,9 +217,6 @@ pub async fn run(
                 if w.done {
                     read_seconds(w, &mut pending, &live)?;
                 }
-            }
-            if let Some(kib) = w.rss_before_kib.take() {
-                tally.before(kib);
             }
         }
         merge_live(&workers, &live);
@@ -273,6 +261,7 @@ pub async fn run(
         let report: WorkerReport = serde_json::from_slice(&bytes).context("a worker report does not parse")?;
         total.merge(&Stats::try_from(&report.stats).map_err(anyhow::Error::msg)?);
         counts.add(report.sessions);
+        tally.before(report.rss_before_kib);
         elapsed = elapsed.max(report.elapsed_s);
         interrupted |= report.interrupted;
     }
@@ -326,9 +315,6 @@ fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, Pending>, live: &eng
         entry.sessions += s.sessions;
         entry.stats.merge(&stats);
         entry.rss_kib += s.rss_kib;
-        if w.last_t == 0 {
-            w.rss_before_kib = Some(s.rss_before_kib);
-        }
         w.last_t = w.last_t.max(s.t);
         if !s.live.failures.is_empty() {
             let mut f = live.failures.lock().unwrap_or_else(|p| p.into_inner());

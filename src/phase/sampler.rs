@@ -20,7 +20,7 @@ pub async fn start(
 ) -> tokio::task::JoinHandle<Vec<ResourceSample>> {
     let mut out = Vec::new();
     let mut last: HashMap<String, fleet::Usage> = HashMap::new();
-    round(&docker, &service, &mut last, &mut out).await;
+    round(&docker, &service, &mut last, &mut out, true).await;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await; // the first tick is now: the baseline was just read
@@ -29,21 +29,21 @@ pub async fn start(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            round(&docker, &service, &mut last, &mut out).await;
+            round(&docker, &service, &mut last, &mut out, false).await;
         }
         out
     })
 }
 
-/// One reading of every running replica: a sample against its previous reading, or a
-/// baseline (memory only) for a container seen for the first time before any sample.
+/// One reading of every running replica: the baseline (memory only), or a sample against
+/// the container's previous reading (a container first seen now gets none yet).
 async fn round(
     docker: &Docker,
     service: &str,
     last: &mut HashMap<String, fleet::Usage>,
     out: &mut Vec<ResourceSample>,
+    baseline: bool,
 ) {
-    let baseline = out.is_empty() && last.is_empty();
     let Ok(tasks) = fleet::tasks(docker, service).await else { return };
     for t in tasks.iter().filter(|t| t.is_running()) {
         let Some(c) = &t.container else { continue };
@@ -55,16 +55,14 @@ async fn round(
             memory_bytes: u.memory_bytes,
             baseline,
         };
-        match last.get(c) {
-            _ if baseline => out.push(sample(0.0)),
-            Some(prev) => {
-                let wall_ns = u.at_ms.saturating_sub(prev.at_ms) as f64 * 1e6;
-                if wall_ns > 0.0 {
-                    let cpu = u.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / wall_ns;
-                    out.push(sample((cpu * 1000.0).round() / 1000.0));
-                }
+        if baseline {
+            out.push(sample(0.0));
+        } else if let Some(prev) = last.get(c) {
+            let wall_ns = u.at_ms.saturating_sub(prev.at_ms) as f64 * 1e6;
+            if wall_ns > 0.0 {
+                let cpu = u.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / wall_ns;
+                out.push(sample((cpu * 1000.0).round() / 1000.0));
             }
-            None => {}
         }
         last.insert(c.clone(), u);
     }
