@@ -206,57 +206,61 @@ pub fn second_of(t: u64, s: &Stats, sessions: u64) -> Second {
     }
 }
 
-/// Connects and initializes, retrying with a bounded backoff; the failure class otherwise.
-/// Session `i` goes to target `i + shift`; a failed attempt moves it on to the next target for
-/// good (`shift`), as a client with several addresses would: the sessions of a replica (or a
-/// load-balancer instance) that died reconnect to the others.
-async fn open(
-    plan: &Plan,
-    shards: &Shards,
-    live: &Live,
-    i: usize,
-    shift: &mut usize,
-    cancel: &CancellationToken,
-) -> Result<Session, ErrorClass> {
-    let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
-    let timeout = plan.timeout;
-    let mut backoff = Duration::from_millis(100);
-    let mut last = ErrorClass::Connect;
-    for _ in 0..3 {
-        let target = &plan.targets[(i + *shift) % plan.targets.len()];
-        let started = Instant::now();
-        let attempt = async {
-            let mut s = Session::connect(target, source).await?;
-            s.initialize(1).await?;
-            if plan.get_stream {
-                s.listen().await?;
-            }
-            Ok::<_, ErrorClass>(s)
-        };
-        let outcome = match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(ErrorClass::Timeout),
-        };
-        let took = us(started.elapsed());
-        shards.with(i, |st| st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|e| *e), took, took, 0));
-        match outcome {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                // A client cannot get in: that is a failure the user sees, like a failed call.
-                live.failed(e);
-                last = e;
-                *shift += 1;
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-    Err(last)
+/// When a session tries to get in again: after a random delay, as real clients do, so that
+/// the sessions a dead replica or load balancer held do not all come back in the same
+/// millisecond. "Full jitter": uniform in `[0, window)`, the window 1 s after a loss and
+/// doubling (from 200 ms, up to 5 s) with each failed attempt in a row. The draw is a hash of
+/// the session and the attempt: the same run spreads its reconnections the same way.
+fn retry_delay(session: usize, failed: u32) -> Duration {
+    let window = if failed == 0 {
+        Duration::from_secs(1)
+    } else {
+        (Duration::from_millis(100) * 2u32.saturating_pow(failed.min(6))).min(Duration::from_secs(5))
+    };
+    window.mul_f64(unit_hash(((session as u64) << 8) | u64::from(failed.min(255))))
 }
 
+/// A number in `[0, 1)` from `x` (splitmix64's finalizer).
+fn unit_hash(x: u64) -> f64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One attempt to get in: connect and initialize (and open the GET stream) within the
+/// timeout, on target `i + shift`, counted as an `initialize` request.
+async fn open(plan: &Plan, shards: &Shards, live: &Live, i: usize, shift: usize) -> Result<Session, ErrorClass> {
+    let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
+    let target = &plan.targets[(i + shift) % plan.targets.len()];
+    let started = Instant::now();
+    let attempt = async {
+        let mut s = Session::connect(target, source).await?;
+        s.initialize(1).await?;
+        if plan.get_stream {
+            s.listen().await?;
+        }
+        Ok::<_, ErrorClass>(s)
+    };
+    let outcome = match tokio::time::timeout(plan.timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ErrorClass::Timeout),
+    };
+    let took = us(started.elapsed());
+    shards.with(i, |st| st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|e| *e), took, took, 0));
+    if let Err(e) = outcome {
+        // A client cannot get in: that is a failure the user sees, like a failed call.
+        live.failed(e);
+    }
+    outcome
+}
+
+/// Virtual client `i`: gets in at `due`, then sends its requests on schedule until `end`.
+/// Whenever it has no working session (not yet, lost, forgotten by the server) it tries to get
+/// one, on and on until the run ends, each failed attempt moving it on to the next target for
+/// good, as a client with several addresses would: the sessions of a replica (or a
+/// load-balancer instance) that died reconnect to the others.
 async fn session(
     i: usize,
     due: Instant,
@@ -271,18 +275,7 @@ async fn session(
         _ = cancel.cancelled() => return,
     }
     shards.with(i, |st| st.session_started(us(due.elapsed())));
-    let mut shift = 0;
-    let mut session = match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
-        Ok(s) => Some(s),
-        Err(_) => return, // counted in `initialize`
-    };
-    live.sessions_opened.fetch_add(1, Relaxed);
-    live.last_opened_ms.fetch_max(crate::units::unix_now_ms(), Relaxed);
-    let open_now = live.sessions_open.fetch_add(1, Relaxed) + 1;
-    live.sessions_peak.fetch_max(open_now, Relaxed);
 
-    // Open model: this session's share of the rate, its first request offset so that the
-    // sessions' requests interleave evenly.
     // Staged: the schedule starts once every session has (the stages fill the hold), and the
     // sessions take the schedule's requests in turn: this one the n-th of every `sessions`.
     let stages_start = end.checked_sub(plan.hold).unwrap_or(end);
@@ -292,27 +285,27 @@ async fn session(
             .map_or(end, |t| stages_start + Duration::from_secs_f64(t)),
         _ => end,
     };
-    let (interval, mut next_due) = match &plan.model {
-        Model::Open { rate } => {
-            let interval = Duration::from_secs_f64(plan.sessions as f64 / rate);
-            let offset = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
-            (Some(interval), Instant::now() + offset)
-        }
-        Model::Staged(_) => (None, staged_due(0)),
-        Model::Closed { .. } => (None, Instant::now()),
+    let interval = match &plan.model {
+        Model::Open { rate } => Some(Duration::from_secs_f64(plan.sessions as f64 / rate)),
+        _ => None,
     };
+    // Set when the session first gets in.
+    let mut next_due = end;
+    let mut opened = false;
+    let mut session: Option<Session> = None;
+    let mut shift = 0;
+    let mut failed = 0;
+    let mut reopen_at = due;
     let mut n: u64 = 0;
     let mut free_since = Instant::now();
-    // When a lost session is opened again: at once, as a client would, or a second after a
-    // failed attempt.
-    let mut reopen_at = Instant::now();
     loop {
         if cancel.is_cancelled() {
             break;
         }
         let ready = matches!(&session, Some(s) if !s.expired);
         // Held open until the run ends, even when the next request would fall after it.
-        let wake = if ready { next_due } else { reopen_at.min(next_due) }.min(end);
+        // Requests that fall due while the session is down wait for it (late, and measured so).
+        let wake = if ready { next_due } else { reopen_at }.min(end);
         // A request already due goes out at once: a timer, even one in the past, costs a
         // trip through the timer wheel (up to a millisecond).
         if wake > Instant::now() {
@@ -333,7 +326,7 @@ async fn session(
                 if !s.take_stir(stir, plan.timeout).await {
                     live.sessions_dropped.fetch_add(1, Relaxed);
                     session = None;
-                    reopen_at = Instant::now();
+                    reopen_at = Instant::now() + retry_delay(i, 0);
                 }
                 continue;
             }
@@ -342,23 +335,43 @@ async fn session(
             break;
         }
         if !ready {
-            // Lost or forgotten by the server: a new session (bounded retries per attempt,
-            // attempts until the run ends), counted.
-            let reopened = match session.as_mut() {
+            // Forgotten by the server (HTTP 404): initialize again on the same connection;
+            // otherwise a new connection.
+            let reinitialized = match session.as_mut() {
                 Some(s) => s.initialize(1).await.is_ok(),
                 None => false,
             };
-            if !reopened {
-                match open(&plan, &shards, &live, i, &mut shift, &cancel).await {
+            if !reinitialized {
+                match open(&plan, &shards, &live, i, shift).await {
                     Ok(s) => session = Some(s),
                     Err(_) => {
                         session = None;
-                        reopen_at = Instant::now() + Duration::from_secs(1);
+                        shift += 1;
+                        failed += 1;
+                        reopen_at = Instant::now() + retry_delay(i, failed);
                         continue;
                     }
                 }
             }
-            live.sessions_reestablished.fetch_add(1, Relaxed);
+            failed = 0;
+            if opened {
+                live.sessions_reestablished.fetch_add(1, Relaxed);
+                continue;
+            }
+            opened = true;
+            live.sessions_opened.fetch_add(1, Relaxed);
+            live.last_opened_ms.fetch_max(crate::units::unix_now_ms(), Relaxed);
+            let open_now = live.sessions_open.fetch_add(1, Relaxed) + 1;
+            live.sessions_peak.fetch_max(open_now, Relaxed);
+            let now = Instant::now();
+            next_due = match (&plan.model, interval) {
+                // Open model: this session's share of the rate, its first request offset so
+                // that the sessions' requests interleave evenly.
+                (Model::Open { .. }, Some(iv)) => now + iv.mul_f64((i as f64 * 0.618_033_988_75).fract()),
+                (Model::Staged(_), _) => staged_due(0),
+                _ => now,
+            };
+            free_since = now;
             continue;
         }
         let s = session.as_mut().expect("ready");
@@ -371,9 +384,9 @@ async fn session(
         };
         let done = Instant::now();
         // Lag is the generator's own lateness: from when the request was due, or, if the
-        // session was still waiting for its previous answer then, from when that came (a
-        // slow target makes requests late too, but that is the target's, and corrected
-        // latency already carries it).
+        // session was still waiting for its previous answer (or for its session) then, from
+        // when that came (a slow target makes requests late too, but that is the target's,
+        // and corrected latency already carries it).
         let lag = sent.saturating_duration_since(next_due.max(free_since));
         let (corrected, raw, lag) = (us(done - next_due.min(sent)), us(done - sent), us(lag));
         free_since = done;
@@ -381,17 +394,14 @@ async fn session(
         live.record(outcome);
         if s.expired {
             live.sessions_dropped.fetch_add(1, Relaxed);
-            reopen_at = done;
+            reopen_at = done + retry_delay(i, 0);
         }
         if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect | ErrorClass::Connect)) {
             // The connection's state is unknown (or, dialled again, it would not come up): a
-            // new one, elsewhere if it was the dial that failed.
+            // new one.
             live.sessions_dropped.fetch_add(1, Relaxed);
             session = None;
-            reopen_at = done;
-            if outcome == Err(ErrorClass::Connect) {
-                shift += 1;
-            }
+            reopen_at = done + retry_delay(i, 0);
         }
         n += 1;
         next_due = match (&plan.model, interval) {
@@ -404,5 +414,30 @@ async fn session(
     if let (true, Some(session)) = (plan.close, session) {
         let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
     }
-    live.sessions_open.fetch_sub(1, Relaxed);
+    if opened {
+        live.sessions_open.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_spread_within_their_window_and_repeat() {
+        let first: Vec<Duration> = (0..10_000).map(|i| retry_delay(i, 0)).collect();
+        assert!(first.iter().all(|d| *d < Duration::from_secs(1)));
+        // Spread evenly: each tenth of the window gets about a tenth of the sessions.
+        for k in 0..10 {
+            let (lo, hi) = (Duration::from_millis(100 * k), Duration::from_millis(100 * (k + 1)));
+            let in_bin = first.iter().filter(|d| **d >= lo && **d < hi).count();
+            assert!((900..1100).contains(&in_bin), "bin {k}: {in_bin}");
+        }
+        assert_eq!(first, (0..10_000).map(|i| retry_delay(i, 0)).collect::<Vec<_>>(), "reproducible");
+        // Failed attempts widen the window, to 5 s at most.
+        let max = |failed| (0..10_000).map(|i| retry_delay(i, failed)).max().unwrap();
+        assert!(max(1) < Duration::from_millis(200) && max(1) > Duration::from_millis(190));
+        assert!(max(3) < Duration::from_millis(800) && max(3) > Duration::from_millis(790));
+        assert!(max(40) < Duration::from_secs(5) && max(40) > Duration::from_millis(4950));
+    }
 }

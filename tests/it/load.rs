@@ -402,7 +402,7 @@ async fn sessions_are_held_until_the_end_even_with_a_long_think_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_sessions_notice_their_server_go_and_move_to_another_at_once() {
+async fn idle_sessions_notice_their_server_go_and_move_to_another() {
     let _heavy = crate::util::exclusive().await;
     for (transport, flag, path) in [("ws", "--ws", "/mcp/ws"), ("tcp", "--tcp", "")] {
         let (a, b) = (start_server(&[]).await, start_server(&[]).await);
@@ -424,7 +424,7 @@ async fn idle_sessions_notice_their_server_go_and_move_to_another_at_once() {
             "--ramp",
             "100",
             "--duration",
-            "3s",
+            "4s",
             "--think",
             "60s",
         ])
@@ -433,8 +433,41 @@ async fn idle_sessions_notice_their_server_go_and_move_to_another_at_once() {
         assert_eq!((s.requests_total, s.requests_ok), (10, 10), "{transport}: {s:?}");
         assert_eq!(s.sessions_dropped, 5, "{transport}: the 5 sessions of `a` saw it go: {s:?}");
         assert_eq!(s.sessions_reestablished, 5, "{transport}: {s:?}");
-        // They came back on `b`, at once: `b` initialized its own 5 and those 5.
+        // They came back on `b` (within a second and a refused try at `a`): `b` initialized its
+        // own 5 and those 5.
         assert_eq!(b.metrics.requests_total("initialize"), 10, "{transport}");
         assert_eq!(a.metrics.requests_total("initialize"), 5, "{transport}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_trying_to_get_in_until_the_server_lets_them() {
+    let _heavy = crate::util::exclusive().await;
+    let s = start_server(&[]).await;
+    let server = s.addr("--tcp");
+    // A door that hangs up on everyone for the first 1.5 s, then lets them through to the
+    // server: every session's first attempts fail, on the same (only) target.
+    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("tcp://{}", door.local_addr().unwrap());
+    let opened_at = Instant::now() + Duration::from_millis(1500);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = door.accept().await {
+            if Instant::now() < opened_at {
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(server).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    let out = run(&["--url", &url, "--sessions", "4", "--ramp", "100", "--duration", "4s", "--think", "500ms"]).await;
+    let init = &out.result.by_method["initialize"];
+    assert_eq!(out.result.generator.sessions_opened, 4, "all got in, late: {:?}", out.result.generator);
+    assert_eq!(init.ok, 4, "{init:?}");
+    // 1.5 s of refusals take more than the three tries (0.7 s) clients used to give up after.
+    assert!(init.count - init.ok >= 12, "each kept trying: {init:?}");
+    assert_eq!(out.result.summary.sessions_reestablished, 0, "first opens are not re-establishments");
+    assert!(out.result.summary.requests_ok > 0 && out.result.summary.requests_ok == out.result.summary.requests_total);
+    assert_eq!(s.metrics.requests_total("initialize"), 4);
 }
