@@ -115,6 +115,15 @@ struct Worker {
     live: LiveWire,
 }
 
+impl Drop for Worker {
+    /// A parent that gives up (an error, a panic) takes its workers with it; one that waited
+    /// for them ends nothing (the exit status is already known).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
     let mut a: Vec<String> = vec!["-q".into(), "load".into()];
     for u in &o.urls {
@@ -177,15 +186,30 @@ pub async fn run(
     // One schedule for all: worker k's sessions are due at t0 + (k + j·n) / ramp.
     let t0 = SystemTime::now() + Duration::from_millis(1500);
     let t0_ms = t0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    // The workers are the parallelism: each one's runtime gets its share of the cores, not all
+    // of them (8 workers on 2 cores with 2 threads each spent a sixth of the ramp's CPU on
+    // waking and switching threads). A TOKIO_WORKER_THREADS the user set wins.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| (cores / n).max(1).to_string());
     let mut workers = Vec::with_capacity(n);
     for k in 0..n {
         let sessions = plan.sessions / n + usize::from(k < plan.sessions % n);
         let dir = base.join(format!("worker-{k}"));
+        // An earlier run's files in the same --out would be read as this run's.
+        for stale in ["seconds.jsonl", "report.json"] {
+            match std::fs::remove_file(dir.join(stale)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot clear {}", dir.join(stale).display()))
+                }
+                _ => {}
+            }
+        }
         std::fs::create_dir_all(&dir)?;
         let start_ms = t0_ms + (k as f64 * 1000.0 / plan.ramp) as u64;
         let log = std::fs::File::create(dir.join("log.txt"))?;
         let child = Command::new(&exe)
             .args(args_for(o, plan, sessions, plan.ramp / n as f64, start_ms, &dir))
+            .env("TOKIO_WORKER_THREADS", &threads)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

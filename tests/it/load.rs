@@ -337,27 +337,28 @@ fn workers_split_the_sessions_and_merge_exactly() {
     let (mut server, url) = serve_child(&[]);
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = crate::util::swarmctl(
-        &[
-            "load",
-            "--url",
-            &url,
-            "--sessions",
-            "30",
-            "--ramp",
-            "200",
-            "--duration",
-            "2s",
-            "--think",
-            "20ms",
-            "--workers",
-            "3",
-            "--json",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-        state.path(),
-    );
+    let args = [
+        "load",
+        "--url",
+        &url,
+        "--sessions",
+        "30",
+        "--ramp",
+        "200",
+        "--duration",
+        "2s",
+        "--think",
+        "20ms",
+        "--workers",
+        "3",
+        "--json",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ];
+    // Twice into the same folder: the second run must not read the first one's worker files.
+    let first = crate::util::swarmctl(&args, state.path());
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let out = crate::util::swarmctl(&args, state.path());
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
