@@ -437,6 +437,20 @@ impl Session {
         }
     }
 
+    /// After a request timed out or lost its connection: whether the MCP session survives it.
+    /// A Streamable HTTP session lives on the server under its id, so the next request just
+    /// dials again, as an HTTP client would; initializing a new one instead would leave the
+    /// old one behind on the server and, under overload, add two requests for every one that
+    /// timed out. A WebSocket, TCP or legacy SSE session is gone with its connection.
+    pub fn survives_lost_connection(&mut self) -> bool {
+        if matches!(self.conn, Conn::Http(_)) {
+            self.reconnect = true;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Resolves when the server stirs the idle session's connection; never where there is
     /// nothing to watch (legacy SSE; an HTTP connection already known to be spent). Reads
     /// nothing, so the session's timer may cancel it.

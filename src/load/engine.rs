@@ -396,9 +396,15 @@ async fn session(
             live.sessions_dropped.fetch_add(1, Relaxed);
             reopen_at = done + retry_delay(i, 0);
         }
-        if matches!(outcome, Err(ErrorClass::Timeout | ErrorClass::Disconnect | ErrorClass::Connect)) {
-            // The connection's state is unknown (or, dialled again, it would not come up): a
-            // new one.
+        let lost = match outcome {
+            // The connection's state is unknown: a new one, and a new session unless it
+            // outlives its connection.
+            Err(ErrorClass::Timeout | ErrorClass::Disconnect) => !s.survives_lost_connection(),
+            // Dialled again, it would not come up: the target is gone, and the session with it.
+            Err(ErrorClass::Connect) => true,
+            _ => false,
+        };
+        if lost {
             live.sessions_dropped.fetch_add(1, Relaxed);
             session = None;
             reopen_at = done + retry_delay(i, 0);

@@ -472,3 +472,34 @@ async fn sessions_keep_trying_to_get_in_until_the_server_lets_them() {
     assert!(out.result.summary.requests_ok > 0 && out.result.summary.requests_ok == out.result.summary.requests_total);
     assert_eq!(s.metrics.requests_total("initialize"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_session_outlives_its_timed_out_requests() {
+    let _heavy = crate::util::exclusive().await;
+    // The server answers nothing from 1 s to 2 s; requests give up after 300 ms.
+    let s = start_server(&["--stall", "1s/60s@1s"]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let out = run(&[
+        "--url",
+        &url,
+        "--sessions",
+        "4",
+        "--ramp",
+        "1000",
+        "--duration",
+        "3500ms",
+        "--rate",
+        "40",
+        "--timeout",
+        "300ms",
+    ])
+    .await;
+    let r = &out.result.summary;
+    assert!(r.errors.get("timeout").copied().unwrap_or(0) >= 4, "the stall timed requests out: {r:?}");
+    // The sessions stayed: their next requests dialled again under the same session id, and
+    // went on after the stall; no session was initialized twice.
+    assert_eq!((r.sessions_dropped, r.sessions_reestablished), (0, 0), "{r:?}");
+    assert_eq!(s.metrics.requests_total("initialize"), 4);
+    assert!(r.requests_ok >= 40, "answered after the stall too: {r:?}");
+    assert_eq!(r.requests_total - r.requests_ok, r.errors.values().sum::<u64>());
+}
