@@ -22,9 +22,24 @@ pub struct ServiceState {
     pub desired: u64,
     /// Slots with a running task of the current spec.
     pub running: u64,
+    /// Tasks asked to stop that still run (a scale-down draining): until they are gone the
+    /// service runs more than it was asked to.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stopping: u64,
     /// The latest scheduler or task message, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ServiceState {
+    /// Exactly what was asked: every slot running, nothing surplus still running.
+    pub fn converged(&self) -> bool {
+        self.running >= self.desired && self.stopping == 0
+    }
 }
 
 /// Why the wait ended without convergence.
@@ -111,7 +126,7 @@ pub async fn wait(
             on_change(&states);
             last = states.clone();
         }
-        if states.iter().all(|s| s.running >= s.desired) {
+        if states.iter().all(ServiceState::converged) {
             let since = *stable_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= monitor {
                 return Ok(states);
@@ -178,6 +193,7 @@ async fn service_state(
         .await
         .map_err(|e| EngineError::api(format!("list tasks of {name}"), e))?;
     let mut running: BTreeSet<i64> = BTreeSet::new();
+    let mut stopping = 0;
     let mut failures: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut note = None;
     for t in &tasks {
@@ -186,9 +202,13 @@ async fn service_state(
         let err = status.err.clone().filter(|e| !e.is_empty());
         let id = t.id.clone().unwrap_or_default();
         let desired_running = t.desired_state == Some(TaskState::RUNNING);
-        if desired_running && state == Some(TaskState::RUNNING) {
-            running.insert(t.slot.unwrap_or(0));
-            pending_since.remove(&id);
+        if state == Some(TaskState::RUNNING) {
+            if desired_running {
+                running.insert(t.slot.unwrap_or(0));
+                pending_since.remove(&id);
+            } else {
+                stopping += 1;
+            }
             continue;
         }
         match (state, err) {
@@ -221,5 +241,8 @@ async fn service_state(
             reason: format!("{} tasks failed, the last with: {reason}", failures.len()),
         });
     }
-    Ok(ServiceState { name: name.into(), desired, running: running.len() as u64, note })
+    if stopping > 0 && note.is_none() {
+        note = Some(format!("{stopping} stopping"));
+    }
+    Ok(ServiceState { name: name.into(), desired, running: running.len() as u64, stopping, note })
 }
