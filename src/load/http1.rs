@@ -78,7 +78,9 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, WireEr
 }
 
 async fn read_response(stream: &mut TcpStream) -> Result<Response, WireError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // Most answers fit in 1 KiB, which the allocator serves from its per-thread cache; a
+    // larger one grows the buffer.
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let (mut res, head_len, framing) = loop {
         if fill(stream, &mut buf).await? == 0 {
             return Err(WireError::Io);
