@@ -114,7 +114,9 @@ pub enum Stir {
 }
 
 enum Conn {
-    Http(http1::Conn),
+    /// `None`: closed (timed out, or ended by the server); dialled again before the next
+    /// request, so that a session waiting for its next turn holds no socket.
+    Http(Option<http1::Conn>),
     Sse {
         events: EventStream,
         post: http1::Conn,
@@ -246,7 +248,7 @@ impl Session {
         let tcp = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
         let _ = tcp.set_nodelay(true);
         let conn = match target {
-            Target::Http { .. } => Conn::Http(http1::Conn::new(tcp)),
+            Target::Http { .. } => Conn::Http(Some(http1::Conn::new(tcp))),
             Target::Ws { path, subprotocol, .. } => Conn::Ws(
                 ws1::Conn::handshake(tcp, authority, path, *subprotocol).await.map_err(|_| ErrorClass::Connect)?,
             ),
@@ -347,14 +349,14 @@ impl Session {
             let _ = tcp.set_nodelay(true);
             match &mut self.conn {
                 Conn::Sse { post, .. } => *post = http1::Conn::new(tcp),
-                conn => *conn = Conn::Http(http1::Conn::new(tcp)),
+                conn => *conn = Conn::Http(Some(http1::Conn::new(tcp))),
             }
             self.reconnect = false;
         }
         let head = self.head(method);
         let conn = match &mut self.conn {
-            Conn::Http(conn) | Conn::Sse { post: conn, .. } => conn,
-            _ => unreachable!("HTTP only"),
+            Conn::Http(Some(conn)) | Conn::Sse { post: conn, .. } => conn,
+            _ => unreachable!("an open HTTP connection"),
         };
         let res = conn.request(&head, bytes).await.map_err(|e| match e {
             WireError::Io => ErrorClass::Disconnect,
@@ -443,12 +445,10 @@ impl Session {
     /// old one behind on the server and, under overload, add two requests for every one that
     /// timed out. A WebSocket, TCP or legacy SSE session is gone with its connection.
     pub fn survives_lost_connection(&mut self) -> bool {
-        if matches!(self.conn, Conn::Http(_)) {
-            self.reconnect = true;
-            true
-        } else {
-            false
-        }
+        let Conn::Http(conn) = &mut self.conn else { return false };
+        *conn = None;
+        self.reconnect = true;
+        true
     }
 
     /// Resolves when the server stirs the idle session's connection; never where there is
@@ -456,7 +456,7 @@ impl Session {
     /// nothing, so the session's timer may cancel it.
     pub async fn stirred(&self) -> Stir {
         let closed = match &self.conn {
-            Conn::Http(conn) if !self.reconnect => conn.stirred().await,
+            Conn::Http(Some(conn)) if !self.reconnect => conn.stirred().await,
             Conn::Ws(ws) => ws.stirred().await,
             Conn::Tcp(stream) if !stream.buffer().is_empty() => false,
             Conn::Tcp(stream) => matches!(stream.get_ref().peek(&mut [0u8; 1]).await, Ok(0) | Err(_)),
@@ -475,7 +475,8 @@ impl Session {
     pub async fn take_stir(&mut self, stir: Stir, timeout: std::time::Duration) -> bool {
         let read = async {
             match &mut self.conn {
-                Conn::Http(_) => {
+                Conn::Http(conn) => {
+                    *conn = None;
                     self.reconnect = true;
                     true
                 }
