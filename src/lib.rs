@@ -20,6 +20,7 @@ pub mod convert;
 pub mod engine;
 pub mod image;
 pub mod load;
+pub mod mix;
 pub mod phase;
 pub mod plan;
 pub mod render;

@@ -439,7 +439,8 @@ impl Session {
         }
     }
 
-    /// After a request timed out or lost its connection: whether the MCP session survives it.
+    /// After the connection is lost (a request timed out or broke, or the server closed it
+    /// while idle): whether the MCP session survives it.
     /// A Streamable HTTP session lives on the server under its id, so the next request just
     /// dials again, as an HTTP client would; initializing a new one instead would leave the
     /// old one behind on the server and, under overload, add two requests for every one that
@@ -473,19 +474,17 @@ impl Session {
     /// with its connection (WebSocket, TCP). A Streamable HTTP session outlives its
     /// connection: it is dialled again before the next request, as any HTTP client would.
     pub async fn take_stir(&mut self, stir: Stir, timeout: std::time::Duration) -> bool {
+        if self.survives_lost_connection() {
+            return true;
+        }
         let read = async {
             match &mut self.conn {
-                Conn::Http(conn) => {
-                    *conn = None;
-                    self.reconnect = true;
-                    true
-                }
                 // A message the server started (a notification): skipped, as `call` does.
                 Conn::Ws(ws) => stir == Stir::Data && matches!(ws.recv().await, Ok(ws1::Message::Text(_))),
                 Conn::Tcp(stream) => {
                     stir == Stir::Data && matches!(stream.read_line(&mut String::new()).await, Ok(n) if n > 0)
                 }
-                Conn::Sse { .. } => true,
+                Conn::Http(_) | Conn::Sse { .. } => true,
             }
         };
         tokio::time::timeout(timeout, read).await.unwrap_or(false)

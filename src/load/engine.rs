@@ -217,16 +217,7 @@ fn retry_delay(session: usize, failed: u32) -> Duration {
     } else {
         (Duration::from_millis(100) * 2u32.saturating_pow(failed.min(6))).min(Duration::from_secs(5))
     };
-    window.mul_f64(unit_hash(((session as u64) << 8) | u64::from(failed.min(255))))
-}
-
-/// A number in `[0, 1)` from `x` (splitmix64's finalizer).
-fn unit_hash(x: u64) -> f64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    window.mul_f64(crate::mix::unit(((session as u64) << 8) | u64::from(failed.min(255))))
 }
 
 /// One attempt to get in: connect and initialize (and open the GET stream) within the

@@ -187,8 +187,8 @@ pub async fn run(
     let t0 = SystemTime::now() + Duration::from_millis(1500);
     let t0_ms = t0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
     // The workers are the parallelism: each one's runtime gets its share of the cores, not all
-    // of them (8 workers on 2 cores with 2 threads each spent a sixth of the ramp's CPU on
-    // waking and switching threads). A TOKIO_WORKER_THREADS the user set wins.
+    // of them (more threads than cores only add wake-ups and switches between them). A
+    // TOKIO_WORKER_THREADS the user set wins.
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| (cores / n).max(1).to_string());
     let mut workers = Vec::with_capacity(n);
@@ -196,13 +196,11 @@ pub async fn run(
         let sessions = plan.sessions / n + usize::from(k < plan.sessions % n);
         let dir = base.join(format!("worker-{k}"));
         // An earlier run's files in the same --out would be read as this run's.
-        for stale in ["seconds.jsonl", "report.json"] {
-            match std::fs::remove_file(dir.join(stale)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("cannot clear {}", dir.join(stale).display()))
-                }
-                _ => {}
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot clear {}", dir.display()))
             }
+            _ => {}
         }
         std::fs::create_dir_all(&dir)?;
         let start_ms = t0_ms + (k as f64 * 1000.0 / plan.ramp) as u64;

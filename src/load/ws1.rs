@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::http1::WireError;
+use crate::mix::{splitmix64, GOLDEN};
 
 /// Largest message accepted (frames of one message together).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -148,17 +149,15 @@ fn seed() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let mut s = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    let mut s = nanos ^ COUNTER.fetch_add(GOLDEN, Ordering::Relaxed);
     next(&mut s) | 1
 }
 
-/// splitmix64.
+/// The next splitmix64 output of `state`.
 fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    let z = splitmix64(*state);
+    *state = state.wrapping_add(GOLDEN);
+    z
 }
 
 /// The length of the upgrade response head once it is whole and says yes; an error if it says

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::mcp::{self, Answer, Era, Mcp, Message, HANDSHAKE_VERSIONS, MODERN};
 use super::metrics::Transport;
 use super::ws;
+use crate::mix::{splitmix64, GOLDEN};
 
 /// Response body: a full buffer or an event stream.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -96,17 +97,10 @@ impl App {
     }
 
     fn new_session_id(&self) -> String {
-        let a = splitmix(self.ids.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed));
-        let b = splitmix(self.ids.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed));
+        let a = splitmix64(self.ids.fetch_add(GOLDEN, Relaxed));
+        let b = splitmix64(self.ids.fetch_add(GOLDEN, Relaxed));
         format!("{a:016x}{b:016x}")
     }
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
