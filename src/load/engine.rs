@@ -222,12 +222,25 @@ fn retry_delay(session: usize, failed: u32) -> Duration {
 
 /// One attempt to get in: connect and initialize (and open the GET stream) within the
 /// timeout, on target `i + shift`, counted as an `initialize` request.
-async fn open(plan: &Plan, shards: &Shards, live: &Live, i: usize, shift: usize) -> Result<Session, ErrorClass> {
+/// One attempt to get in: a new connection to target `(i + shift)`, or, for a session the
+/// server forgot (HTTP 404), the connection it still has; either way under the request timeout
+/// and counted under `initialize`.
+async fn open(
+    plan: &Plan,
+    shards: &Shards,
+    live: &Live,
+    i: usize,
+    shift: usize,
+    forgotten: Option<Session>,
+) -> Result<Session, ErrorClass> {
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
     let target = &plan.targets[(i + shift) % plan.targets.len()];
     let started = Instant::now();
     let attempt = async {
-        let mut s = Session::connect(target, source).await?;
+        let mut s = match forgotten {
+            Some(s) => s,
+            None => Session::connect(target, source).await?,
+        };
         s.initialize(1).await?;
         if plan.get_stream {
             s.listen().await?;
@@ -326,22 +339,13 @@ async fn session(
             break;
         }
         if !ready {
-            // Forgotten by the server (HTTP 404): initialize again on the same connection;
-            // otherwise a new connection.
-            let reinitialized = match session.as_mut() {
-                Some(s) => s.initialize(1).await.is_ok(),
-                None => false,
-            };
-            if !reinitialized {
-                match open(&plan, &shards, &live, i, shift).await {
-                    Ok(s) => session = Some(s),
-                    Err(_) => {
-                        session = None;
-                        shift += 1;
-                        failed += 1;
-                        reopen_at = Instant::now() + retry_delay(i, failed);
-                        continue;
-                    }
+            match open(&plan, &shards, &live, i, shift, session.take()).await {
+                Ok(s) => session = Some(s),
+                Err(_) => {
+                    shift += 1;
+                    failed += 1;
+                    reopen_at = Instant::now() + retry_delay(i, failed);
+                    continue;
                 }
             }
             failed = 0;

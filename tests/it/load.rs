@@ -503,3 +503,41 @@ async fn a_streamable_http_session_outlives_its_timed_out_requests() {
     assert!(r.requests_ok >= 40, "answered after the stall too: {r:?}");
     assert_eq!(r.requests_total - r.requests_ok, r.errors.values().sum::<u64>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_session_the_server_forgot_initializes_again_and_is_counted() {
+    let _heavy = crate::util::exclusive().await;
+    // One address, behind which server `a` is replaced by server `b` at 1.5 s: `b` has never
+    // heard of the sessions `a` made, as after a replica's restart.
+    let (a, b) = (start_server(&[]).await, start_server(&[]).await);
+    let (to_a, to_b) = (a.addr("--http"), b.addr("--http"));
+    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", door.local_addr().unwrap());
+    let switch_at = Instant::now() + Duration::from_millis(1500);
+    let stop_a = a.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(switch_at.into()).await;
+        stop_a.cancel();
+    });
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = door.accept().await {
+            let upstream = if Instant::now() < switch_at { to_a } else { to_b };
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    let out =
+        run(&["--url", &url, "--sessions", "4", "--ramp", "100", "--duration", "3500ms", "--think", "300ms"]).await;
+    let r = &out.result.summary;
+    // Each session lost its connection with `a`, dialled again under its session id, got 404
+    // from `b`, and initialized again there, on that connection.
+    assert_eq!(r.errors.get("session_expired"), Some(&4), "{r:?}");
+    assert_eq!((r.sessions_dropped, r.sessions_reestablished), (4, 4), "{r:?}");
+    let init = &out.result.by_method["initialize"];
+    assert_eq!((init.count, init.ok), (8, 8), "the second initialize is counted too: {init:?}");
+    assert_eq!((a.metrics.requests_total("initialize"), b.metrics.requests_total("initialize")), (4, 4));
+    assert!(r.requests_ok > 4 * 3, "calls went on with `b`: {r:?}");
+    assert_eq!(r.requests_total - r.requests_ok, 4, "only the four forgotten requests failed: {r:?}");
+}
