@@ -313,32 +313,33 @@ impl Session {
         }
     }
 
-    /// The request head for `method`, with the session's headers (no Content-Length).
-    fn head(&self, method: &str) -> String {
+    /// The whole request: head for `method` with the session's headers, then `body`, in one
+    /// buffer (one allocation per request).
+    fn request_bytes(&self, method: &str, body: &[u8]) -> Vec<u8> {
         let path = match (&self.target, &self.conn) {
             (_, Conn::Sse { endpoint: Some(e), .. }) => e.as_str(),
             (Target::Http { path, .. } | Target::Sse { path, .. }, _) => path.as_str(),
             _ => unreachable!("HTTP only"),
         };
-        let authority = self.target.authority();
-        let mut h = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+        let mut out = Vec::with_capacity(256 + path.len() + body.len());
+        let mut put = |parts: &[&str]| parts.iter().for_each(|p| out.extend_from_slice(p.as_bytes()));
+        put(&[method, " ", path, " HTTP/1.1\r\nHost: ", self.target.authority(), "\r\n"]);
         if method == "POST" {
-            h.push_str("Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n");
+            put(&["Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"]);
         }
         if let Some(sid) = &self.session_id {
-            h.push_str("Mcp-Session-Id: ");
-            h.push_str(sid);
+            put(&["Mcp-Session-Id: ", sid, "\r\n"]);
             if matches!(self.conn, Conn::Http(_)) {
-                h.push_str("\r\nMCP-Protocol-Version: 2025-11-25");
+                put(&["MCP-Protocol-Version: 2025-11-25\r\n"]);
             }
-            h.push_str("\r\n");
         }
         if let Some(cookie) = &self.cookie {
-            h.push_str("Cookie: ");
-            h.push_str(cookie);
-            h.push_str("\r\n");
+            put(&["Cookie: ", cookie, "\r\n"]);
         }
-        h
+        use std::io::Write as _;
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        out.extend_from_slice(body);
+        out
     }
 
     /// One request on the session's connection (dialled again first if the server closed it
@@ -353,12 +354,12 @@ impl Session {
             }
             self.reconnect = false;
         }
-        let head = self.head(method);
+        let request = self.request_bytes(method, bytes);
         let conn = match &mut self.conn {
             Conn::Http(Some(conn)) | Conn::Sse { post: conn, .. } => conn,
             _ => unreachable!("an open HTTP connection"),
         };
-        let res = conn.request(&head, bytes).await.map_err(|e| match e {
+        let res = conn.request(request).await.map_err(|e| match e {
             WireError::Io => ErrorClass::Disconnect,
             WireError::Malformed => ErrorClass::Protocol,
         })?;

@@ -49,15 +49,10 @@ impl Conn {
         Conn { stream }
     }
 
-    /// Sends `head` (request line and headers, without the final blank line and without
-    /// Content-Length) with `body`, and reads the whole response.
-    pub async fn request(&mut self, head: &str, body: &[u8]) -> Result<Response, WireError> {
-        let mut out = Vec::with_capacity(head.len() + 48 + body.len());
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-        out.extend_from_slice(body);
-        self.stream.write_all(&out).await.map_err(|_| WireError::Io)?;
-        drop(out);
+    /// Sends `request` (head and body, whole) and reads the whole response.
+    pub async fn request(&mut self, request: Vec<u8>) -> Result<Response, WireError> {
+        self.stream.write_all(&request).await.map_err(|_| WireError::Io)?;
+        drop(request);
         read_response(&mut self.stream).await
     }
 
