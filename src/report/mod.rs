@@ -112,6 +112,10 @@ pub struct Reconciliation {
     /// The increase of the replicas' `mcp_requests_total` (every method but `initialize` and
     /// `notifications/initialized`) over the phase, from Prometheus.
     pub server_received: Option<f64>,
+    /// The replicas' count when the phase began: what they had served before it (earlier
+    /// phases or runs, whose leftovers are then in their memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_before: Option<f64>,
     /// `client_answered ≤ server_received ≤ client_sent`: what a server counted is what
     /// clients sent, less what was lost before reaching a server.
     pub holds: bool,

@@ -213,3 +213,16 @@ fn results_round_trip_through_json() {
     let back: TestRun = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn memory_per_session_is_flagged_when_the_replicas_had_served_load_before() {
+    let mut r = fixture();
+    let fresh = text::markdown(&r);
+    assert!(fresh.contains("| 1 | 2 | 0.30 cores | 0.35 cores | 2.0 MiB | 22.0 MiB |"), "{fresh}");
+    assert!(!fresh.contains("had served"), "no earlier load known: no caveat");
+    r.phases[0].reconciliation = Some(Reconciliation { server_before: Some(0.0), ..Default::default() });
+    assert!(!text::markdown(&r).contains("had served"), "fresh replicas: no caveat");
+    r.phases[0].reconciliation = Some(Reconciliation { server_before: Some(991_234.0), ..Default::default() });
+    let warm = text::markdown(&r);
+    assert!(warm.contains("The replicas had served 991234 requests before this run"), "{warm}");
+}

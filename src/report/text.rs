@@ -277,6 +277,17 @@ pub fn markdown(r: &TestRun) -> String {
                 mem as f64 / 1048576.0
             );
         }
+        // A replica keeps what earlier load left in its memory (the allocator's free lists),
+        // and the sessions of this run reuse it: their growth then understates what a session
+        // costs a fresh replica.
+        let served_before = r.phases.iter().find_map(|p| p.reconciliation.as_ref()?.server_before).unwrap_or(0.0);
+        if served_before > 0.0 {
+            let _ = writeln!(
+                md,
+                "
+The replicas had served {served_before:.0} requests before this run: what that load left in their memory is in the first reading, so the per-session figures are the growth over it and may be less than a session costs a fresh replica (`swarmctl down`, then `up`, for fresh replicas)."
+            );
+        }
     }
     let _ = writeln!(
         md,
