@@ -378,15 +378,27 @@ pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<
     let Some(p) = ctx.prometheus() else {
         return Err("the stack has no Prometheus (prometheus.enabled)".into());
     };
+    let scrape = ctx.config.prometheus.scrape_interval.0;
     // Two scrapes: the last requests of what ran before are in the counters Prometheus holds.
-    tokio::time::sleep(ctx.config.prometheus.scrape_interval.0 * 2 + std::time::Duration::from_millis(500)).await;
-    let total = p
-        .query(r#"sum(mcp_requests_total{job="mcp",method!~"initialize|notifications/initialized"})"#)
-        .await
-        .map_err(|e| format!("Prometheus: {e:#}"))?;
-    let up = p.query(r#"up{job="mcp"} == 1"#).await.map_err(|e| format!("Prometheus: {e:#}"))?;
-    let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();
-    Ok((total.first().map(|(_, v)| *v).unwrap_or(0.0), instances))
+    tokio::time::sleep(scrape * 2 + std::time::Duration::from_millis(500)).await;
+    // Right after a deploy, Prometheus may not have found or scraped every replica yet (its
+    // discovery polls the swarm): a count without them would not match the one after the
+    // phase. (A server without metrics costs this wait, then is reported not reconciled.)
+    let settled_by = tokio::time::Instant::now() + ctx.config.prometheus.discovery_refresh.0 + scrape * 2;
+    let want = ctx.config.server.replicas as usize;
+    loop {
+        let up = p.query(r#"up{job="mcp"} == 1"#).await.map_err(|e| format!("Prometheus: {e:#}"))?;
+        if up.len() < want && tokio::time::Instant::now() < settled_by {
+            tokio::time::sleep(scrape).await;
+            continue;
+        }
+        let total = p
+            .query(r#"sum(mcp_requests_total{job="mcp",method!~"initialize|notifications/initialized"})"#)
+            .await
+            .map_err(|e| format!("Prometheus: {e:#}"))?;
+        let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();
+        return Ok((total.first().map(|(_, v)| *v).unwrap_or(0.0), instances));
+    }
 }
 
 /// The load engine's count against the servers'. Holds when the servers counted at least
@@ -408,6 +420,7 @@ pub fn reconcile(
     match (before, after) {
         (Ok((c0, i0)), Ok((c1, i1))) if i0 == i1 => {
             let got = c1 - c0;
+            rec.server_before = Some(c0);
             rec.server_received = Some(got);
             rec.holds = answered as f64 <= got && got <= s.requests_total as f64;
             rec.note = format!(
