@@ -274,6 +274,10 @@ pub struct LoadBalancer {
     pub max_failed_attempts: u32,
     /// Passive health check window.
     pub failure_window: Duration,
+    /// Environment variables of every Traefik task, e.g. the Go runtime's `GOMAXPROCS` and
+    /// `GOGC` (a `null` value removes a key inherited from the default stack).
+    #[serde(deserialize_with = "scalar_map")]
+    pub environment: BTreeMap<String, String>,
     /// Where Traefik runs (it needs the swarm API, so on a manager).
     pub placement: Placement,
     /// Limits and reservations.

@@ -77,3 +77,26 @@ fn config_names_change_with_content_only() {
     assert_eq!(na["traefik_yml"], nb["traefik_yml"], "unchanged content, same name");
     assert!(na["traefik_yml"].starts_with("swarmctl-ci_traefik_yml_"));
 }
+
+#[test]
+fn lb_environment_reaches_the_traefik_tasks() {
+    let config = swarmctl::config::load(Some("ci"), &["lb.environment.GOMAXPROCS=1".into()]).unwrap();
+    let rendered = swarmctl::render::render(
+        &config,
+        &swarmctl::render::Templates::embedded().unwrap(),
+        &crate::util::fixed_inputs(),
+    )
+    .unwrap();
+    let files: BTreeMap<String, String> = rendered.files.iter().map(|(k, v)| (k.clone(), v.content.clone())).collect();
+    let desired = convert_stack(&Namespace(config.name.clone()), &rendered.compose, &files).unwrap();
+    let env = |service: &str| -> Vec<String> {
+        let spec = desired.services.iter().find(|s| s.name.as_deref() == Some(service)).expect(service);
+        spec.task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(env("swarmctl-ci_lb"), ["GOMAXPROCS=1"]);
+    assert!(!env("swarmctl-ci_server").iter().any(|e| e.starts_with("GOMAXPROCS")), "Traefik's alone");
+}
