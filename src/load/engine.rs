@@ -220,11 +220,9 @@ fn retry_delay(session: usize, failed: u32) -> Duration {
     window.mul_f64(crate::mix::unit(((session as u64) << 8) | u64::from(failed.min(255))))
 }
 
-/// One attempt to get in: connect and initialize (and open the GET stream) within the
-/// timeout, on target `i + shift`, counted as an `initialize` request.
-/// One attempt to get in: a new connection to target `(i + shift)`, or, for a session the
-/// server forgot (HTTP 404), the connection it still has; either way under the request timeout
-/// and counted under `initialize`.
+/// One attempt to get in: connect (to target `i + shift`) and initialize, and open the GET
+/// stream if asked, within the timeout, counted as an `initialize` request. A session the
+/// server forgot (HTTP 404) initializes again on the connection it still has.
 async fn open(
     plan: &Plan,
     shards: &Shards,

@@ -417,10 +417,10 @@ pub fn reconcile(
         client_answered: answered,
         ..Default::default()
     };
+    rec.server_before = before.as_ref().ok().map(|(c0, _)| *c0);
     match (before, after) {
         (Ok((c0, i0)), Ok((c1, i1))) if i0 == i1 => {
             let got = c1 - c0;
-            rec.server_before = Some(c0);
             rec.server_received = Some(got);
             rec.holds = answered as f64 <= got && got <= s.requests_total as f64;
             rec.note = format!(
@@ -554,6 +554,7 @@ mod tests {
         let r = run(1000, 990, &[("tool_error", 5), ("connect", 5)]);
         let ok = reconcile(&r, seen(100.0, &["a", "b"]), seen(1097.0, &["a", "b"]));
         assert!(ok.holds && ok.server_received == Some(997.0), "{ok:?}");
+        assert_eq!(ok.server_before, Some(100.0), "served before the phase: the report's memory caveat");
         assert_eq!(ok.client_answered, 995);
         // Fewer than were answered: the servers lost count (or Prometheus missed a scrape).
         assert!(!reconcile(&r, seen(100.0, &["a", "b"]), seen(1090.0, &["a", "b"])).holds);
@@ -562,6 +563,7 @@ mod tests {
         // A replica gone (its counter with it): no claim either way.
         let changed = reconcile(&r, seen(100.0, &["a", "b"]), seen(1097.0, &["a", "c"]));
         assert!(!changed.holds && changed.server_received.is_none() && changed.note.contains("changed"));
+        assert_eq!(changed.server_before, Some(100.0), "still known");
         let none = reconcile(&r, Err("no Prometheus".into()), seen(1.0, &[]));
         assert!(!none.holds && none.note.contains("no Prometheus"));
     }

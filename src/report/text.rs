@@ -280,12 +280,11 @@ pub fn markdown(r: &TestRun) -> String {
         // A replica keeps what earlier load left in its memory (the allocator's free lists),
         // and the sessions of this run reuse it: their growth then understates what a session
         // costs a fresh replica.
-        let served_before = r.phases.iter().find_map(|p| p.reconciliation.as_ref()?.server_before).unwrap_or(0.0);
+        let served_before = r.phases.first().and_then(|p| p.reconciliation.as_ref()?.server_before).unwrap_or(0.0);
         if served_before > 0.0 {
             let _ = writeln!(
                 md,
-                "
-The replicas had served {served_before:.0} requests before this run: what that load left in their memory is in the first reading, so the per-session figures are the growth over it and may be less than a session costs a fresh replica (`swarmctl down`, then `up`, for fresh replicas)."
+                "\nThe replicas had served {served_before:.0} requests before this run: what that load left in their memory is in the first reading, so the per-session figures are the growth over it and may be less than a session costs a fresh replica (`swarmctl down`, then `up`, for fresh replicas)."
             );
         }
     }
