@@ -119,7 +119,8 @@ enum Conn {
     Http(Option<http1::Conn>),
     Sse {
         events: EventStream,
-        post: http1::Conn,
+        /// Where POSTs go; `None` as for `Http`.
+        post: Option<http1::Conn>,
         /// Where to POST (path and query), once known.
         endpoint: Option<String>,
     },
@@ -134,9 +135,6 @@ pub struct Session {
     source: Option<std::net::IpAddr>,
     session_id: Option<String>,
     cookie: Option<String>,
-    /// The server said it closes the connection after its answer: dial again before the next
-    /// request (that is HTTP, not a failure).
-    reconnect: bool,
     /// The server forgot the session (HTTP 404): initialize again before the next request.
     pub expired: bool,
     /// The Streamable HTTP GET stream, held open when asked for (`--get-stream`).
@@ -259,11 +257,10 @@ impl Session {
                 let _ = post.set_nodelay(true);
                 return Ok(Session {
                     target: target.clone(),
-                    conn: Conn::Sse { events, post: http1::Conn::new(post), endpoint: None },
+                    conn: Conn::Sse { events, post: Some(http1::Conn::new(post)), endpoint: None },
                     source,
                     session_id: sid,
                     cookie: None,
-                    reconnect: false,
                     expired: false,
                     listen: None,
                 });
@@ -275,7 +272,6 @@ impl Session {
             source,
             session_id: None,
             cookie: None,
-            reconnect: false,
             expired: false,
             listen: None,
         })
@@ -345,25 +341,24 @@ impl Session {
     /// One request on the session's connection (dialled again first if the server closed it
     /// after its last answer); notes the session id and sticky cookies it gets.
     async fn exchange(&mut self, method: &str, bytes: &[u8]) -> Result<http1::Response, ErrorClass> {
-        if self.reconnect {
-            let tcp = dial(self.target.authority(), self.source).await.map_err(|_| ErrorClass::Connect)?;
-            let _ = tcp.set_nodelay(true);
-            match &mut self.conn {
-                Conn::Sse { post, .. } => *post = http1::Conn::new(tcp),
-                conn => *conn = Conn::Http(Some(http1::Conn::new(tcp))),
-            }
-            self.reconnect = false;
-        }
         let request = self.request_bytes(method, bytes);
-        let conn = match &mut self.conn {
-            Conn::Http(Some(conn)) | Conn::Sse { post: conn, .. } => conn,
-            _ => unreachable!("an open HTTP connection"),
+        let (Conn::Http(slot) | Conn::Sse { post: slot, .. }) = &mut self.conn else { unreachable!("HTTP only") };
+        let conn = match slot {
+            Some(conn) => conn,
+            None => {
+                let tcp = dial(self.target.authority(), self.source).await.map_err(|_| ErrorClass::Connect)?;
+                let _ = tcp.set_nodelay(true);
+                slot.insert(http1::Conn::new(tcp))
+            }
         };
         let res = conn.request(request).await.map_err(|e| match e {
             WireError::Io => ErrorClass::Disconnect,
             WireError::Malformed => ErrorClass::Protocol,
         })?;
-        self.reconnect = res.close;
+        // Closing after its answer is HTTP, not a failure: the next request dials again.
+        if res.close {
+            *slot = None;
+        }
         if let Some(sid) = &res.session_id {
             if self.session_id.as_ref() != Some(sid) {
                 self.session_id = Some(sid.clone());
@@ -449,7 +444,6 @@ impl Session {
     pub fn survives_lost_connection(&mut self) -> bool {
         let Conn::Http(conn) = &mut self.conn else { return false };
         *conn = None;
-        self.reconnect = true;
         true
     }
 
@@ -458,7 +452,7 @@ impl Session {
     /// nothing, so the session's timer may cancel it.
     pub async fn stirred(&self) -> Stir {
         let closed = match &self.conn {
-            Conn::Http(Some(conn)) if !self.reconnect => conn.stirred().await,
+            Conn::Http(Some(conn)) => conn.stirred().await,
             Conn::Ws(ws) => ws.stirred().await,
             Conn::Tcp(stream) if !stream.buffer().is_empty() => false,
             Conn::Tcp(stream) => matches!(stream.get_ref().peek(&mut [0u8; 1]).await, Ok(0) | Err(_)),

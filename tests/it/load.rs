@@ -541,3 +541,55 @@ async fn a_streamable_http_session_the_server_forgot_initializes_again_and_is_co
     assert!(r.requests_ok > 4 * 3, "calls went on with `b`: {r:?}");
     assert_eq!(r.requests_total - r.requests_ok, 4, "only the four forgotten requests failed: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_session_dials_again_when_the_server_closes_after_each_answer() {
+    let _heavy = crate::util::exclusive().await;
+    let s = start_server(&[]).await;
+    let upstream = s.addr("--http");
+    // A front that answers every request with `Connection: close` (hyper without keep-alive),
+    // passing it on to the server: each next request needs a new connection.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", front.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        while let Ok((stream, _)) = front.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                let (parts, body) = req.into_parts();
+                let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+                let headers: Vec<(String, String)> = parts
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k != "host" && *k != "content-length")
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                    .collect();
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let (status, h, body) =
+                    crate::util::http(upstream, parts.method.as_str(), parts.uri.path(), &headers, &body).await;
+                let mut res = hyper::Response::builder().status(status);
+                for (k, v) in h.iter().filter(|(k, _)| *k != "content-length" && *k != "transfer-encoding") {
+                    res = res.header(k, v);
+                }
+                Ok::<_, std::convert::Infallible>(
+                    res.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap(),
+                )
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let out = run(&["--url", &url, "--sessions", "2", "--ramp", "100", "--duration", "2s", "--rate", "20"]).await;
+    let r = &out.result.summary;
+    assert!(r.requests_total >= 20 && r.requests_ok == r.requests_total, "{r:?}");
+    assert_eq!((r.sessions_dropped, r.sessions_reestablished), (0, 0), "a close after an answer is not a loss: {r:?}");
+    assert_eq!(s.metrics.requests_total("initialize"), 2, "each session kept its MCP session");
+    // initialize, notifications/initialized and every call each on a connection of its own.
+    let dialled = connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dialled >= r.requests_total + 4, "{dialled} connections for {} requests", r.requests_total);
+}
