@@ -441,6 +441,23 @@ async fn idle_sessions_notice_their_server_go_and_move_to_another() {
     }
 }
 
+/// A loopback address that relays each connection to the server `upstream()` names when the
+/// connection comes, or hangs up on it when that is `None`.
+async fn door(upstream: impl Fn() -> Option<std::net::SocketAddr> + Send + 'static) -> std::net::SocketAddr {
+    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = door.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = door.accept().await {
+            let Some(to) = upstream() else { continue };
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(to).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_keep_trying_to_get_in_until_the_server_lets_them() {
     let _heavy = crate::util::exclusive().await;
@@ -448,20 +465,8 @@ async fn sessions_keep_trying_to_get_in_until_the_server_lets_them() {
     let server = s.addr("--tcp");
     // A door that hangs up on everyone for the first 1.5 s, then lets them through to the
     // server: every session's first attempts fail, on the same (only) target.
-    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("tcp://{}", door.local_addr().unwrap());
     let opened_at = Instant::now() + Duration::from_millis(1500);
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = door.accept().await {
-            if Instant::now() < opened_at {
-                continue;
-            }
-            tokio::spawn(async move {
-                let mut upstream = tokio::net::TcpStream::connect(server).await.unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
+    let url = format!("tcp://{}", door(move || (Instant::now() >= opened_at).then_some(server)).await);
     let out = run(&["--url", &url, "--sessions", "4", "--ramp", "100", "--duration", "4s", "--think", "500ms"]).await;
     let init = &out.result.by_method["initialize"];
     assert_eq!(out.result.generator.sessions_opened, 4, "all got in, late: {:?}", out.result.generator);
@@ -511,23 +516,13 @@ async fn a_streamable_http_session_the_server_forgot_initializes_again_and_is_co
     // heard of the sessions `a` made, as after a replica's restart.
     let (a, b) = (start_server(&[]).await, start_server(&[]).await);
     let (to_a, to_b) = (a.addr("--http"), b.addr("--http"));
-    let door = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", door.local_addr().unwrap());
     let switch_at = Instant::now() + Duration::from_millis(1500);
     let stop_a = a.stop.clone();
     tokio::spawn(async move {
         tokio::time::sleep_until(switch_at.into()).await;
         stop_a.cancel();
     });
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = door.accept().await {
-            let upstream = if Instant::now() < switch_at { to_a } else { to_b };
-            tokio::spawn(async move {
-                let mut upstream = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
+    let url = format!("http://{}/mcp", door(move || Some(if Instant::now() < switch_at { to_a } else { to_b })).await);
     let out =
         run(&["--url", &url, "--sessions", "4", "--ramp", "100", "--duration", "3500ms", "--think", "300ms"]).await;
     let r = &out.result.summary;
