@@ -99,7 +99,15 @@ pub enum Command {
     ///
     /// Exit codes: 0 pass, 3 a threshold failed, 4 the generator could not keep its schedule,
     /// 130 interrupted (Ctrl-C stops scheduling, drains, and still writes the results).
-    Load(Box<crate::load::LoadOptions>),
+    Load(Box<LoadArgs>),
+
+    /// Internal: one worker process of a `load` split over processes (its share of the plan is
+    /// DIR/plan.json; it reports into DIR).
+    #[command(hide = true)]
+    LoadWorker {
+        /// The worker's folder.
+        dir: PathBuf,
+    },
 
     /// Deploy if needed, run a load profile through the load balancer and write a results
     /// folder: `baseline` and `stress` run their profile; `full` runs pre-flight, up, baseline,
@@ -347,4 +355,129 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `swarmctl load`: the flags that make a load plan, or a plan file.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Target endpoint (repeatable; sessions go round-robin): http://host:port/mcp (Streamable
+    /// HTTP), ws://host:port/mcp/ws (WebSocket), tcp://host:port (newline-delimited) or
+    /// sse://host:port/sse (legacy HTTP+SSE: GET the stream, POST to the endpoint it announces;
+    /// erlmcp serves it at /mcp/sse).
+    #[arg(long = "url", required_unless_present = "plan", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Run this load plan (JSON, as written into every results folder as plan.json; `-` reads
+    /// standard input) instead of one made from the flags below.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "urls", "sessions", "ramp", "duration", "think", "rate", "stages", "mix", "timeout",
+        "thresholds", "source_ips", "ws_subprotocol", "ws_newline", "no_close", "get_stream", "workers",
+    ])]
+    pub plan: Option<PathBuf>,
+    /// Concurrent MCP sessions (one connection each).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub sessions: usize,
+    /// New sessions per second during the ramp.
+    #[arg(long, default_value_t = 100.0, value_name = "PER_SECOND")]
+    pub ramp: f64,
+    /// How long the run goes on after the last session started.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub duration: crate::units::Duration,
+    /// Closed model: each session pauses this long after an answer (0: back to back).
+    #[arg(long, default_value = "1s", value_name = "DURATION", conflicts_with = "rate")]
+    pub think: crate::units::Duration,
+    /// Open model: requests per second over all sessions, whatever the answers do; latency
+    /// counts from when each request was due (coordinated omission corrected).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Open model with a changing rate, after every session has started (instead of --rate
+    /// and --duration): stages of DURATION:RATE or DURATION:FROM->TO, e.g.
+    /// '30s:0->1000,2m:1000,30s:1000->0'. Each request is due when the integral of the rate
+    /// reaches it; latency counts from then.
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["rate", "think", "duration"])]
+    pub stages: Option<String>,
+    /// Weighted request mix: ping, tools/list, resources/list, prompts/list,
+    /// resources/read:URI, tools/call:TOOL or tools/call:TOOL(key=value;…).
+    #[arg(long, default_value = "tools/call:echo=1", value_name = "SPEC")]
+    pub mix: String,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub timeout: crate::units::Duration,
+    /// Pass/fail condition (repeatable): p99<500ms, success>=99.9%, tools/call:echo:p95<50ms.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Source addresses to connect from, round-robin: a range (127.0.0.2-127.0.0.40) or a
+    /// comma list. Each adds a full ephemeral port range toward every destination.
+    #[arg(long, value_name = "ADDRS")]
+    pub source_ips: Option<String>,
+    /// Offer the `mcp` WebSocket subprotocol.
+    #[arg(long)]
+    pub ws_subprotocol: bool,
+    /// End every WebSocket message with a newline (erlmcp).
+    #[arg(long)]
+    pub ws_newline: bool,
+    /// Leave sessions open at the end (no DELETE, no close frame).
+    #[arg(long)]
+    pub no_close: bool,
+    /// Streamable HTTP: every session also opens its GET stream (for messages the server
+    /// starts) and holds it: one more connection per session, as clients that listen have.
+    #[arg(long)]
+    pub get_stream: bool,
+    /// Split the sessions over N processes of this binary (each process may hold at most
+    /// ~19,900 sockets here); their histograms are merged exactly, not averaged.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
+    /// Write plan.json, results.json, timeline.jsonl (as the run goes) and SUMMARY.txt into
+    /// DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print results.json on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    /// The load plan these flags describe (or the plan file's), checked; a flag that cannot
+    /// work is a usage error naming it.
+    pub fn plan(&self) -> Result<crate::load::LoadPlan, crate::exit::UsageError> {
+        use crate::exit::UsageError;
+        use crate::load::{plan, workload::Model, LoadPlan, Target};
+        if let Some(path) = &self.plan {
+            return LoadPlan::read(path);
+        }
+        let targets = self
+            .urls
+            .iter()
+            .map(|u| Target::parse(u, self.ws_subprotocol, self.ws_newline))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(UsageError)?;
+        let model = match (self.rate, &self.stages) {
+            (_, Some(spec)) => Model::Staged(spec.parse().map_err(|e| UsageError::flag("--stages", e))?),
+            (Some(rate), None) => Model::Open { rate },
+            (None, None) => Model::Closed { think: self.think.0 },
+        };
+        let hold = match &model {
+            Model::Staged(stages) => stages.total(),
+            _ => self.duration.0,
+        };
+        let plan = LoadPlan {
+            sources: match &self.source_ips {
+                Some(spec) => plan::parse_sources(spec).map_err(|e| UsageError::flag("--source-ips", e))?,
+                None => Vec::new(),
+            },
+            sessions: self.sessions,
+            ramp: self.ramp,
+            hold,
+            model,
+            mix: self.mix.parse().map_err(|e| UsageError::flag("--mix", e))?,
+            timeout: self.timeout.0,
+            close: !self.no_close,
+            get_stream: self.get_stream,
+            thresholds: self.thresholds.iter().map(|t| t.parse()).collect::<Result<_, _>>().map_err(UsageError)?,
+            workers: self.workers,
+            ..LoadPlan::toward(targets)
+        }
+        .with_default_sources();
+        plan.check()?;
+        Ok(plan)
+    }
 }

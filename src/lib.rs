@@ -18,6 +18,7 @@ pub mod compose;
 pub mod config;
 pub mod convert;
 pub mod engine;
+pub mod exit;
 pub mod image;
 pub mod load;
 pub mod mix;
@@ -36,31 +37,24 @@ use std::process::ExitCode;
 
 pub use cli::Cli;
 
-/// Exit codes, as DESIGN.md defines them.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// A runtime error.
-    pub const ERROR: u8 = 1;
-    /// Bad usage or configuration.
-    pub const USAGE: u8 = 2;
-}
-
 /// Runs a parsed command line; the binary's `main` and the tests both call this.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     commands::dispatch(cli).await
 }
 
-/// The exit code for an error: configuration and template problems are usage errors (2),
-/// everything else is 1.
-pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    let usage = err
-        .chain()
-        .any(|e| e.is::<config::ConfigError>() || e.is::<render::RenderError>() || e.is::<convert::ConvertError>());
+/// The exit code for an error: usage, configuration and template problems are usage errors
+/// (2), everything else is 1.
+pub fn exit_code_for(err: &anyhow::Error) -> exit::Code {
+    let usage = err.chain().any(|e| {
+        e.is::<exit::UsageError>()
+            || e.is::<config::ConfigError>()
+            || e.is::<render::RenderError>()
+            || e.is::<convert::ConvertError>()
+    });
     if usage {
-        exit::USAGE
+        exit::Code::Usage
     } else {
-        exit::ERROR
+        exit::Code::Error
     }
 }
 

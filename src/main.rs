@@ -11,14 +11,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(swarmctl::exit::ERROR);
+            return swarmctl::exit::Code::Error.into();
         }
     };
     match runtime.block_on(swarmctl::run(cli)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(swarmctl::exit_code_for(&err))
+            swarmctl::exit_code_for(&err).into()
         }
     }
 }

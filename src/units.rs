@@ -244,6 +244,41 @@ unit_serde!(Duration, "a duration is a number with a unit (ns, us, ms, s, m, h),
 unit_serde!(Cpus, "a CPU count is a positive number, e.g. 4 or 0.5", numbers: true);
 unit_serde!(ByteSize, "a size is a number of bytes, or a number with a unit (k, M, G, T; KiB, MiB, GiB, TiB), e.g. 512M or 2GiB", numbers: true);
 
+/// Serde for a `std::time::Duration` field, spelled as [`Duration`] is (`1500ms`, `30s`).
+pub mod std_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the canonical spelling.
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&super::Duration(*d))
+    }
+
+    /// Reads any spelling [`super::Duration`] reads.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        Ok(super::Duration::deserialize(d)?.0)
+    }
+}
+
+/// Serde for a type that reads and writes one text (a mix, a threshold): it is written as its
+/// `Display` and read with its `FromStr`, whose message is the error.
+macro_rules! text_serde {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use text_serde;
+
 #[cfg(test)]
 mod tests {
     use super::*;

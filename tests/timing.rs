@@ -7,13 +7,8 @@
 mod util;
 
 use clap::Parser;
-use swarmctl::load::{self, LoadOptions};
-
-#[derive(clap::Parser)]
-struct Wrap {
-    #[command(flatten)]
-    opts: LoadOptions,
-}
+use swarmctl::cli::{Cli, Command};
+use swarmctl::load;
 
 /// Waits (at most 30 s) until the machine's CPUs are at least 90 % idle over half a second.
 /// This binary runs right after the engine tests, and whatever still works beside it (the
@@ -44,9 +39,10 @@ async fn a_fixed_latency_measures_as_itself() {
     wait_for_a_quiet_machine();
     let s = util::start_server(&["--latency", "20ms"]).await;
     let url = format!("http://{}/mcp", s.addr("--http"));
-    let args = ["load", "--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"];
-    let opts = Wrap::try_parse_from(args).unwrap().opts;
-    let out = load::run(&opts, tokio_util::sync::CancellationToken::new(), false).await.unwrap();
+    let args =
+        ["swarmctl", "load", "--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"];
+    let Command::Load(args) = Cli::try_parse_from(args).unwrap().command else { unreachable!("parsed as load") };
+    let out = load::run(&args.plan().unwrap(), None, tokio_util::sync::CancellationToken::new(), false).await.unwrap();
     let r = &out.result;
     let l = &r.summary.latency_ms;
     assert!(r.summary.requests_total >= 900 && r.summary.success_ratio == 1.0, "{:?}", r.summary);

@@ -1,23 +1,27 @@
-//! `swarmctl load`.
+//! `swarmctl load` (and its hidden worker processes).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::cli::Cli;
-use crate::load::{self, LoadOptions};
+use crate::cli::{Cli, LoadArgs};
+use crate::load;
 
 /// Runs the load; prints the summary (or results.json with --json) on stdout.
-pub async fn run(cli: &Cli, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.plan()?;
     let cancel = crate::shutdown::on_signals();
-    let progress = !cli.quiet && (std::io::stderr().is_terminal() || cli.verbose > 0 || !opts.json);
-    if let Some(dir) = &opts.worker_report {
-        return Ok(ExitCode::from(load::run_worker(opts, dir, cancel).await?));
-    }
-    let outcome = load::run(opts, cancel, progress).await?;
-    if opts.json {
+    let progress = !cli.quiet && (std::io::stderr().is_terminal() || cli.verbose > 0 || !args.json);
+    let outcome = load::run(&plan, args.out.as_deref(), cancel, progress).await?;
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.result)?);
     } else {
         print!("{}", load::summary_text(&outcome.result));
     }
-    Ok(ExitCode::from(outcome.exit_code))
+    Ok(outcome.exit_code.into())
+}
+
+/// One worker process of a split load.
+pub async fn worker(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cancel = crate::shutdown::on_signals();
+    Ok(load::run_worker(dir, cancel).await?.into())
 }

@@ -29,7 +29,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => test::validate(&cli, args).await,
         Command::Report(cmd) => test::report(cmd),
         Command::Probe(args) => serve::probe(args).await,
-        Command::Load(opts) => load::run(&cli, opts).await,
+        Command::Load(args) => load::run(&cli, args).await,
+        Command::LoadWorker { dir } => load::worker(dir).await,
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());

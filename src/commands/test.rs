@@ -11,12 +11,10 @@ use anyhow::{bail, Context};
 use crate::cli::{Cli, KillTarget, PhaseName, ReportCommand, TestArgs, TestKind, UpArgs, ValidateArgs};
 use crate::config::{Config, FailoverTarget};
 use crate::engine::{self, fleet, swarm};
-use crate::phase::{self, failover, incremental, sampler, scaling, Ctx, Recorder};
+use crate::exit::{Code, UsageError, Verdict};
+use crate::phase::{self, failover, sampler, Ctx, PhaseKind, Recorder, MAX_WORKERS};
 use crate::report::{self, Phase, TestRun};
 use crate::units::unix_now_ms;
-
-/// Client processes a single-machine run may start (each holds ~19K sessions here).
-const MAX_WORKERS: u64 = 8;
 
 /// `swarmctl test baseline|stress|full`.
 pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
@@ -41,20 +39,24 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let kind = match args.kind {
-        TestKind::Baseline => "baseline",
-        TestKind::Stress => "stress",
-        TestKind::Full => "full",
+    let (kind, names) = match args.kind {
+        TestKind::Baseline => ("baseline", vec![PhaseKind::Baseline]),
+        TestKind::Stress => ("stress", vec![PhaseKind::Stress]),
+        TestKind::Full => (
+            "full",
+            vec![
+                PhaseKind::Baseline,
+                PhaseKind::Stress,
+                PhaseKind::Incremental,
+                PhaseKind::Failover,
+                PhaseKind::Scaling,
+            ],
+        ),
     };
     if !args.no_deploy {
         let up = UpArgs { dry_run: false, prune: false, timeout: crate::units::Duration::from_secs(300), json: false };
         super::deploy::up(cli, &up).await.context("cannot deploy the stack for the test")?;
     }
-    let names: Vec<&str> = match args.kind {
-        TestKind::Baseline => vec!["baseline"],
-        TestKind::Stress => vec!["stress"],
-        TestKind::Full => vec!["baseline", "stress", "incremental", "failover", "scaling"],
-    };
     let plan = failover_plan(&config, None, None);
     run(cli, config, kind, args.out.clone(), &names, plan, args.via).await
 }
@@ -62,11 +64,11 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
 /// `swarmctl validate --phase …`.
 pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(cli)?;
-    let names: Vec<&str> = match args.phase {
-        PhaseName::Incremental => vec!["incremental"],
-        PhaseName::Failover => vec!["failover"],
-        PhaseName::Scaling => vec!["scaling"],
-        PhaseName::All => vec!["incremental", "failover", "scaling"],
+    let names = match args.phase {
+        PhaseName::Incremental => vec![PhaseKind::Incremental],
+        PhaseName::Failover => vec![PhaseKind::Failover],
+        PhaseName::Scaling => vec![PhaseKind::Scaling],
+        PhaseName::All => vec![PhaseKind::Incremental, PhaseKind::Failover, PhaseKind::Scaling],
     };
     let plan = failover_plan(&config, args.kill, args.target);
     run(cli, config, "validate", args.out.clone(), &names, plan, args.via).await
@@ -86,7 +88,7 @@ fn failover_plan(c: &Config, kill: Option<crate::config::KillCount>, target: Opt
 /// What this machine allows, said before anything runs: open files of clients, Traefik tasks
 /// and replicas, ephemeral ports, memory and connection tracking for each profile, and what
 /// swarmctl sets itself.
-fn preflight(config: &Config, names: &[&str], via: phase::Via) -> Vec<String> {
+fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<String> {
     let per_process = crate::load::sessions_per_process();
     let mut notes = vec![format!(
         "this machine: {per_process} sessions per client process (open-file limit; swarmctl raises the soft limit to it), at most {MAX_WORKERS} client processes"
@@ -107,8 +109,8 @@ fn preflight(config: &Config, names: &[&str], via: phase::Via) -> Vec<String> {
         m.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
     let conntrack_max = read("/proc/sys/net/netfilter/nf_conntrack_max").and_then(|v| v.trim().parse::<u64>().ok());
-    for name in names {
-        let Some(p) = config.test.profiles.get(*name) else { continue };
+    for name in names.iter().filter_map(|k| k.profile()) {
+        let Some(p) = config.test.profiles.get(name) else { continue };
         let workers = phase::workers_for(p.sessions) as u64;
         if workers > 1 {
             notes.push(format!("{name}: {} sessions need {workers} client processes", p.sessions));
@@ -156,7 +158,7 @@ async fn run(
     config: Config,
     kind: &str,
     out: Option<PathBuf>,
-    names: &[&str],
+    names: &[PhaseKind],
     plan: failover::Plan,
     via: phase::Via,
 ) -> anyhow::Result<ExitCode> {
@@ -173,14 +175,16 @@ async fn run(
     let deployed = fleet::replicas(&docker, &server).await.map_err(|_| {
         anyhow::anyhow!("stack {} is not deployed (no service {server}): run `swarmctl up` first", config.name)
     })?;
-    for name in names {
-        if matches!(*name, "baseline" | "stress") && !config.test.profiles.contains_key(*name) {
+    for name in names.iter().filter_map(|k| k.profile()) {
+        if !config.test.profiles.contains_key(name) {
             bail!("the stack has no test.profiles.{name}");
         }
     }
     let mut notes = preflight(&config, names, via);
     for (name, p) in &config.test.profiles {
-        if names.contains(&name.as_str()) && phase::workers_for(p.sessions) as u64 > MAX_WORKERS {
+        if names.iter().any(|k| k.profile() == Some(name.as_str()))
+            && phase::workers_for(p.sessions) as u64 > MAX_WORKERS
+        {
             bail!(
                 "profile {name}: {} sessions need {} client processes here, more than the {MAX_WORKERS} a single machine runs; lower test.profiles.{name}.sessions (or --sessions)",
                 p.sessions,
@@ -215,6 +219,7 @@ async fn run(
         desired,
         via,
         client_image,
+        failover: plan,
     };
     ctx.say(format!("results: {}", out.display()));
     for n in &notes {
@@ -225,21 +230,12 @@ async fn run(
     let sampler = sampler::start(docker.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
 
     let mut phases: Vec<Phase> = Vec::new();
-    for name in names {
+    for &kind in names {
         if ctx.cancel.is_cancelled() {
             break;
         }
-        let p = match *name {
-            "baseline" | "stress" => {
-                let profile = ctx.config.test.profiles[*name].clone();
-                phase::load_phase(&ctx, name, &profile).await
-            }
-            "incremental" => incremental::run(&ctx, MAX_WORKERS, &mut notes).await,
-            "failover" => failover::run(&ctx, plan).await,
-            "scaling" => scaling::run(&ctx).await,
-            other => unreachable!("no phase {other}"),
-        };
-        ctx.say(format!("[{}] {}: {}", p.name, p.verdict.to_uppercase(), p.reasons.join("; ")));
+        let p = phase::run(&ctx, kind, &mut notes).await;
+        ctx.say(format!("[{}] {}: {}", p.name, p.verdict.upper(), p.reasons.join("; ")));
         phases.push(p);
     }
     stop_sampler.cancel();
@@ -264,7 +260,7 @@ async fn run(
         version: env!("CARGO_PKG_VERSION").into(),
         started_ms,
         finished_ms: unix_now_ms(),
-        verdict: if ctx.cancel.is_cancelled() { "interrupted".into() } else { String::new() },
+        verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Pass },
         error: None,
         slo: report::Slo {
             success_ratio: slo.success_ratio,
@@ -282,7 +278,7 @@ async fn run(
     write(&out, &result)?;
     print!("{}", report::summary(&result));
     println!("report: {}", out.join("report.html").display());
-    Ok(ExitCode::from(result.exit_code()))
+    Ok(result.exit_code().into())
 }
 
 /// Service logs and Prometheus series of the run, into logs/ and metrics/ (best effort: what
@@ -387,7 +383,11 @@ pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
         }
         ReportCommand::Compare { a, b, tolerance, json } => {
             if !(tolerance.is_finite() && *tolerance >= 0.0) {
-                bail!("--tolerance must be a percentage of at least 0 (got {tolerance})");
+                return Err(UsageError::flag(
+                    "--tolerance",
+                    format!("must be a percentage of at least 0 (got {tolerance})"),
+                )
+                .into());
             }
             let c = report::compare(&read(a)?, &read(b)?, tolerance / 100.0);
             if *json {
@@ -395,7 +395,7 @@ pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", c.render());
             }
-            Ok(ExitCode::from(if c.regressed() { 3 } else { 0 }))
+            Ok(if c.regressed() { Code::Failed } else { Code::Ok }.into())
         }
     }
 }

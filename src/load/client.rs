@@ -13,7 +13,8 @@ use super::stats::ErrorClass;
 use super::ws1;
 
 /// Where the load goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "transport", rename_all = "lowercase")]
 pub enum Target {
     /// Streamable HTTP endpoint.
     Http {
@@ -71,6 +72,16 @@ impl Target {
             "sse" => Ok(Target::Sse { authority, path: path.to_string() }),
             "https" | "wss" => Err(bad("TLS is not supported yet")),
             _ => Err(bad("unknown scheme")),
+        }
+    }
+
+    /// The URL `parse` reads this from.
+    pub fn url(&self) -> String {
+        match self {
+            Target::Http { authority, path } => format!("http://{authority}{path}"),
+            Target::Ws { authority, path, .. } => format!("ws://{authority}{path}"),
+            Target::Tcp { authority } => format!("tcp://{authority}"),
+            Target::Sse { authority, path } => format!("sse://{authority}{path}"),
         }
     }
 

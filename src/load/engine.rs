@@ -9,54 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Session, Target};
+use super::client::Session;
+use super::plan::LoadPlan;
 use super::stats::{ErrorClass, Shards, Stats};
-use super::workload::{Mix, Model};
-
-/// A fully resolved run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Targets; sessions are spread over them round-robin.
-    pub targets: Vec<Target>,
-    /// Sessions to open.
-    pub sessions: usize,
-    /// Sessions started per second.
-    pub ramp: f64,
-    /// How long after the last session started the run goes on.
-    pub hold: Duration,
-    /// Pacing.
-    pub model: Model,
-    /// What each session sends.
-    pub mix: Mix,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// DELETE / close sessions at the end.
-    pub close: bool,
-    /// Streamable HTTP sessions also hold their GET stream open.
-    pub get_stream: bool,
-    /// Source addresses; sessions use them round-robin (empty: the kernel's choice).
-    pub sources: Vec<std::net::IpAddr>,
-    /// When the first session is due (wall clock), so that worker processes share one
-    /// schedule; `None`: right away.
-    pub start_at: Option<std::time::SystemTime>,
-}
-
-impl Plan {
-    /// When the last session is due, after the start.
-    pub fn ramp_time(&self) -> Duration {
-        Duration::from_secs_f64((self.sessions.saturating_sub(1)) as f64 / self.ramp)
-    }
-
-    /// The whole run.
-    pub fn run_time(&self) -> Duration {
-        self.ramp_time() + self.hold
-    }
-
-    /// Sockets one session holds at most (the pre-flight's unit).
-    pub fn sockets_per_session(&self) -> usize {
-        self.targets.iter().map(|t| t.sockets()).max().unwrap_or(1) + usize::from(self.get_stream)
-    }
-}
+use super::workload::Model;
 
 /// Live counters the progress display and the test phases read (relaxed: neither needs
 /// ordering between counters).
@@ -145,14 +101,14 @@ fn us(d: Duration) -> u64 {
 /// Runs `plan`; `on_second` hears each second (for the timeline file and the progress line).
 /// Returns the merged measurements, and whether the run was cut short by `cancel`.
 pub async fn run(
-    plan: Arc<Plan>,
+    plan: Arc<LoadPlan>,
     cancel: CancellationToken,
     live: Arc<Live>,
     mut on_second: impl FnMut(Second, &Stats),
 ) -> (Stats, Duration, bool) {
     let shards = Arc::new(Shards::new(16));
     // One start, on the wall clock (shared with other worker processes) and on this one.
-    let start_at = plan.start_at.unwrap_or_else(|| std::time::SystemTime::now() + Duration::from_millis(50));
+    let start_at = plan.start_at().unwrap_or_else(|| std::time::SystemTime::now() + Duration::from_millis(50));
     let start = Instant::now() + start_at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
     let end = start + plan.run_time();
     live.first_due_ms
@@ -224,7 +180,7 @@ fn retry_delay(session: usize, failed: u32) -> Duration {
 /// stream if asked, within the timeout, counted as an `initialize` request. A session the
 /// server forgot (HTTP 404) initializes again on the connection it still has.
 async fn open(
-    plan: &Plan,
+    plan: &LoadPlan,
     shards: &Shards,
     live: &Live,
     i: usize,
@@ -267,7 +223,7 @@ async fn session(
     i: usize,
     due: Instant,
     end: Instant,
-    plan: Arc<Plan>,
+    plan: Arc<LoadPlan>,
     shards: Arc<Shards>,
     live: Arc<Live>,
     cancel: CancellationToken,

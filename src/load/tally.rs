@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Plan, Second};
+use super::engine::Second;
+use super::plan::LoadPlan;
 use super::stats::{LatencyMs, Stats};
 
 /// The hold: whole seconds after the ramp's scheduled end and after every session was open,
@@ -70,7 +71,7 @@ pub struct Tally {
 
 impl Tally {
     /// For `plan`, with the processes' memory before any session (`rss_before_kib`).
-    pub fn new(plan: &Plan, processes: u64, rss_before_kib: u64) -> Tally {
+    pub fn new(plan: &LoadPlan, processes: u64, rss_before_kib: u64) -> Tally {
         let ramp_s = plan.ramp_time().as_secs_f64();
         Tally {
             sessions: plan.sessions as u64,
@@ -135,21 +136,13 @@ mod tests {
     use super::*;
     use crate::load::stats::ErrorClass;
 
-    fn plan() -> Plan {
+    fn plan() -> LoadPlan {
         // 10 sessions at 4/s: the ramp ends at 2.25 s; held 4 s: whole seconds 4 to 6.
-        Plan {
-            targets: vec![],
-            sessions: 10,
-            ramp: 4.0,
-            hold: Duration::from_secs(4),
-            model: crate::load::workload::Model::Closed { think: Duration::ZERO },
-            mix: "ping=1".parse().unwrap(),
-            timeout: Duration::from_secs(1),
-            close: true,
-            get_stream: false,
-            sources: vec![],
-            start_at: None,
-        }
+        let mut plan = LoadPlan::toward(vec![]);
+        plan.sessions = 10;
+        plan.ramp = 4.0;
+        plan.hold = Duration::from_secs(4);
+        plan
     }
 
     fn second(t: u64, sessions: u64, latencies_ms: &[u64], failed: usize) -> (Second, Stats) {

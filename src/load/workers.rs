@@ -1,6 +1,7 @@
 //! Several processes in one run: each process may hold only so many sockets (20,000 open
-//! files here), so `--workers N` runs N copies of this binary on one shared schedule, reads
-//! their per-second measurements as they come, and merges their HDR histograms exactly.
+//! files here), so a plan with N workers runs N copies of this binary on one shared schedule,
+//! each given its share of the plan as `plan.json` in its own folder; the parent reads their
+//! per-second measurements as they come, and merges their HDR histograms exactly.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek, SeekFrom, Write};
@@ -14,10 +15,11 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{self, Plan};
+use super::engine;
+use super::plan::LoadPlan;
+use super::results::{finish, Measured, Outcome, SessionCounts};
 use super::stats::{ErrorClass, Stats, WireStats};
-use super::workload::{Model, Threshold};
-use super::{finish, LoadOptions, Measured, Outcome, SessionCounts};
+use crate::exit::Code;
 
 #[derive(Serialize, Deserialize)]
 struct WorkerSecond {
@@ -54,17 +56,12 @@ struct WorkerReport {
 }
 
 /// The worker side: runs its share, writing each second and then the totals into `dir`.
-pub async fn serve_as_worker(
-    plan: Arc<Plan>,
-    streak_goal: u64,
-    dir: &Path,
-    cancel: CancellationToken,
-) -> anyhow::Result<u8> {
+pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Code> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut seconds =
         std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
     let live = Arc::new(engine::Live::default());
-    live.streak_goal.store(streak_goal, Relaxed);
+    live.streak_goal.store(plan.streak_goal, Relaxed);
     let mut failures_sent = 0;
     let watched = live.clone();
     let rss_before_kib = super::tally::rss_kib();
@@ -103,7 +100,7 @@ pub async fn serve_as_worker(
     let tmp = dir.join("report.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
     std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
-    Ok(if interrupted { 130 } else { 0 })
+    Ok(if interrupted { Code::Interrupted } else { Code::Ok })
 }
 
 struct Worker {
@@ -124,66 +121,25 @@ impl Drop for Worker {
     }
 }
 
-fn args_for(o: &LoadOptions, plan: &Plan, sessions: usize, ramp: f64, start_ms: u64, dir: &Path) -> Vec<String> {
-    let mut a: Vec<String> = vec!["-q".into(), "load".into()];
-    for u in &o.urls {
-        a.extend(["--url".into(), u.clone()]);
-    }
-    a.extend(["--sessions".into(), sessions.to_string(), "--ramp".into(), ramp.to_string()]);
-    if !matches!(plan.model, Model::Staged(_)) {
-        // Stages set their own length.
-        a.extend(["--duration".into(), o.duration.to_string()]);
-    }
-    a.extend(["--mix".into(), o.mix.clone(), "--timeout".into(), o.timeout.to_string()]);
-    match &plan.model {
-        Model::Closed { think } => a.extend(["--think".into(), crate::units::Duration(*think).to_string()]),
-        Model::Staged(stages) => {
-            a.extend(["--stages".into(), stages.scaled(sessions as f64 / plan.sessions as f64).to_string()])
-        }
-        Model::Open { rate } => {
-            a.extend(["--rate".into(), (rate * sessions as f64 / plan.sessions as f64).to_string()])
-        }
-    }
-    if let Some(s) = &o.source_ips {
-        a.extend(["--source-ips".into(), s.clone()]);
-    }
-    for (flag, on) in [
-        ("--ws-subprotocol", o.ws_subprotocol),
-        ("--ws-newline", o.ws_newline),
-        ("--no-close", o.no_close),
-        ("--get-stream", o.get_stream),
-    ] {
-        if on {
-            a.push(flag.into());
-        }
-    }
-    if o.streak_goal > 0 {
-        a.extend(["--streak-goal".into(), o.streak_goal.to_string()]);
-    }
-    a.extend(["--worker-report".into(), dir.display().to_string(), "--start-at".into(), start_ms.to_string()]);
-    a
-}
-
 /// The parent side: starts the workers, merges their seconds into the timeline as they come,
 /// forwards Ctrl-C to them (by their PIDs), and merges their totals at the end.
 pub async fn run(
-    o: &LoadOptions,
-    plan: &Plan,
-    thresholds: &[Threshold],
+    plan: &LoadPlan,
+    out: Option<&Path>,
     cancel: CancellationToken,
     live: Arc<engine::Live>,
     on_second: &mut dyn FnMut(&engine::Second, &Stats),
 ) -> anyhow::Result<Outcome> {
-    let n = o.workers.min(plan.sessions);
+    let n = plan.workers.min(plan.sessions);
     // Each worker must hold its share; say so now rather than as a worker's failure.
     super::check_open_files(plan.sessions.div_ceil(n) * plan.sockets_per_session()).context("per worker")?;
     let exe = std::env::current_exe().context("cannot find this swarmctl binary to start workers")?;
-    let base = match &o.out {
+    let base = match out {
         Some(dir) => dir.join("workers"),
         None => std::env::temp_dir().join(format!("swarmctl-load-{}", std::process::id())),
     };
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    // One schedule for all: worker k's sessions are due at t0 + (k + j·n) / ramp.
+    // One schedule for all (`LoadPlan::share`).
     let t0 = SystemTime::now() + Duration::from_millis(1500);
     let t0_ms = t0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
     // The workers are the parallelism: each one's runtime gets its share of the cores, not all
@@ -193,7 +149,6 @@ pub async fn run(
     let threads = std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| (cores / n).max(1).to_string());
     let mut workers = Vec::with_capacity(n);
     for k in 0..n {
-        let sessions = plan.sessions / n + usize::from(k < plan.sessions % n);
         let dir = base.join(format!("worker-{k}"));
         // An earlier run's files in the same --out would be read as this run's.
         match std::fs::remove_dir_all(&dir) {
@@ -203,10 +158,11 @@ pub async fn run(
             _ => {}
         }
         std::fs::create_dir_all(&dir)?;
-        let start_ms = t0_ms + (k as f64 * 1000.0 / plan.ramp) as u64;
+        plan.share(k, n, t0_ms).write(&dir.join("plan.json"))?;
         let log = std::fs::File::create(dir.join("log.txt"))?;
         let child = Command::new(&exe)
-            .args(args_for(o, plan, sessions, plan.ramp / n as f64, start_ms, &dir))
+            .args(["-q", "load-worker"])
+            .arg(&dir)
             .env("TOKIO_WORKER_THREADS", &threads)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -287,12 +243,12 @@ pub async fn run(
         elapsed = elapsed.max(report.elapsed_s);
         interrupted |= report.interrupted;
     }
-    if o.out.is_none() {
+    if out.is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
     counts.peak = counts.peak.max(peak);
     let elapsed = Duration::from_secs_f64(elapsed);
-    finish(o, plan, thresholds, Measured { stats: total, elapsed, sessions: counts, tally, interrupted })
+    finish(plan, out, Measured { stats: total, elapsed, sessions: counts, tally, interrupted })
 }
 
 /// The workers' counters into the parent's `Live`: sums, and the streak goal reached once

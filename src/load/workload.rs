@@ -41,6 +41,24 @@ pub struct Mix {
     /// The calls, in the order given.
     pub calls: Vec<Call>,
     total: u32,
+    /// As given.
+    spec: String,
+}
+
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+crate::units::text_serde!(Mix);
+crate::units::text_serde!(Stages);
+crate::units::text_serde!(Threshold);
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.expr)
+    }
 }
 
 impl Mix {
@@ -106,7 +124,7 @@ impl FromStr for Mix {
             return Err("the mix is empty: give at least one request with a weight above 0".into());
         }
         let total = calls.iter().map(|c| c.weight).sum();
-        Ok(Mix { calls, total })
+        Ok(Mix { calls, total, spec: s.trim().to_string() })
     }
 }
 
@@ -132,11 +150,13 @@ fn parse_args(s: &str) -> Result<Value, String> {
 }
 
 /// How requests are paced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Model {
     /// Each session waits this long after an answer before its next request (0: back to back).
     Closed {
         /// Think time.
+        #[serde(with = "crate::units::std_duration")]
         think: Duration,
     },
     /// Requests are due at a fixed total rate, spread evenly over the sessions, whatever the

@@ -1,7 +1,8 @@
 //! Load straight to the replicas, bypassing the load balancer (`--via direct`): task addresses
 //! live on the stack's overlay network, which the host cannot route to, so the load engine
-//! runs there, in a container of the builtin image (the swarmctl binary) that swarmctl starts,
-//! follows through the results folder it writes, and removes.
+//! runs there, in a container of the builtin image (the swarmctl binary) that swarmctl starts
+//! with the phase's load plan (as plan.json in the folder it shares), follows through the
+//! results it writes there, and removes.
 
 use std::io::{BufRead, Seek, SeekFrom};
 use std::time::Duration;
@@ -11,7 +12,8 @@ use anyhow::{bail, Context};
 use super::Ctx;
 use crate::config::{ClientTransport, Entry};
 use crate::engine::oneoff;
-use crate::load::{LoadOptions, RunResult};
+use crate::exit::Code;
+use crate::load::{LoadPlan, RunResult};
 
 /// Rewrites `o`'s targets to every running replica's address on the stack's network.
 async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
@@ -26,74 +28,52 @@ async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<V
         .collect()
 }
 
-/// The `swarmctl load` arguments for `o` inside the container.
-fn args(o: &LoadOptions, urls: &[String]) -> Vec<String> {
-    let mut a: Vec<String> = vec!["-q".into(), "load".into()];
-    for u in urls {
-        a.extend(["--url".into(), u.clone()]);
-    }
-    a.extend([
-        "--sessions".into(),
-        o.sessions.to_string(),
-        "--ramp".into(),
-        o.ramp.to_string(),
-        "--duration".into(),
-        o.duration.to_string(),
-        "--mix".into(),
-        o.mix.clone(),
-        "--timeout".into(),
-        o.timeout.to_string(),
-        "--workers".into(),
-        o.workers.to_string(),
-        "--out".into(),
-        "/out".into(),
-    ]);
-    // The pace: a rate over all sessions (open model), or a think time.
-    match o.rate {
-        Some(rate) => a.extend(["--rate".into(), rate.to_string()]),
-        None => a.extend(["--think".into(), o.think.to_string()]),
-    }
-    if o.ws_newline {
-        a.push("--ws-newline".into());
-    }
-    a
+/// The load container's command: the plan it finds in the folder it shares with us.
+fn container_args() -> Vec<String> {
+    ["-q", "load", "--plan", "/out/plan.json", "--out", "/out"].map(String::from).to_vec()
 }
 
-/// Runs `o` against the replicas directly; each second goes into the run's timeline as the
-/// container writes it. Ctrl-C is passed on (SIGINT: the load drains and reports).
-pub async fn run(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientTransport) -> anyhow::Result<RunResult> {
+/// Runs `plan` against the replicas directly (its targets become the replicas' addresses);
+/// each second goes into the run's timeline as the container writes it. Ctrl-C is passed on
+/// (SIGINT: the load drains and reports).
+pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
     let image = ctx.client_image.clone().context("no image to run the load client in (the builtin image)")?;
     let urls = replica_urls(ctx, transport).await?;
-    let dir = ctx.out.join("phases").join(phase);
+    let dir = ctx.phase_dir(phase);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let _ = std::fs::remove_file(dir.join("results.json"));
+    let plan = LoadPlan { targets: ctx.targets(&urls)?, sources: Vec::new(), start_at_ms: None, ..plan.clone() };
+    plan.write(&dir.join("plan.json"))?;
     ctx.say(format!("[{phase}] direct to {} replicas, from a load container on the stack's network", urls.len()));
     let spec = oneoff::Spec {
         image,
-        args: args(o, &urls),
+        args: container_args(),
         network: format!("{}_{}", ctx.config.name, ctx.config.networks.mcp.name),
         out_dir: dir.clone(),
         nofile: 20_000,
         stack: ctx.config.name.clone(),
     };
     let id = oneoff::start(&ctx.docker, &spec).await?;
-    let outcome = follow(ctx, phase, o, &id, &dir).await;
+    let outcome = follow(ctx, phase, &plan, &id, &dir).await;
     let logs = oneoff::logs(&ctx.docker, &id, 20).await;
     if let Err(e) = oneoff::remove(&ctx.docker, &id).await {
         tracing::warn!("{e}");
     }
     let code = outcome?;
     let Ok(text) = std::fs::read_to_string(dir.join("results.json")) else {
-        anyhow::bail!("the load container ended (exit {code}) without results; its last output:\n{}", logs.trim_end());
+        anyhow::bail!(
+            "the load container ended (exit {code}{}) without results; its last output:\n{}",
+            if Code::of_number(code) == Code::Usage { ": it did not accept its load plan" } else { "" },
+            logs.trim_end()
+        );
     };
     serde_json::from_str(&text).context("the load container's results.json does not parse")
 }
 
 /// Follows the container's timeline until it exits; its exit code.
-async fn follow(ctx: &Ctx, phase: &str, o: &LoadOptions, id: &str, dir: &std::path::Path) -> anyhow::Result<i64> {
-    let ramp = Duration::from_secs_f64(o.sessions.saturating_sub(1) as f64 / o.ramp);
-    let deadline = tokio::time::Instant::now() + ramp + o.duration.0 + Duration::from_secs(120);
+async fn follow(ctx: &Ctx, phase: &str, plan: &LoadPlan, id: &str, dir: &std::path::Path) -> anyhow::Result<i64> {
+    let deadline = tokio::time::Instant::now() + plan.run_time() + Duration::from_secs(120);
     let wait = oneoff::wait(&ctx.docker, id);
     tokio::pin!(wait);
     let mut offset = 0u64;
@@ -146,21 +126,12 @@ fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64,
 mod tests {
     use clap::Parser;
 
-    use super::*;
-
-    /// The container's command line is one `swarmctl load` accepts, paced as asked.
     #[test]
-    fn the_load_container_gets_arguments_it_accepts() {
-        let urls = vec!["ws://10.0.1.5:5555/mcp/ws".to_string()];
-        let mut o = LoadOptions::toward(urls.clone());
-        o.think = crate::units::Duration::from_secs(5);
-        for rate in [None, Some(3333.3)] {
-            o.rate = rate;
-            let argv = std::iter::once("swarmctl".to_string()).chain(args(&o, &urls));
-            let cli = crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{rate:?}: {e}"));
-            let crate::cli::Command::Load(parsed) = cli.command else { panic!("not `load`") };
-            assert_eq!(parsed.rate, rate);
-            assert_eq!(parsed.think, if rate.is_some() { LoadOptions::toward(vec![]).think } else { o.think });
-        }
+    fn the_load_container_runs_the_plan_it_is_given() {
+        let argv = std::iter::once("swarmctl".to_string()).chain(super::container_args());
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Load(args) = cli.command else { panic!("not `load`") };
+        assert_eq!(args.plan.as_deref(), Some(std::path::Path::new("/out/plan.json")));
+        assert_eq!(args.out.as_deref(), Some(std::path::Path::new("/out")));
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{run_load, Ctx};
 use crate::config::{FailoverTarget, KillCount};
 use crate::engine::fleet;
+use crate::exit::Verdict;
 use crate::load::engine::Live;
 use crate::report::{Failover, Kill, Phase};
 use crate::units::unix_now_ms;
@@ -37,32 +38,11 @@ pub fn recovery_s(kill_ms: u64, failures: &[u64], recovered_at_ms: Option<u64>) 
     }
 }
 
-/// Runs the phase.
-pub async fn run(ctx: &Ctx, plan: Plan) -> Phase {
-    let name = "failover";
-    let started_ms = ctx.rec.event("phase", name);
-    let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
-    match measure(ctx, plan).await {
-        Ok((verdict, reasons, load, failover)) => {
-            phase.verdict = verdict;
-            phase.reasons = reasons;
-            phase.load = Some(load);
-            phase.failover = Some(failover);
-        }
-        Err(e) => {
-            phase.verdict = if ctx.cancel.is_cancelled() { "interrupted" } else { "error" }.into();
-            phase.reasons = vec![format!("{e:#}")];
-        }
-    }
-    phase.finished_ms = unix_now_ms();
-    phase
-}
-
-type Measured = (String, Vec<String>, crate::load::RunResult, Failover);
-
-async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
+/// Kills `ctx.failover`'s tasks under load and measures what clients saw.
+pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
+    let plan = ctx.failover;
     let cfg = &ctx.config.test.failover;
-    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let profile = ctx.phase_profile();
     let service = match plan.target {
         FailoverTarget::Server => ctx.server_service(),
         FailoverTarget::Lb => ctx.lb_service(),
@@ -75,22 +55,20 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
     let k = plan.kill.of(running.len() as u64) as usize;
     let victims: Vec<fleet::Task> = running.iter().rev().take(k).map(|t| (*t).clone()).collect();
 
-    let mut o = ctx.load_options(&profile).await?;
-    o.duration = crate::units::Duration(cfg.warmup.0 + cfg.observe.0);
-    o.out = Some(ctx.out.join("phases").join("failover"));
+    let mut load_plan = ctx.load_plan(&profile).await?;
+    load_plan.hold = cfg.warmup.0 + cfg.observe.0;
+    load_plan.streak_goal = cfg.consecutive_ok;
     ctx.say(format!(
         "[failover] {} sessions through the load balancer; after {} of load, kill {k} of {} {service} tasks, then watch {}",
-        o.sessions,
+        load_plan.sessions,
         cfg.warmup,
         running.len(),
         cfg.observe
     ));
-    o.streak_goal = cfg.consecutive_ok;
     let live = Arc::new(Live::default());
-    live.streak_goal.store(cfg.consecutive_ok, Relaxed);
     let stop = CancellationToken::new();
-    let ramp = Duration::from_secs_f64(o.sessions.saturating_sub(1) as f64 / o.ramp);
-    let load = run_load(ctx, "failover", &o, live.clone(), stop.clone());
+    let ramp = load_plan.ramp_time();
+    let load = run_load(ctx, "failover", &load_plan, live.clone(), stop.clone());
     tokio::pin!(load);
 
     // Warm up: the ramp, then the warmup period, all under load.
@@ -198,7 +176,7 @@ async fn measure(ctx: &Ctx, plan: Plan) -> anyhow::Result<Measured> {
         success_ratio: result.summary.success_ratio,
     };
     let (verdict, reasons) = judge(ctx, &result, &failover);
-    Ok((verdict, reasons, result, failover))
+    Ok(Phase { verdict, reasons, load: Some(result), failover: Some(failover), ..Default::default() })
 }
 
 /// Finds each killed task's replacement (a new task in its slot) and notes the engine's
@@ -224,7 +202,7 @@ fn note_replacements(
     }
 }
 
-fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (String, Vec<String>) {
+fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (Verdict, Vec<String>) {
     let slo = &ctx.config.slo;
     let limit = slo.failover_recovery.0.as_secs_f64();
     let mut reasons = Vec::new();
@@ -254,14 +232,8 @@ fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (String, Vec<St
     if !replaced {
         reasons.push("a killed task's replacement was not running within 60 s after the load ended".into());
     }
-    let verdict = if r.verdict == "interrupted" || ctx.cancel.is_cancelled() {
-        "interrupted"
-    } else if recovered && ok && replaced {
-        "pass"
-    } else {
-        "fail"
-    };
-    (verdict.into(), reasons)
+    let interrupted = r.verdict == Verdict::Interrupted || ctx.cancel.is_cancelled();
+    (Verdict::judged(interrupted, recovered && ok && replaced), reasons)
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! each a load run of its own with a verdict; a stage larger than this machine can open is
 //! capped at what the pre-flight found feasible, and the report says so.
 
-use super::{judge_load, Ctx};
+use super::{judge_load, Ctx, MAX_WORKERS};
+use crate::exit::Verdict;
 use crate::report::{Phase, Stage};
-use crate::units::unix_now_ms;
 
 /// Sessions one stage can open from this machine: per process × processes we allow (the
 /// client side of a single-machine test shares the machine with the stack).
@@ -12,12 +12,13 @@ pub fn feasible_sessions(per_process: u64, max_workers: u64) -> u64 {
     per_process.saturating_mul(max_workers)
 }
 
-/// Runs the phase; `notes` hears what was capped.
-pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase {
-    let started_ms = ctx.rec.event("phase", "incremental");
-    let mut phase = Phase { name: "incremental".into(), started_ms, ..Default::default() };
+/// Runs the stages in turn; `notes` hears what was capped.
+pub async fn measure(ctx: &Ctx, notes: &mut Vec<String>) -> anyhow::Result<Phase> {
+    let max_workers = MAX_WORKERS;
+    let mut phase = Phase::default();
+    let mut error = false;
     let cfg = &ctx.config.test.incremental;
-    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let profile = ctx.phase_profile();
     let per_process = (crate::load::sessions_per_process() as f64 * 0.95) as u64;
     let feasible = feasible_sessions(per_process, max_workers);
     let mut failed = false;
@@ -37,36 +38,31 @@ pub async fn run(ctx: &Ctx, max_workers: u64, notes: &mut Vec<String>) -> Phase 
         p.sessions = run_n;
         p.hold = cfg.hold;
         let result = async {
-            let mut o = ctx.load_options(&p).await?;
-            o.out = Some(ctx.out.join("phases").join(&label));
-            ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", o.workers, cfg.hold));
-            super::run_via(ctx, &label, &o, p.transport).await
+            let plan = ctx.load_plan(&p).await?;
+            ctx.say(format!("[incremental] {run_n} sessions ({} processes), held {}", plan.workers, cfg.hold));
+            super::run_via(ctx, &label, &plan, p.transport).await
         }
         .await;
         match result {
             Ok(load) => {
                 let (verdict, reasons) = judge_load(&ctx.config.slo, &load);
-                failed |= verdict != "pass";
+                failed |= !verdict.passed();
                 phase.reasons.push(format!("{run_n} sessions: {verdict}: {}", reasons.join("; ")));
                 phase.stages.push(Stage { sessions: asked, sessions_run: run_n, verdict, load });
             }
             Err(e) => {
-                phase.verdict = "error".into();
+                // The stages run so far stay in the report.
+                error = true;
                 phase.reasons.push(format!("{run_n} sessions: {e:#}"));
                 break;
             }
         }
     }
-    if phase.verdict.is_empty() {
-        phase.verdict = if ctx.cancel.is_cancelled() || phase.stages.iter().any(|s| s.verdict == "interrupted") {
-            "interrupted"
-        } else if failed || phase.stages.is_empty() {
-            "fail"
-        } else {
-            "pass"
-        }
-        .into();
-    }
-    phase.finished_ms = unix_now_ms();
-    phase
+    let interrupted = ctx.cancel.is_cancelled() || phase.stages.iter().any(|s| s.verdict == Verdict::Interrupted);
+    phase.verdict = if error && !interrupted {
+        Verdict::Error
+    } else {
+        Verdict::judged(interrupted, !failed && !phase.stages.is_empty())
+    };
+    Ok(phase)
 }

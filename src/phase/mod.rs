@@ -2,7 +2,10 @@
 //! every verdict derived from what was measured. The load engine never sees the Docker
 //! Engine; this module is where the two meet.
 //!
-//! - `load_phase`: a profile's load through the load balancer (baseline, stress).
+//! - `PhaseKind` and `run`: every phase goes through one runner that records its start,
+//!   measures, and keeps what it measured with its verdict (an error is the phase's verdict,
+//!   never the end of the run).
+//! - `load_phase`: a profile's load (baseline, stress).
 //! - `failover`, `scaling`, `incremental`: the `validate` phases.
 //! - `Recorder`: the run's timeline and events, appended to timeline.jsonl as they happen.
 //! - `sampler`: CPU and memory of every replica through the Engine API.
@@ -25,9 +28,69 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClientTransport, Config, Profile};
 use crate::engine::{fleet, Docker};
-use crate::load::{self, engine::Live, LoadOptions, RunResult};
+use crate::exit::Verdict;
+use crate::load::{self, engine::Live, workload::Model, LoadPlan, RunResult, Target};
 use crate::report::{Event, Phase, Point};
 use crate::units::unix_now_ms;
+
+/// Client processes a single-machine run may start (each holds ~19K sessions here).
+pub const MAX_WORKERS: u64 = 8;
+
+/// The phases `test` and `validate` run, in results.json by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseKind {
+    /// The `baseline` profile's load.
+    Baseline,
+    /// The `stress` profile's load.
+    Stress,
+    /// Session counts held one after another.
+    Incremental,
+    /// Tasks killed under load.
+    Failover,
+    /// Replicas scaled under load.
+    Scaling,
+}
+
+impl PhaseKind {
+    /// Its name in results.json and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseKind::Baseline => "baseline",
+            PhaseKind::Stress => "stress",
+            PhaseKind::Incremental => "incremental",
+            PhaseKind::Failover => "failover",
+            PhaseKind::Scaling => "scaling",
+        }
+    }
+
+    /// The test profile it runs, for the load phases.
+    pub fn profile(self) -> Option<&'static str> {
+        matches!(self, PhaseKind::Baseline | PhaseKind::Stress).then(|| self.as_str())
+    }
+}
+
+/// Runs one phase: records its start, measures, and keeps the outcome. A phase that could not
+/// go on is reported with verdict `error` (`interrupted` after Ctrl-C) and the reason.
+pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
+    let name = kind.as_str();
+    let started_ms = ctx.rec.event("phase", name);
+    let measured = match kind {
+        PhaseKind::Baseline | PhaseKind::Stress => load_phase(ctx, kind).await,
+        PhaseKind::Incremental => incremental::measure(ctx, notes).await,
+        PhaseKind::Failover => failover::measure(ctx).await,
+        PhaseKind::Scaling => scaling::measure(ctx).await,
+    };
+    let mut phase = measured.unwrap_or_else(|e| Phase {
+        verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error },
+        reasons: vec![format!("{e:#}")],
+        ..Default::default()
+    });
+    phase.name = name.into();
+    phase.started_ms = started_ms;
+    phase.finished_ms = unix_now_ms();
+    phase
+}
 
 /// What every phase needs.
 pub struct Ctx {
@@ -51,6 +114,8 @@ pub struct Ctx {
     pub via: Via,
     /// The image a direct load runs in (the builtin image: the swarmctl binary).
     pub client_image: Option<String>,
+    /// What the failover phase kills.
+    pub failover: failover::Plan,
 }
 
 /// How the baseline, stress and incremental loads reach the servers. Failover and scaling
@@ -66,6 +131,11 @@ pub enum Via {
 }
 
 impl Ctx {
+    /// Where a phase's load writes its plan and results.
+    pub fn phase_dir(&self, phase: &str) -> PathBuf {
+        self.out.join("phases").join(phase)
+    }
+
     /// The server service's swarm name.
     pub fn server_service(&self) -> String {
         format!("{}_server", self.config.name)
@@ -119,21 +189,35 @@ impl Ctx {
         Ok(())
     }
 
-    /// Load options for `profile` through the load balancer, with the process count its
+    /// The load plan of `profile` through the load balancer, with the process count its
     /// sessions need here.
-    pub async fn load_options(&self, profile: &Profile) -> anyhow::Result<LoadOptions> {
-        let mut o = LoadOptions::toward(self.lb_urls(profile.transport).await?);
-        o.sessions = profile.sessions as usize;
-        o.ramp = profile.ramp as f64;
-        o.duration = profile.hold;
-        o.think = profile.think;
-        o.rate = profile.period.map(|p| profile.sessions as f64 / p.0.as_secs_f64());
-        o.workers = if profile.workers > 0 { profile.workers as usize } else { workers_for(profile.sessions) };
+    pub async fn load_plan(&self, profile: &Profile) -> anyhow::Result<LoadPlan> {
+        let mut plan = LoadPlan::toward(self.targets(&self.lb_urls(profile.transport).await?)?);
+        plan.sessions = profile.sessions as usize;
+        plan.ramp = profile.ramp as f64;
+        plan.hold = profile.hold.0;
+        plan.model = match profile.period {
+            Some(p) => Model::Open { rate: profile.sessions as f64 / p.0.as_secs_f64() },
+            None => Model::Closed { think: profile.think.0 },
+        };
+        plan.workers = if profile.workers > 0 { profile.workers as usize } else { workers_for(profile.sessions) };
         if !profile.mix.is_empty() {
-            o.mix = profile.mix.clone();
+            // Checked with the stack file (test.profiles.*.mix).
+            plan.mix = profile.mix.parse().map_err(|e| anyhow::anyhow!("the profile's mix: {e}"))?;
         }
-        o.ws_newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
-        Ok(o)
+        Ok(plan)
+    }
+
+    /// Load targets for URLs of this stack (its WebSocket framing included).
+    pub fn targets(&self, urls: &[String]) -> anyhow::Result<Vec<Target>> {
+        let newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
+        urls.iter().map(|u| Target::parse(u, false, newline).map_err(anyhow::Error::msg)).collect()
+    }
+
+    /// The phase profile (`test.phase_profile`), which failover, scaling and incremental load
+    /// with.
+    pub fn phase_profile(&self) -> Profile {
+        self.config.test.profiles.get(&self.config.test.phase_profile).cloned().unwrap_or_default()
     }
 }
 
@@ -237,12 +321,13 @@ pub(crate) fn progress_line(phase: &str, p: &Point) -> String {
     )
 }
 
-/// Runs load for a phase, recording each second; `stop` ends it early without it counting as
-/// an interruption (the user's Ctrl-C is `ctx.cancel`, which stops it too).
+/// Runs load for a phase, recording each second, results into `phases/<phase>/`; `stop` ends
+/// it early without it counting as an interruption (the user's Ctrl-C is `ctx.cancel`, which
+/// stops it too).
 pub async fn run_load(
     ctx: &Ctx,
     phase: &str,
-    o: &LoadOptions,
+    plan: &LoadPlan,
     live: Arc<Live>,
     stop: CancellationToken,
 ) -> anyhow::Result<RunResult> {
@@ -255,7 +340,9 @@ pub async fn run_load(
     });
     let progress = ctx.progress;
     let mut n = 0u64;
-    let outcome = load::run_observed(o, stop, live, |s, _| {
+    let plan = plan.clone().with_default_sources();
+    let out = ctx.phase_dir(phase);
+    let outcome = load::run_observed(&plan, Some(&out), stop, live, |s, _| {
         let p = rec.second(phase, s);
         n += 1;
         // Every 5 s, and every second with errors: enough to follow, not a flood.
@@ -267,8 +354,8 @@ pub async fn run_load(
     link.abort();
     let mut result = outcome?.result;
     // A deliberate stop is the end of the phase, not an interruption.
-    if result.verdict == "interrupted" && !ctx.cancel.is_cancelled() {
-        result.verdict = if result.thresholds.iter().all(|t| t.pass) { "pass" } else { "fail" }.into();
+    if result.verdict == Verdict::Interrupted && !ctx.cancel.is_cancelled() {
+        result.verdict = Verdict::judged(false, result.thresholds.iter().all(|t| t.pass));
     }
     Ok(result)
 }
@@ -293,16 +380,16 @@ pub fn ended_early(r: &RunResult) -> String {
 
 /// A profile's load the way `ctx.via` says: through the load balancer in this process, or
 /// direct from a load container.
-pub async fn run_via(ctx: &Ctx, phase: &str, o: &LoadOptions, transport: ClientTransport) -> anyhow::Result<RunResult> {
+pub async fn run_via(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
     match ctx.via {
-        Via::Lb => run_load(ctx, phase, o, Arc::new(Live::default()), CancellationToken::new()).await,
-        Via::Direct => direct::run(ctx, phase, o, transport).await,
+        Via::Lb => run_load(ctx, phase, plan, Arc::new(Live::default()), CancellationToken::new()).await,
+        Via::Direct => direct::run(ctx, phase, plan, transport).await,
     }
 }
 
 /// Judges a load result against the SLO: success ratio, p99, and whether the generator kept
 /// its schedule (otherwise the figures describe the generator, and the phase cannot pass).
-pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (String, Vec<String>) {
+pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (Verdict, Vec<String>) {
     let s = &r.summary;
     let mut reasons = Vec::new();
     let mut pass = true;
@@ -331,7 +418,7 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (String, Vec<Strin
     // Every session the profile asked for must have opened: the requests of the others are
     // not in the ratio above (their handshakes are counted under `initialize`).
     let g = &r.generator;
-    if g.sessions_opened < r.config.sessions as u64 && r.verdict != "interrupted" {
+    if g.sessions_opened < r.config.sessions as u64 && r.verdict != Verdict::Interrupted {
         pass = false;
         reasons.push(format!(
             "{} of {} sessions opened: {} never did (initialize failed three times; see by_method.initialize)",
@@ -362,14 +449,7 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (String, Vec<Strin
         }
         None => {}
     }
-    let verdict = if r.verdict == "interrupted" {
-        "interrupted"
-    } else if pass {
-        "pass"
-    } else {
-        "fail"
-    };
-    (verdict.into(), reasons)
+    (Verdict::judged(r.verdict == Verdict::Interrupted, pass), reasons)
 }
 
 /// What Prometheus says the replicas received (every method but the handshake's), with the
@@ -438,9 +518,13 @@ pub fn reconcile(
     rec
 }
 
-/// `baseline` or `stress`: a profile's load through the load balancer.
-pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
-    let started_ms = ctx.rec.event("phase", name);
+/// `baseline` or `stress`: a profile's load (through the load balancer, or direct), judged
+/// against the SLO and reconciled with the servers' own count.
+async fn load_phase(ctx: &Ctx, kind: PhaseKind) -> anyhow::Result<Phase> {
+    let name = kind.as_str();
+    let Some(profile) = kind.profile().and_then(|p| ctx.config.test.profiles.get(p)) else {
+        anyhow::bail!("the stack has no test.profiles.{name}");
+    };
     let pace = match profile.period {
         Some(p) => format!("a request every {p} each"),
         None => format!("think {}", profile.think),
@@ -452,32 +536,14 @@ pub async fn load_phase(ctx: &Ctx, name: &str, profile: &Profile) -> Phase {
         profile.ramp,
         profile.hold,
     ));
-    let mut phase = Phase { name: name.into(), started_ms, ..Default::default() };
     let before = server_count(ctx).await;
-    let result = async {
-        let mut o = ctx.load_options(profile).await?;
-        o.out = Some(ctx.out.join("phases").join(name));
-        run_via(ctx, name, &o, profile.transport).await
-    }
-    .await;
-    match result {
-        Ok(r) => {
-            let (verdict, mut reasons) = judge_load(&ctx.config.slo, &r);
-            reasons.extend(load::detail_lines(&r));
-            let rec = reconcile(&r, before, server_count(ctx).await);
-            reasons.push(format!("reconciliation: {}", rec.note));
-            phase.verdict = verdict;
-            phase.reasons = reasons;
-            phase.load = Some(r);
-            phase.reconciliation = Some(rec);
-        }
-        Err(e) => {
-            phase.verdict = "error".into();
-            phase.reasons = vec![format!("{e:#}")];
-        }
-    }
-    phase.finished_ms = unix_now_ms();
-    phase
+    let plan = ctx.load_plan(profile).await?;
+    let r = run_via(ctx, name, &plan, profile.transport).await?;
+    let (verdict, mut reasons) = judge_load(&ctx.config.slo, &r);
+    reasons.extend(load::detail_lines(&r));
+    let rec = reconcile(&r, before, server_count(ctx).await);
+    reasons.push(format!("reconciliation: {}", rec.note));
+    Ok(Phase { verdict, reasons, load: Some(r), reconciliation: Some(rec), ..Default::default() })
 }
 
 #[cfg(test)]
@@ -485,6 +551,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::reconcile;
+    use crate::exit::Verdict;
     use crate::load::{RunResult, Summary};
 
     fn run(sent: u64, ok: u64, errors: &[(&str, u64)]) -> RunResult {
@@ -512,7 +579,7 @@ mod tests {
         };
         let mut r = run(1000, 1000, &[]);
         r.summary.success_ratio = 1.0;
-        r.verdict = "pass".into();
+        r.verdict = Verdict::Pass;
         r.config.sessions = 100;
         r.generator.kept_schedule = true;
         r.generator.sessions_opened = 100;
@@ -521,7 +588,7 @@ mod tests {
         hold.latency_ms.p99 = 40.0;
         r.hold = Some(hold);
         let (verdict, reasons) = super::judge_load(&slo, &r);
-        assert_eq!(verdict, "pass", "{reasons:?}");
+        assert_eq!(verdict, Verdict::Pass, "{reasons:?}");
         assert!(
             reasons[1].starts_with("p99 40.00 ms over the hold (the whole run, ramp included: 900.00 ms)"),
             "{reasons:?}"
@@ -530,22 +597,22 @@ mod tests {
         r.generator.kept_schedule = false;
         r.hold.as_mut().unwrap().send_lag_p99_ms = Some(3.0);
         let (verdict, reasons) = super::judge_load(&slo, &r);
-        assert_eq!(verdict, "pass", "{reasons:?}");
+        assert_eq!(verdict, Verdict::Pass, "{reasons:?}");
         assert!(
             reasons.iter().any(|l| l.contains("during the ramp") && l.contains("kept it over the hold")),
             "{reasons:?}"
         );
         r.hold.as_mut().unwrap().send_lag_p99_ms = Some(300.0);
-        assert_eq!(super::judge_load(&slo, &r).0, "fail", "late in the hold");
+        assert_eq!(super::judge_load(&slo, &r).0, Verdict::Fail, "late in the hold");
         r.generator.kept_schedule = true;
         // No whole second of hold: the whole run is judged.
         r.hold = None;
-        assert_eq!(super::judge_load(&slo, &r).0, "fail");
+        assert_eq!(super::judge_load(&slo, &r).0, Verdict::Fail);
         // Sessions that never opened fail the phase, whatever the requests did.
         r.summary.latency_ms.p99 = 40.0;
         r.generator.sessions_opened = 99;
         let (verdict, reasons) = super::judge_load(&slo, &r);
-        assert_eq!(verdict, "fail");
+        assert_eq!(verdict, Verdict::Fail);
         assert!(reasons.iter().any(|l| l.starts_with("99 of 100 sessions opened: 1 never did")), "{reasons:?}");
     }
 

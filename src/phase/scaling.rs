@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{run_load, Ctx};
 use crate::engine::{converge, fleet, stack};
+use crate::exit::Verdict;
 use crate::load::engine::Live;
+use crate::load::workload::Model;
 use crate::report::{Phase, ScaleStep, Scaling};
 use crate::units::unix_now_ms;
 
@@ -28,14 +30,14 @@ pub fn linearity(steps: &[ScaleStep]) -> Option<f64> {
     Some((top.rps / first.rps) / (top.replicas as f64 / first.replicas as f64))
 }
 
-/// Runs the phase.
-pub async fn run(ctx: &Ctx) -> Phase {
-    let started_ms = ctx.rec.event("phase", "scaling");
-    let mut phase = Phase { name: "scaling".into(), started_ms, ..Default::default() };
+/// Scales through the steps under load and back, and restores the configured count whatever
+/// happened (its outcome is in the phase, also when a step failed).
+pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
+    let mut phase = Phase::default();
     let service = ctx.server_service();
     let base = ctx.config.server.replicas as u64;
     let mut scaling = Scaling { service: service.clone(), ..Default::default() };
-    let outcome = measure(ctx, &mut scaling).await;
+    let outcome = steps(ctx, &mut scaling).await;
     // Restore, whatever happened: a scaling test must never leave the stack scaled.
     scaling.restored = restore(ctx, &service, base).await;
     scaling.linearity = linearity(&scaling.steps);
@@ -67,19 +69,12 @@ pub async fn run(ctx: &Ctx) -> Phase {
             } else {
                 format!("NOT restored to {base} replicas: run `swarmctl up` to restore the stack")
             });
-            phase.verdict = if ctx.cancel.is_cancelled() {
-                "interrupted"
-            } else if ok && scaling.restored {
-                "pass"
-            } else {
-                "fail"
-            }
-            .into();
+            phase.verdict = Verdict::judged(ctx.cancel.is_cancelled(), ok && scaling.restored);
             phase.reasons = reasons;
             phase.load = Some(load);
         }
         Err(e) => {
-            phase.verdict = if ctx.cancel.is_cancelled() { "interrupted" } else { "error" }.into();
+            phase.verdict = if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error };
             phase.reasons = vec![
                 format!("{e:#}"),
                 if scaling.restored {
@@ -91,8 +86,7 @@ pub async fn run(ctx: &Ctx) -> Phase {
         }
     }
     phase.scaling = Some(scaling);
-    phase.finished_ms = unix_now_ms();
-    phase
+    Ok(phase)
 }
 
 async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
@@ -122,9 +116,9 @@ async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
         .is_ok()
 }
 
-async fn measure(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::RunResult> {
+async fn steps(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::RunResult> {
     let cfg = &ctx.config.test.scaling;
-    let profile = ctx.config.test.profiles.get(&ctx.config.test.phase_profile).cloned().unwrap_or_default();
+    let profile = ctx.phase_profile();
     let service = scaling.service.clone();
     let base = ctx.config.server.replicas as u64;
     let current = fleet::replicas(&ctx.docker, &service).await?;
@@ -135,15 +129,14 @@ async fn measure(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load
     counts.extend(cfg.steps.iter().copied());
     counts.push(base);
 
-    let mut o = ctx.load_options(&profile).await?;
+    let mut o = ctx.load_plan(&profile).await?;
     o.sessions = cfg.sessions as usize;
-    o.think = crate::units::Duration(Duration::ZERO);
+    o.model = Model::Closed { think: Duration::ZERO };
     o.workers = 1;
     o.ramp = o.ramp.max(o.sessions as f64);
     // Long enough for every step at its slowest; stopped as soon as the last one is measured.
     let per_step = cfg.converge_timeout.0 + SETTLE + cfg.hold.0 + Duration::from_secs(5);
-    o.duration = crate::units::Duration(per_step * counts.len() as u32 + Duration::from_secs(10));
-    o.out = Some(ctx.out.join("phases").join("scaling"));
+    o.hold = per_step * counts.len() as u32 + Duration::from_secs(10);
     ctx.say(format!(
         "[scaling] {} sessions back to back; replicas {}",
         o.sessions,

@@ -183,8 +183,8 @@ svg{{display:block;margin:12px 0;border:1px solid #eee}}pre{{background:#f6f6f6;
 </style></head><body><h1>swarmctl {kind} on <code>{stack}</code>: <span class="{vclass}">{verdict}</span></h1>"##,
         kind = esc(&r.kind),
         stack = esc(&r.stack),
-        verdict = esc(&r.verdict.to_uppercase()),
-        vclass = esc(&r.verdict)
+        verdict = esc(r.verdict.upper()),
+        vclass = esc(r.verdict.as_str())
     );
     if let Some(e) = &r.error {
         let _ = write!(h, "<p class=\"error\">The run stopped early: {}</p>", esc(e));
@@ -195,8 +195,8 @@ svg{{display:block;margin:12px 0;border:1px solid #eee}}pre{{background:#f6f6f6;
             h,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             esc(&p.name),
-            esc(&p.verdict),
-            esc(&p.verdict.to_uppercase()),
+            esc(p.verdict.as_str()),
+            esc(p.verdict.upper()),
             p.reasons.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>")
         );
     }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exit::{Code, Verdict};
 use crate::load::RunResult;
 
 pub use compare::{compare, Comparison, Delta};
@@ -36,7 +37,7 @@ pub struct TestRun {
     pub finished_ms: u64,
     /// `pass` (every phase met its SLO), `fail`, `interrupted` (Ctrl-C: the phases up to
     /// then) or `error` (the run could not go on; `error` says why).
-    pub verdict: String,
+    pub verdict: Verdict,
     /// Why the run stopped, when it did not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -77,7 +78,7 @@ pub struct Phase {
     /// `baseline`, `stress`, `failover`, `scaling`, `incremental`.
     pub name: String,
     /// `pass`, `fail`, `interrupted` or `error`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// The measured facts behind the verdict, one sentence each.
     pub reasons: Vec<String>,
     /// When it began and ended (Unix ms).
@@ -213,8 +214,8 @@ pub struct Stage {
     pub sessions: u64,
     /// Sessions run (fewer when the pre-flight capped the stage).
     pub sessions_run: u64,
-    /// `pass`, `fail`.
-    pub verdict: String,
+    /// `pass`, `fail` or `interrupted`.
+    pub verdict: Verdict,
     /// The stage's load results.
     pub load: RunResult,
 }
@@ -274,29 +275,22 @@ pub struct ResourceSample {
 impl TestRun {
     /// The verdict from the phases: any error or interruption wins, then any failure.
     pub fn judge(&mut self) {
-        if self.verdict == "error" || self.verdict == "interrupted" {
+        if matches!(self.verdict, Verdict::Error | Verdict::Interrupted) {
             return;
         }
-        self.verdict = if self.phases.iter().any(|p| p.verdict == "interrupted") {
-            "interrupted"
-        } else if self.phases.iter().any(|p| p.verdict == "error") || self.error.is_some() {
-            "error"
-        } else if self.phases.is_empty() || self.phases.iter().any(|p| p.verdict != "pass") {
-            "fail"
+        let any = |v: Verdict| self.phases.iter().any(|p| p.verdict == v);
+        self.verdict = if any(Verdict::Interrupted) {
+            Verdict::Interrupted
+        } else if any(Verdict::Error) || self.error.is_some() {
+            Verdict::Error
         } else {
-            "pass"
-        }
-        .into();
+            Verdict::judged(false, !self.phases.is_empty() && self.phases.iter().all(|p| p.verdict.passed()))
+        };
     }
 
     /// The process exit code DESIGN.md gives this verdict.
-    pub fn exit_code(&self) -> u8 {
-        match self.verdict.as_str() {
-            "pass" => 0,
-            "fail" => 3,
-            "interrupted" => 130,
-            _ => 1,
-        }
+    pub fn exit_code(&self) -> Code {
+        self.verdict.code()
     }
 }
 

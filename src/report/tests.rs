@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::exit::Verdict;
 use crate::load::stats::LatencyMs;
 use crate::load::{RunResult, Summary};
 
 fn load(total: u64, ok: u64, rps: f64, p99: f64) -> RunResult {
     RunResult {
         schema_version: 1,
-        verdict: "pass".into(),
+        verdict: Verdict::Pass,
         summary: Summary {
             requests_total: total,
             requests_ok: ok,
@@ -55,14 +56,14 @@ pub(crate) fn fixture() -> TestRun {
         version: "0.1.0".into(),
         started_ms: t0,
         finished_ms: t0 + 61_000,
-        verdict: String::new(),
+        verdict: Verdict::Pass,
         error: None,
         slo: Slo { success_ratio: 0.95, p99_ms: 500.0, failover_recovery_s: 30.0, failover_success_ratio: 0.99 },
         notes: vec!["incremental stage 100000 capped at 19936 sessions (open files)".into()],
         phases: vec![
             Phase {
                 name: "failover".into(),
-                verdict: "pass".into(),
+                verdict: Verdict::Pass,
                 reasons: vec!["recovered in 1.80 s (SLO 30 s)".into(), "success 99.917 % (SLO 99 %)".into()],
                 started_ms: t0,
                 finished_ms: t0 + 30_000,
@@ -91,7 +92,7 @@ pub(crate) fn fixture() -> TestRun {
             },
             Phase {
                 name: "scaling".into(),
-                verdict: "pass".into(),
+                verdict: Verdict::Pass,
                 reasons: vec!["every step converged; restored to 3 replicas".into()],
                 started_ms: t0 + 30_000,
                 finished_ms: t0 + 60_000,
@@ -144,18 +145,18 @@ pub(crate) fn fixture() -> TestRun {
 fn verdict_follows_the_phases() {
     let mut r = fixture();
     r.judge();
-    assert_eq!((r.verdict.as_str(), r.exit_code()), ("pass", 0));
-    r.verdict.clear();
-    r.phases[1].verdict = "fail".into();
+    assert_eq!((r.verdict.as_str(), r.exit_code().number()), ("pass", 0));
+    r.phases[1].verdict = Verdict::Fail;
     r.judge();
-    assert_eq!((r.verdict.as_str(), r.exit_code()), ("fail", 3));
-    r.verdict.clear();
-    r.phases[0].verdict = "interrupted".into();
+    assert_eq!((r.verdict.as_str(), r.exit_code().number()), ("fail", 3));
+    r.phases[0].verdict = Verdict::Interrupted;
     r.judge();
-    assert_eq!((r.verdict.as_str(), r.exit_code()), ("interrupted", 130));
+    assert_eq!((r.verdict.as_str(), r.exit_code().number()), ("interrupted", 130));
+    r.judge();
+    assert_eq!(r.verdict, Verdict::Interrupted, "judged again, the same");
     let mut empty = TestRun::default();
     empty.judge();
-    assert_eq!(empty.verdict, "fail", "a run that measured nothing cannot pass");
+    assert_eq!(empty.verdict, Verdict::Fail, "a run that measured nothing cannot pass");
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub fn summary(r: &TestRun) -> String {
         r.version,
         r.kind,
         r.stack,
-        r.verdict.to_uppercase(),
+        r.verdict.upper(),
         secs(r.finished_ms, r.started_ms)
     );
     if let Some(e) = &r.error {
@@ -31,7 +31,7 @@ pub fn summary(r: &TestRun) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     for p in &r.phases {
-        let _ = writeln!(out, "{:<12} {:<11} {}", p.name, p.verdict.to_uppercase(), headline(p));
+        let _ = writeln!(out, "{:<12} {:<11} {}", p.name, p.verdict.upper(), headline(p));
         for reason in &p.reasons {
             let _ = writeln!(out, "             - {reason}");
         }
@@ -83,7 +83,7 @@ fn headline(p: &Phase) -> String {
 /// FINAL_REPORT.md: verdicts, the figures behind them, and how each was measured.
 pub fn markdown(r: &TestRun) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# swarmctl {}: {}\n", r.kind, r.verdict.to_uppercase());
+    let _ = writeln!(md, "# swarmctl {}: {}\n", r.kind, r.verdict.upper());
     let _ = writeln!(
         md,
         "Stack `{}`, swarmctl {}, {:.0} s. Every figure below was measured during this run; \
@@ -111,10 +111,10 @@ pub fn markdown(r: &TestRun) -> String {
     }
     let _ = writeln!(md, "| phase | verdict | figures |\n|---|---|---|");
     for p in &r.phases {
-        let _ = writeln!(md, "| {} | {} | {} |", p.name, p.verdict.to_uppercase(), headline(p));
+        let _ = writeln!(md, "| {} | {} | {} |", p.name, p.verdict.upper(), headline(p));
     }
     for p in &r.phases {
-        let _ = writeln!(md, "\n## {} — {}\n", p.name, p.verdict.to_uppercase());
+        let _ = writeln!(md, "\n## {} — {}\n", p.name, p.verdict.upper());
         for reason in &p.reasons {
             let _ = writeln!(md, "- {reason}");
         }
@@ -228,7 +228,7 @@ pub fn markdown(r: &TestRun) -> String {
                     "| {} | {} | {} | {:.3} % | {:.1} | {:.2} | {:.2} |",
                     st.sessions,
                     st.sessions_run,
-                    st.verdict.to_uppercase(),
+                    st.verdict.upper(),
                     s.success_ratio * 100.0,
                     s.throughput_rps,
                     s.latency_ms.p50,

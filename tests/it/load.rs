@@ -7,22 +7,25 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::Value;
-use swarmctl::load::{self, LoadOptions};
+use swarmctl::cli::{Cli, Command as Sub};
+use swarmctl::exit::Code;
+use swarmctl::load;
 
 use crate::util::start_server;
 
-#[derive(clap::Parser)]
-struct Wrap {
-    #[command(flatten)]
-    opts: LoadOptions,
+/// `swarmctl load ARGS`, parsed.
+fn load_args(args: &[&str]) -> swarmctl::cli::LoadArgs {
+    let cli = Cli::try_parse_from(["swarmctl", "load"].into_iter().chain(args.iter().copied())).unwrap();
+    let Sub::Load(args) = cli.command else { unreachable!("parsed as load") };
+    *args
 }
 
-fn options(args: &[&str]) -> LoadOptions {
-    Wrap::try_parse_from(std::iter::once("load").chain(args.iter().copied())).unwrap().opts
-}
-
+/// Runs `swarmctl load ARGS` in this process.
 async fn run(args: &[&str]) -> load::Outcome {
-    load::run(&options(args), tokio_util::sync::CancellationToken::new(), false).await.unwrap()
+    let args = load_args(args);
+    load::run(&args.plan().unwrap(), args.out.as_deref(), tokio_util::sync::CancellationToken::new(), false)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +58,7 @@ async fn accounting_is_exact_for_every_transport() {
         ])
         .await;
         let r = &out.result;
-        assert_eq!(out.exit_code, 0, "{url}: {r:?}");
+        assert_eq!(out.exit_code, Code::Ok, "{url}: {r:?}");
         assert_eq!(r.summary.requests_ok, r.summary.requests_total, "{url}: {:?}", r.summary.errors);
         assert!(r.summary.requests_total > 100, "{url}: {}", r.summary.requests_total);
         sent_calls += r.by_method["tools/call:echo"].count;
@@ -262,11 +265,32 @@ fn ctrl_c_stops_drains_and_writes_an_interrupted_report() {
 #[test]
 fn bad_flags_are_refused_with_the_flag_named() {
     let state = tempfile::tempdir().unwrap();
+    let plan = state.path().join("plan.json");
+    std::fs::write(&plan, r#"{"sessions": 5}"#).unwrap();
+    let plan = plan.to_str().unwrap();
+    // Usage errors (2): the flag or file named, with what would be valid.
     for (args, want) in [
         (vec!["load", "--url", "localhost:8080"], "invalid --url"),
+        (vec!["load", "--url", "https://127.0.0.1:1/mcp"], "invalid --url"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--mix", "nope=1"], "--mix"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<5"], "invalid threshold"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<fast"], "invalid threshold"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "0"], "--sessions"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--ramp", "0"], "--ramp"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--rate", "0"], "--rate"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--stages", "10s"], "--stages"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--source-ips", "127.0.0.9-127.0.0.2"], "--source-ips"),
+        (vec!["load", "--plan", plan], "is not a load plan"),
+        (vec!["load", "--plan", "/nonexistent/plan.json"], "cannot read the load plan"),
+        (vec!["report", "compare", ".", ".", "--tolerance=-1"], "--tolerance"),
+    ] {
+        let out = crate::util::swarmctl(&args, state.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // What this machine cannot hold (1): said before anything is started.
+    for (args, want) in [
         (
             vec![
                 "load",
@@ -290,10 +314,46 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--sessions", "100000"], "open files"),
     ] {
         let out = crate::util::swarmctl(&args, state.path());
-        assert_ne!(out.status.code(), Some(0), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
+}
+
+/// A run's plan.json, given back with --plan, runs the same plan: what a load container and a
+/// worker process are handed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_runs_again_as_it_was() {
+    let _heavy = crate::util::exclusive().await;
+    let s = start_server(&[]).await;
+    let url = format!("ws://{}/mcp/ws", s.addr("--ws"));
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let args = [
+        "--url",
+        &url,
+        "--ws-subprotocol",
+        "--no-close",
+        "--sessions",
+        "4",
+        "--stages",
+        "1s:40",
+        "--mix",
+        "ping=1,tools/list=1",
+        "--threshold",
+        "success>=99%",
+        "--out",
+        first.to_str().unwrap(),
+    ];
+    let out = run(&args).await;
+    assert_eq!(out.exit_code, Code::Ok, "{:?}", out.result);
+    let saved = first.join("plan.json");
+    let plan = load_args(&args).plan().unwrap();
+    let again = load_args(&["--plan", saved.to_str().unwrap()]).plan().unwrap();
+    assert_eq!(again, plan, "every flag is in the plan, the stages and the subprotocol too");
+    let second = run(&["--plan", saved.to_str().unwrap()]).await;
+    assert_eq!(second.result.config, out.result.config);
+    assert_eq!(second.result.summary.requests_total, 40, "the stages' 40 requests, as the first run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,8 +387,8 @@ async fn sessions_connect_from_the_source_addresses_given() {
     assert!(out.result.by_method["initialize"].count >= 6);
     let peers: Vec<String> = peers.lock().unwrap().iter().cloned().collect();
     assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
-    assert_eq!(load::parse_sources("127.0.0.2-127.0.0.4,10.1.1.1").unwrap().len(), 4);
-    assert!(load::parse_sources("127.0.0.9-127.0.0.2").is_err());
+    assert_eq!(load::plan::parse_sources("127.0.0.2-127.0.0.4,10.1.1.1").unwrap().len(), 4);
+    assert!(load::plan::parse_sources("127.0.0.9-127.0.0.2").is_err());
 }
 
 #[test]

@@ -98,7 +98,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let r = read(&full, &out);
     assert_eq!(
         out.status.code(),
-        Some(i32::from(r.exit_code())),
+        Some(i32::from(r.exit_code().number())),
         "the exit code follows the verdict {}:\n{stdout}\n{stderr}",
         r.verdict
     );
@@ -106,7 +106,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling"], "{stdout}\n{stderr}");
     for p in &r.phases {
-        assert!(p.verdict == "pass" || p.verdict == "fail", "{}: {} {:?}", p.name, p.verdict, p.reasons);
+        assert!(matches!(p.verdict.as_str(), "pass" | "fail"), "{}: {} {:?}", p.name, p.verdict, p.reasons);
         assert!(!p.reasons.is_empty() && p.finished_ms > p.started_ms, "{}", p.name);
     }
     let baseline = r.phases[0].load.as_ref().unwrap();
@@ -218,7 +218,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let (stdout, stderr) = text(&out);
     assert!(started.elapsed() < Duration::from_secs(150), "not hung on: {:?}", started.elapsed());
     let r = read(&lb_dir, &out);
-    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code().number())), "{stdout}\n{stderr}");
     let fo = r.phases[0].failover.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert_eq!(fo.service, "swit-ph_lb");
     assert!(fo.kills[0].replacement_running_ms.is_some(), "the engine restarted Traefik: {fo:?}");
@@ -234,7 +234,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     );
     let (stdout, stderr) = text(&out);
     let r = read(&direct, &out);
-    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code().number())), "{stdout}\n{stderr}");
     let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert_eq!(load.config.urls.len(), 3, "one URL per replica: {:?}", load.config.urls);
     assert!(
@@ -276,7 +276,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     );
     let (stdout, stderr) = text(&out);
     let r = read(&small, &out);
-    assert_eq!(out.status.code(), Some(i32::from(r.exit_code())), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code().number())), "{stdout}\n{stderr}");
     let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert_eq!(load.summary.sessions_peak, 5000, "{:?}", load.summary);
     assert!(load.summary.success_ratio >= 0.999, "{:?}", load.summary);

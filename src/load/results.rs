@@ -1,0 +1,483 @@
+//! The load run's results: `results.json` (the contract of `swarmctl load`, docs/results.md),
+//! folded from what the run measured, and `SUMMARY.txt` rendered from it alone.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::engine::Live;
+use super::plan::LoadPlan;
+use super::stats::{LatencyMs, Stats};
+use super::tally::{self, Tally};
+use super::workload::{Metric, Model};
+use crate::exit::{Code, Verdict};
+
+/// The version of the results.json contract (docs/results.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `results.json`: everything else is rendered from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The contract's version.
+    pub schema_version: u32,
+    /// `pass`, `fail` (a threshold failed) or `interrupted`.
+    pub verdict: Verdict,
+    /// What was run.
+    pub config: RunConfig,
+    /// Figures over all methods but `initialize`.
+    pub summary: Summary,
+    /// By method label.
+    pub by_method: BTreeMap<String, MethodSummary>,
+    /// The thresholds and their outcome.
+    pub thresholds: Vec<ThresholdResult>,
+    /// Whether the generator kept its schedule.
+    pub generator: Generator,
+    /// The hold apart from the ramp, when a whole second of it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<tally::Hold>,
+    /// The load processes' memory per open session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_memory: Option<tally::ClientMemory>,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Targets.
+    pub urls: Vec<String>,
+    /// Sessions.
+    pub sessions: usize,
+    /// Ramp, sessions per second.
+    pub ramp: f64,
+    /// Hold after the ramp, seconds.
+    pub hold_s: f64,
+    /// `closed` or `open`.
+    pub model: String,
+    /// Think time (closed), seconds.
+    pub think_s: Option<f64>,
+    /// Rate (open), requests per second.
+    pub rate: Option<f64>,
+    /// Stages (staged open model), as given; rates in requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<String>,
+    /// The mix as given.
+    pub mix: String,
+}
+
+/// Totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Requests sent (all methods but initialize).
+    pub requests_total: u64,
+    /// Of which successful.
+    pub requests_ok: u64,
+    /// `requests_ok / requests_total`.
+    pub success_ratio: f64,
+    /// Completed requests per second over the run.
+    pub throughput_rps: f64,
+    /// Most sessions open at once.
+    pub sessions_peak: u64,
+    /// Sessions that lost their connection or their server-side session during the run.
+    #[serde(default)]
+    pub sessions_dropped: u64,
+    /// Of those, re-established (connected and initialized again).
+    #[serde(default)]
+    pub sessions_reestablished: u64,
+    /// Run time, seconds.
+    pub duration_s: f64,
+    /// Latency from when each request was due.
+    pub latency_ms: LatencyMs,
+    /// Latency from when each request was sent.
+    pub latency_uncorrected_ms: LatencyMs,
+    /// Failures by class.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// One method's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Sent.
+    pub count: u64,
+    /// Successful.
+    pub ok: u64,
+    /// Corrected latency.
+    pub latency_ms: LatencyMs,
+    /// Raw latency.
+    pub latency_uncorrected_ms: LatencyMs,
+}
+
+/// One threshold's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// As given.
+    pub expr: String,
+    /// The measured value (ms, or a ratio).
+    pub actual: f64,
+    /// Whether it held.
+    pub pass: bool,
+}
+
+/// Schedule keeping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Generator {
+    /// Sessions opened (first time; not the re-established).
+    #[serde(default)]
+    pub sessions_opened: u64,
+    /// Seconds from the first session's due time to the last one's opening (handshake and
+    /// `initialize` done).
+    #[serde(default)]
+    pub ramp_s: f64,
+    /// The ramp's real rate: `(sessions_opened - 1) / ramp_s` (the schedule's is `config.ramp`).
+    #[serde(default)]
+    pub ramp_rate: f64,
+    /// p99 of how late requests were sent after they were due, ms.
+    pub send_lag_p99_ms: f64,
+    /// p99 of how late sessions started after they were due, ms.
+    pub start_lag_p99_ms: f64,
+    /// False when the generator could not keep its schedule (exit code 4).
+    pub kept_schedule: bool,
+}
+
+/// Session counts of a run, for the summary.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct SessionCounts {
+    pub(crate) peak: u64,
+    pub(crate) dropped: u64,
+    pub(crate) reestablished: u64,
+    #[serde(default)]
+    pub(crate) opened: u64,
+    #[serde(default)]
+    pub(crate) first_due_ms: u64,
+    #[serde(default)]
+    pub(crate) last_opened_ms: u64,
+}
+
+impl SessionCounts {
+    pub(crate) fn of(live: &Live) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        SessionCounts {
+            peak: live.sessions_peak.load(Relaxed),
+            dropped: live.sessions_dropped.load(Relaxed),
+            reestablished: live.sessions_reestablished.load(Relaxed),
+            opened: live.sessions_opened.load(Relaxed),
+            first_due_ms: live.first_due_ms.load(Relaxed),
+            last_opened_ms: live.last_opened_ms.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: SessionCounts) {
+        self.peak = self.peak.max(other.peak);
+        self.dropped += other.dropped;
+        self.reestablished += other.reestablished;
+        self.opened += other.opened;
+        self.first_due_ms = match (self.first_due_ms, other.first_due_ms) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        self.last_opened_ms = self.last_opened_ms.max(other.last_opened_ms);
+    }
+
+    /// Seconds from the first session's due time to the last one's opening, and the rate that
+    /// makes (the schedule's own: n sessions span n - 1 intervals).
+    pub(crate) fn ramp(&self) -> (f64, f64) {
+        let span = self.last_opened_ms.saturating_sub(self.first_due_ms) as f64 / 1000.0;
+        let rate = if self.opened > 1 && span > 0.0 { (self.opened - 1) as f64 / span } else { 0.0 };
+        (span, rate)
+    }
+}
+
+/// What a run measured, in one process or merged from its workers.
+pub(crate) struct Measured {
+    pub(crate) stats: Stats,
+    pub(crate) elapsed: Duration,
+    pub(crate) sessions: SessionCounts,
+    pub(crate) tally: Tally,
+    pub(crate) interrupted: bool,
+}
+
+/// What a finished run produced, with its exit code.
+pub struct Outcome {
+    /// The results.
+    pub result: RunResult,
+    /// Ok, Failed (a threshold), Generator (schedule not kept) or Interrupted.
+    pub exit_code: Code,
+}
+
+/// Results, exit code, and the results folder when there is one.
+pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow::Result<Outcome> {
+    let interrupted = m.interrupted;
+    let mut result = summarize(plan, &m.stats, m.elapsed, m.sessions, interrupted);
+    (result.hold, result.client_memory) = m.tally.finish();
+    let exit_code = if interrupted {
+        Code::Interrupted
+    } else if result.thresholds.iter().any(|t| !t.pass) {
+        Code::Failed
+    } else if !result.generator.kept_schedule {
+        Code::Generator
+    } else {
+        Code::Ok
+    };
+    if let Some(dir) = out {
+        write_results(dir, &result)?;
+    }
+    Ok(Outcome { result, exit_code })
+}
+
+fn summarize(
+    plan: &LoadPlan,
+    stats: &Stats,
+    elapsed: Duration,
+    sessions: SessionCounts,
+    interrupted: bool,
+) -> RunResult {
+    let (total, ok) = stats.totals();
+    let (corrected, raw) = stats.latency();
+    let by_method: BTreeMap<String, MethodSummary> = stats
+        .methods
+        .iter()
+        .map(|(l, m)| {
+            (
+                l.clone(),
+                MethodSummary {
+                    count: m.count,
+                    ok: m.ok,
+                    latency_ms: LatencyMs::of(&m.corrected),
+                    latency_uncorrected_ms: LatencyMs::of(&m.raw),
+                },
+            )
+        })
+        .collect();
+    let success_ratio = if total == 0 { 0.0 } else { ok as f64 / total as f64 };
+    let mut judged: Vec<ThresholdResult> = plan
+        .thresholds
+        .iter()
+        .map(|t| {
+            let actual = match (&t.method, t.metric) {
+                (None, Metric::Success) => success_ratio,
+                (None, Metric::Percentile(p)) => LatencyMs::at(&corrected, p),
+                (Some(m), metric) => {
+                    let found = stats.methods.iter().filter(|(l, _)| *l == m || l.starts_with(&format!("{m}:"))).fold(
+                        None::<(u64, u64, hdrhistogram::Histogram<u64>)>,
+                        |acc, (_, s)| {
+                            let mut acc = acc.unwrap_or_else(|| (0, 0, s.corrected.clone()));
+                            if acc.0 > 0 {
+                                acc.2.add(&s.corrected).expect("same bounds");
+                            }
+                            acc.0 += s.count;
+                            acc.1 += s.ok;
+                            Some(acc)
+                        },
+                    );
+                    match (found, metric) {
+                        (None, _) => f64::NAN,
+                        (Some((c, k, _)), Metric::Success) => {
+                            if c == 0 {
+                                0.0
+                            } else {
+                                k as f64 / c as f64
+                            }
+                        }
+                        (Some((_, _, h)), Metric::Percentile(p)) => LatencyMs::at(&h, p),
+                    }
+                }
+            };
+            ThresholdResult { expr: t.expr.clone(), actual, pass: !actual.is_nan() && t.holds(actual) }
+        })
+        .collect();
+    // A run that sent nothing measured nothing: it cannot pass, whatever was asked.
+    if total == 0 && !interrupted {
+        judged.push(ThresholdResult { expr: "requests>0".into(), actual: 0.0, pass: false });
+    }
+    let lag = |h: &Option<hdrhistogram::Histogram<u64>>| h.as_ref().map(|h| LatencyMs::at(h, 99.0)).unwrap_or(0.0);
+    let (send_lag, start_lag) = (lag(&stats.send_lag), lag(&stats.start_lag));
+    let (model, think_s, rate, stages) = match &plan.model {
+        Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None, None),
+        Model::Open { rate } => ("open", None, Some(*rate), None),
+        Model::Staged(s) => ("staged", None, None, Some(s.to_string())),
+    };
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        verdict: Verdict::judged(interrupted, judged.iter().all(|t| t.pass)),
+        config: RunConfig {
+            urls: plan.urls(),
+            sessions: plan.sessions,
+            ramp: plan.ramp,
+            hold_s: plan.hold.as_secs_f64(),
+            model: model.into(),
+            think_s,
+            rate,
+            stages,
+            mix: plan.mix.to_string(),
+        },
+        summary: Summary {
+            requests_total: total,
+            requests_ok: ok,
+            success_ratio,
+            throughput_rps: if elapsed.is_zero() { 0.0 } else { total as f64 / elapsed.as_secs_f64() },
+            sessions_peak: sessions.peak,
+            sessions_dropped: sessions.dropped,
+            sessions_reestablished: sessions.reestablished,
+            duration_s: elapsed.as_secs_f64(),
+            latency_ms: LatencyMs::of(&corrected),
+            latency_uncorrected_ms: LatencyMs::of(&raw),
+            errors: stats.errors.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+        },
+        by_method,
+        thresholds: judged,
+        // Late by more than 100 ms at p99 (sends) or 1 s (session starts): the figures would
+        // describe the generator, not the target.
+        generator: Generator {
+            sessions_opened: sessions.opened,
+            ramp_s: sessions.ramp().0,
+            ramp_rate: sessions.ramp().1,
+            send_lag_p99_ms: send_lag,
+            start_lag_p99_ms: start_lag,
+            kept_schedule: send_lag <= 100.0 && start_lag <= 1000.0,
+        },
+        hold: None,
+        client_memory: None,
+    }
+}
+
+/// The ramp's real rate, the hold's own figures and the client's memory, as reasons' lines.
+pub fn detail_lines(r: &RunResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    let g = &r.generator;
+    if g.sessions_opened > 1 {
+        lines.push(format!(
+            "ramp: {} sessions opened {:.2} s after the first was due: {:.0}/s (scheduled {}/s, {:+.1} %)",
+            g.sessions_opened,
+            g.ramp_s,
+            g.ramp_rate,
+            r.config.ramp,
+            (g.ramp_rate / r.config.ramp - 1.0) * 100.0
+        ));
+    }
+    if let Some(h) = &r.hold {
+        lines.push(format!(
+            "hold ({} s after the ramp, at least {} sessions open): success {:.3} % ({} of {}), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            h.seconds,
+            h.sessions_min,
+            h.success_ratio * 100.0,
+            h.ok,
+            h.requests,
+            h.latency_ms.p50,
+            h.latency_ms.p99,
+            h.latency_ms.max
+        ));
+    }
+    if let Some(m) = &r.client_memory {
+        lines.push(format!(
+            "client memory: {:.1} KiB per session ({} MiB resident over {} process(es) with {} sessions open, {} MiB before the first)",
+            m.kib_per_session,
+            m.rss_kib / 1024,
+            m.processes,
+            m.sessions,
+            m.rss_before_kib / 1024
+        ));
+    }
+    lines
+}
+
+/// The human summary, rendered from the results alone.
+pub fn summary_text(r: &RunResult) -> String {
+    let s = &r.summary;
+    let l = &s.latency_ms;
+    let u = &s.latency_uncorrected_ms;
+    let mut out = format!(
+        "verdict: {}\nrequests: {} sent, {} ok ({:.3} %), {:.1} req/s over {:.1} s; sessions peak {}\n\
+         latency (ms, from when due):  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n\
+         latency (ms, from when sent): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
+        r.verdict,
+        s.requests_total,
+        s.requests_ok,
+        s.success_ratio * 100.0,
+        s.throughput_rps,
+        s.duration_s,
+        s.sessions_peak,
+        l.p50,
+        l.p90,
+        l.p99,
+        l.p999,
+        l.max,
+        u.p50,
+        u.p90,
+        u.p99,
+        u.p999,
+        u.max
+    );
+    for line in detail_lines(r) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if s.sessions_dropped > 0 {
+        out.push_str(&format!(
+            "sessions dropped {} (connection or server-side session lost), re-established {}\n",
+            s.sessions_dropped, s.sessions_reestablished
+        ));
+    }
+    if !s.errors.is_empty() {
+        out.push_str(&format!(
+            "errors: {}\n",
+            s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (m, ms) in &r.by_method {
+        out.push_str(&format!(
+            "  {m:<24} {:>9} sent {:>9} ok  p50 {:.3} ms  p99 {:.3} ms\n",
+            ms.count, ms.ok, ms.latency_ms.p50, ms.latency_ms.p99
+        ));
+    }
+    for t in &r.thresholds {
+        out.push_str(&format!(
+            "threshold {}: {} (actual {:.3})\n",
+            t.expr,
+            if t.pass { "pass" } else { "FAIL" },
+            t.actual
+        ));
+    }
+    if !r.generator.kept_schedule {
+        out.push_str(&format!(
+            "the generator fell behind its schedule (send lag p99 {:.1} ms, start lag p99 {:.1} ms): these figures describe the generator, not the target\n",
+            r.generator.send_lag_p99_ms, r.generator.start_lag_p99_ms
+        ));
+    }
+    out
+}
+
+pub(crate) fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(r)?;
+    std::fs::write(dir.join("results.json"), json)
+        .with_context(|| format!("cannot write {}/results.json", dir.display()))?;
+    std::fs::write(dir.join("SUMMARY.txt"), summary_text(r))
+        .with_context(|| format!("cannot write {}/SUMMARY.txt", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ramp_spans_the_first_due_to_the_last_opened_over_every_process() {
+        let worker = |opened, first_due_ms, last_opened_ms| SessionCounts {
+            opened,
+            first_due_ms,
+            last_opened_ms,
+            ..Default::default()
+        };
+        let mut all = SessionCounts::default();
+        for w in [worker(50_001, 1_000_200, 1_021_000), worker(49_999, 1_000_000, 1_020_900), worker(0, 0, 0)] {
+            all.add(w);
+        }
+        let (span, rate) = all.ramp();
+        assert_eq!(all.opened, 100_000);
+        assert!((span - 21.0).abs() < 1e-9, "first due at the earliest worker's start: {span}");
+        assert!((rate - 99_999.0 / 21.0).abs() < 1e-6, "{rate}");
+        assert_eq!(SessionCounts::default().ramp(), (0.0, 0.0), "nothing opened");
+    }
+}
