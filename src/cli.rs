@@ -44,6 +44,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The stack the global flags select.
+    pub fn source(&self) -> crate::deploy::Source {
+        crate::deploy::Source { stack: self.stack.clone(), sets: self.sets.clone(), templates: self.templates.clone() }
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

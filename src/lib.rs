@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! stacks/*.yaml + --set ─► config (typed, validated) ─► render (tera) ─► compose (parsed back)
-//!                                                                          └─► convert (pure) ─► desired swarm specs
+//!                            │                                └─► convert (pure) ─► desired swarm specs
+//!                            │                                        └─► plan (pure diff) ─► deploy (apply, converge)
+//!                            ├─► load: LoadPlan (data) ─► engine ─► stats ─► results
+//!                            └─► phase: load + swarm actions on one timeline ─► report (pure)
 //! ```
 //!
-//! `engine` is the only module that talks to the Docker Engine. `commands` holds the glue from
-//! the command line to the stages; `main.rs` only parses arguments and maps errors to exit codes.
+//! `engine` is the one seam to the Docker Engine (a trait: bollard behind it, a fake for unit
+//! tests). `exit` holds verdicts and exit codes, `progress` the reporters long work talks to.
+//! `commands` holds the glue from the command line to the stages; `main.rs` only parses
+//! arguments and maps errors to exit codes.
 
 #![deny(missing_docs)]
 
@@ -17,6 +22,7 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod convert;
+pub mod deploy;
 pub mod engine;
 pub mod exit;
 pub mod image;
@@ -24,6 +30,7 @@ pub mod load;
 pub mod mix;
 pub mod phase;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod serve;

@@ -42,7 +42,10 @@ async fn a_fixed_latency_measures_as_itself() {
     let args =
         ["swarmctl", "load", "--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"];
     let Command::Load(args) = Cli::try_parse_from(args).unwrap().command else { unreachable!("parsed as load") };
-    let out = load::run(&args.plan().unwrap(), None, tokio_util::sync::CancellationToken::new(), false).await.unwrap();
+    let out =
+        load::run(&args.plan().unwrap(), None, tokio_util::sync::CancellationToken::new(), &swarmctl::progress::Quiet)
+            .await
+            .unwrap();
     let r = &out.result;
     let l = &r.summary.latency_ms;
     assert!(r.summary.requests_total >= 900 && r.summary.success_ratio == 1.0, "{:?}", r.summary);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::{ImageCommand, PackArgs};
-use crate::engine::{self, images};
+use crate::engine::{self, Engine};
 use crate::image;
 
 /// Runs an `image` subcommand.
@@ -16,10 +16,10 @@ pub async fn run(cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn pack(args: &PackArgs) -> anyhow::Result<ExitCode> {
-    let docker = engine::connect().await?;
+    let engine = engine::connect().await?;
     let id = if args.self_ {
         let tag = image::builtin_tag()?;
-        let id = super::deploy::pack_self(&docker, &tag).await?;
+        let id = crate::deploy::pack_self(&engine, &tag).await?;
         eprintln!("built {tag}");
         id
     } else {
@@ -36,7 +36,7 @@ async fn pack(args: &PackArgs) -> anyhow::Result<ExitCode> {
                 contents.libraries.len()
             );
         }
-        let id = images::build(&docker, &contents, &args.tags, &[]).await?;
+        let id = engine.build_image(&contents, &args.tags, &[]).await?;
         eprintln!("built {}", args.tags.join(", "));
         id
     };

@@ -10,8 +10,10 @@ use crate::load;
 pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
     let cancel = crate::shutdown::on_signals();
-    let progress = !cli.quiet && (std::io::stderr().is_terminal() || cli.verbose > 0 || !args.json);
-    let outcome = load::run(&plan, args.out.as_deref(), cancel, progress).await?;
+    // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.
+    let quiet = cli.quiet || (args.json && !std::io::stderr().is_terminal() && cli.verbose == 0);
+    let progress = crate::progress::stderr(quiet);
+    let outcome = load::run(&plan, args.out.as_deref(), cancel, progress.as_ref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.result)?);
     } else {

@@ -1,4 +1,5 @@
-//! Command glue: from parsed arguments to the stages, with `anyhow` context for the user.
+//! Command glue: from parsed arguments to the library's stages, with `anyhow` context for the
+//! user. A command module never calls another: what two commands share lives in the library.
 
 mod deploy;
 mod image;
@@ -9,11 +10,7 @@ mod test;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
-use crate::render::Templates;
 
 /// Runs one command.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -36,22 +33,5 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// The stack configuration the global flags select.
-pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let config = config::load(cli.stack.as_deref(), &cli.sets)?;
-    tracing::info!(stack = %config.name, "configuration loaded");
-    Ok(config)
-}
-
-/// The templates the global flags select.
-pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<Templates> {
-    match &cli.templates {
-        Some(dir) => {
-            Templates::with_overrides(dir).with_context(|| format!("cannot use the templates in {}", dir.display()))
-        }
-        None => Ok(Templates::embedded()?),
     }
 }

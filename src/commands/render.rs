@@ -13,8 +13,9 @@ use crate::state;
 
 /// Renders the selected stack; checks it converts; prints or writes it.
 pub fn run(cli: &Cli, args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(cli)?;
-    let templates = super::load_templates(cli)?;
+    let source = cli.source();
+    let config = source.config()?;
+    let templates = source.templates()?;
     let grafana_admin_password =
         if config.grafana.enabled { Some(state::grafana_admin_password(&config.name)?) } else { None };
     let inputs = Inputs { version: env!("CARGO_PKG_VERSION").into(), grafana_admin_password, builtin_image: None };

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{Cli, KillTarget, PhaseName, ReportCommand, TestArgs, TestKind, UpArgs, ValidateArgs};
+use crate::cli::{Cli, KillTarget, PhaseName, ReportCommand, TestArgs, TestKind, ValidateArgs};
 use crate::config::{Config, FailoverTarget};
-use crate::engine::{self, fleet, swarm};
+use crate::deploy::{self, UpOptions};
+use crate::engine::{self, swarm, Handle};
 use crate::exit::{Code, UsageError, Verdict};
 use crate::phase::{self, failover, sampler, Ctx, PhaseKind, Recorder, MAX_WORKERS};
 use crate::report::{self, Phase, TestRun};
@@ -18,7 +19,7 @@ use crate::units::unix_now_ms;
 
 /// `swarmctl test baseline|stress|full`.
 pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let mut config = super::load_config(cli)?;
+    let mut config = cli.source().config()?;
     for name in ["baseline", "stress"] {
         if let Some(p) = config.test.profiles.get_mut(name) {
             if let Some(v) = args.sessions {
@@ -54,8 +55,13 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     if !args.no_deploy {
-        let up = UpArgs { dry_run: false, prune: false, timeout: crate::units::Duration::from_secs(300), json: false };
-        super::deploy::up(cli, &up).await.context("cannot deploy the stack for the test")?;
+        let engine = engine::connect().await?;
+        let progress = crate::progress::stderr(cli.quiet);
+        let up = UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(300) };
+        let cancel = crate::shutdown::on_signals();
+        deploy::up(&engine, &cli.source(), &up, progress.as_ref(), &cancel)
+            .await
+            .context("cannot deploy the stack for the test")?;
     }
     let plan = failover_plan(&config, None, None);
     run(cli, config, kind, args.out.clone(), &names, plan, args.via).await
@@ -63,7 +69,7 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
 
 /// `swarmctl validate --phase …`.
 pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(cli)?;
+    let config = cli.source().config()?;
     let names = match args.phase {
         PhaseName::Incremental => vec![PhaseKind::Incremental],
         PhaseName::Failover => vec![PhaseKind::Failover],
@@ -169,10 +175,10 @@ async fn run(
     for sub in ["", "logs", "metrics", "phases"] {
         std::fs::create_dir_all(out.join(sub)).with_context(|| format!("cannot create {}", out.join(sub).display()))?;
     }
-    let docker = engine::connect().await?;
-    swarm::require_manager(&docker).await?;
-    let server = format!("{}_server", config.name);
-    let deployed = fleet::replicas(&docker, &server).await.map_err(|_| {
+    let engine: Handle = engine::handle().await?;
+    swarm::require_manager(engine.as_ref()).await?;
+    let server = config.service("server");
+    let deployed = engine.service(&server).await.map(|s| s.replicas).map_err(|_| {
         anyhow::anyhow!("stack {} is not deployed (no service {server}): run `swarmctl up` first", config.name)
     })?;
     for name in names.iter().filter_map(|k| k.profile()) {
@@ -193,28 +199,25 @@ async fn run(
         }
     }
     let builtin = if config.server.image == "builtin" { Some(crate::image::builtin_tag()?) } else { None };
-    let (_, desired) = super::deploy::prepare(cli, builtin)?;
+    let (_, desired) = cli.source().prepare(builtin)?;
+    let progress = crate::progress::stderr(cli.quiet);
     // A direct load runs in the builtin image (this binary), whatever the servers run.
     let client_image = match via {
         phase::Via::Lb => None,
         phase::Via::Direct => {
-            let tag = crate::image::builtin_tag()?;
-            if !crate::engine::images::exists(&docker, &tag).await? {
-                eprintln!("packing {tag} from this swarmctl binary for the load container");
-                super::deploy::pack_self(&docker, &tag).await?;
-            }
+            let tag = deploy::builtin_image(engine.as_ref(), progress.as_ref()).await?;
             notes.push("baseline, stress and incremental loads go straight to the replicas (--via direct), from a load container on the stack's network; failover and scaling go through the load balancer".into());
             Some(tag)
         }
     };
     let timeline = std::fs::File::create(out.join("timeline.jsonl")).context("cannot create timeline.jsonl")?;
     let ctx = Ctx {
-        docker: docker.clone(),
+        engine: engine.clone(),
         rec: Recorder::to_file(timeline, deployed),
         cancel: crate::shutdown::on_signals(),
         out: out.clone(),
-        host: super::deploy::public_host(),
-        progress: !cli.quiet,
+        host: deploy::public_host(),
+        progress,
         config,
         desired,
         via,
@@ -227,7 +230,7 @@ async fn run(
     }
     ctx.settle().await?;
     let stop_sampler = tokio_util::sync::CancellationToken::new();
-    let sampler = sampler::start(docker.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
+    let sampler = sampler::start(engine.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
 
     let mut phases: Vec<Phase> = Vec::new();
     for &kind in names {
@@ -243,7 +246,7 @@ async fn run(
 
     // The stack as configured: a phase that failed half-way may have left it otherwise.
     let configured = ctx.config.server.replicas as u64;
-    match fleet::replicas(&docker, &server).await {
+    match engine.service(&server).await.map(|s| s.replicas) {
         Ok(n) if n != configured => notes
             .push(format!("{server} is left at {n} replicas, the stack says {configured}: `swarmctl up` restores it")),
         Ok(_) => {}
@@ -285,7 +288,7 @@ async fn run(
 /// cannot be had is noted, never fatal).
 async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
     for svc in [ctx.server_service(), ctx.lb_service()] {
-        match fleet::logs(&ctx.docker, &svc, 5000, std::time::Duration::from_secs(30)).await {
+        match ctx.engine.service_logs(&svc, 5000, std::time::Duration::from_secs(30)).await {
             Ok((text, whole)) => {
                 let _ = std::fs::write(ctx.out.join("logs").join(format!("{svc}.log")), text);
                 if !whole {

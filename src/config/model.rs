@@ -572,6 +572,17 @@ pub enum Entry {
 }
 
 impl Config {
+    /// The swarm name of the stack's service, network, config or secret `key` (`server`,
+    /// `lb`, the mcp network's name…): `<stack>_<key>`, as `docker stack deploy` names them.
+    pub fn service(&self, key: &str) -> String {
+        crate::convert::Namespace(self.name.clone()).scope(key)
+    }
+
+    /// The swarm name of the stack's MCP overlay network.
+    pub fn mcp_network(&self) -> String {
+        self.service(&self.networks.mcp.name)
+    }
+
     /// The configured load balancer's entry (its fixed host ports).
     pub fn lb_entry(&self) -> Entry {
         let p = &self.lb.ports;

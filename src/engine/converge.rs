@@ -4,14 +4,13 @@
 //! or keep failing, and reports a paused or rolled-back update, instead of timing out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bollard::models::{ServiceUpdateStatusStateEnum, TaskState};
-use bollard::query_parameters::ListTasksOptions;
 use serde::Serialize;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Docker, EngineError};
+use super::{Engine, EngineError, UpdateState};
 
 /// Where one service stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,7 +101,7 @@ fn hint(reason: &str) -> String {
 /// Waits until every service in `services` has converged and stayed so for `monitor`.
 /// `on_change` hears the states each time one changes.
 pub async fn wait(
-    docker: &Docker,
+    engine: &dyn Engine,
     services: &[String],
     timeout: Duration,
     monitor: Duration,
@@ -120,7 +119,7 @@ pub async fn wait(
     loop {
         let mut states = Vec::with_capacity(services.len());
         for name in services {
-            states.push(service_state(docker, name, &mut pending_since, since_ms).await?);
+            states.push(service_state(engine, name, &mut pending_since, since_ms).await?);
         }
         if states != last {
             on_change(&states);
@@ -155,79 +154,53 @@ const PORT_GRACE: Duration = Duration::from_secs(30);
 const MAX_FAILURES: usize = 3;
 
 async fn service_state(
-    docker: &Docker,
+    engine: &dyn Engine,
     name: &str,
     pending_since: &mut HashMap<String, Instant>,
     since_ms: u64,
 ) -> Result<ServiceState, ConvergeError> {
-    let svc =
-        docker.inspect_service(name, None).await.map_err(|e| EngineError::api(format!("inspect service {name}"), e))?;
-    let spec = svc.spec.clone().unwrap_or_default();
-    let desired = spec.mode.and_then(|m| m.replicated).and_then(|r| r.replicas).unwrap_or(1).max(0) as u64;
-    if let Some(status) = svc.update_status {
-        let message = status.message.unwrap_or_default();
-        match status.state {
-            Some(ServiceUpdateStatusStateEnum::PAUSED) => {
-                return Err(ConvergeError::UpdateFailed { service: name.into(), state: "paused".into(), message })
-            }
-            Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => {
-                return Err(ConvergeError::UpdateFailed { service: name.into(), state: "rolled back".into(), message })
-            }
-            Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => {
-                return Err(ConvergeError::UpdateFailed {
-                    service: name.into(),
-                    state: "rollback paused".into(),
-                    message,
-                })
-            }
-            _ => {}
-        }
+    let svc = engine.service(name).await?;
+    let update_failed = |state: &str, message: &str| ConvergeError::UpdateFailed {
+        service: name.into(),
+        state: state.into(),
+        message: message.into(),
+    };
+    match &svc.update {
+        Some(UpdateState::Paused(m)) => return Err(update_failed("paused", m)),
+        Some(UpdateState::RolledBack(m)) => return Err(update_failed("rolled back", m)),
+        Some(UpdateState::RollbackPaused(m)) => return Err(update_failed("rollback paused", m)),
+        Some(UpdateState::Fine) | None => {}
     }
-    // `_up-to-date` keeps only tasks of the current spec (the docker CLI's own wait uses it).
-    let filters = HashMap::from([
-        ("service".to_string(), vec![name.to_string()]),
-        ("_up-to-date".to_string(), vec!["true".to_string()]),
-    ]);
-    let tasks = docker
-        .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
-        .await
-        .map_err(|e| EngineError::api(format!("list tasks of {name}"), e))?;
+    let tasks = engine.tasks(name, true).await?;
     let mut running: BTreeSet<i64> = BTreeSet::new();
     let mut stopping = 0;
     let mut failures: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut note = None;
     for t in &tasks {
-        let status = t.status.clone().unwrap_or_default();
-        let state = status.state;
-        let err = status.err.clone().filter(|e| !e.is_empty());
-        let id = t.id.clone().unwrap_or_default();
-        let desired_running = t.desired_state == Some(TaskState::RUNNING);
-        if state == Some(TaskState::RUNNING) {
-            if desired_running {
-                running.insert(t.slot.unwrap_or(0));
-                pending_since.remove(&id);
+        if t.state == "running" {
+            if t.desired_running {
+                running.insert(t.slot);
+                pending_since.remove(&t.id);
             } else {
                 stopping += 1;
             }
             continue;
         }
-        match (state, err) {
-            (Some(TaskState::PENDING), Some(e)) => {
-                let since = *pending_since.entry(id).or_insert_with(Instant::now);
+        match (t.state.as_str(), &t.error) {
+            ("pending", Some(e)) => {
+                let since = *pending_since.entry(t.id.clone()).or_insert_with(Instant::now);
                 let grace = if e.contains("port already in use") { PORT_GRACE } else { PENDING_GRACE };
                 if since.elapsed() >= grace {
-                    return Err(ConvergeError::Stuck { service: name.into(), hint: hint(&e), reason: e });
+                    return Err(ConvergeError::Stuck { service: name.into(), hint: hint(e), reason: e.clone() });
                 }
-                note = Some(e);
+                note = Some(e.clone());
             }
-            (Some(TaskState::FAILED | TaskState::REJECTED), Some(e)) => {
-                let when = status.timestamp.as_deref().and_then(super::fleet::unix_ms);
-                if when.map_or(true, |w| w >= since_ms) {
-                    failures.insert(id, (t.slot.unwrap_or(0), e.clone()));
-                    note = Some(e);
-                }
+            // Failures from before this wait are history.
+            ("failed" | "rejected", Some(e)) if t.state_since_ms.map_or(true, |w| w >= since_ms) => {
+                failures.insert(t.id.clone(), (t.slot, e.clone()));
+                note = Some(e.clone());
             }
-            (Some(s), _) if desired_running => note = note.or(Some(format!("a task is {s}"))),
+            (s, _) if t.desired_running && !s.is_empty() => note = note.or(Some(format!("a task is {s}"))),
             _ => {}
         }
     }
@@ -244,5 +217,94 @@ async fn service_state(
     if stopping > 0 && note.is_none() {
         note = Some(format!("{stopping} stopping"));
     }
-    Ok(ServiceState { name: name.into(), desired, running: running.len() as u64, stopping, note })
+    Ok(ServiceState { name: name.into(), desired: svc.replicas, running: running.len() as u64, stopping, note })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{with_stack, Fate};
+    use crate::engine::UpdateState;
+
+    const SERVER: &str = "swarmctl-ci_server";
+
+    async fn wait_for(fake: &dyn Engine, timeout: Duration) -> Result<Vec<ServiceState>, ConvergeError> {
+        wait(fake, &[SERVER.into()], timeout, Duration::from_secs(3), &CancellationToken::new(), &mut |_| {}).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_slot_running_and_stable_is_converged() {
+        let (fake, _) = with_stack(2, &[]).await;
+        let started = Instant::now();
+        let states = wait_for(&fake, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((states[0].running, states[0].desired, states[0].stopping), (3, 3, 0));
+        assert!(started.elapsed() >= Duration::from_secs(3), "stable for the monitor window first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unschedulable_tasks_fail_fast_with_the_schedulers_reason() {
+        let (fake, desired) = with_stack(0, &[]).await;
+        fake.set_fate(SERVER, Fate::Pending("no suitable node (insufficient resources on 1 node)".into()));
+        crate::engine::stack::scale(&fake, &desired, SERVER, 5).await.unwrap();
+        let started = Instant::now();
+        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("cannot converge: no suitable node (insufficient resources"), "{text}");
+        assert!(text.contains("lower the reservations"), "with what to do: {text}");
+        let took = started.elapsed();
+        assert!(took >= PENDING_GRACE && took < PENDING_GRACE + Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_port_still_held_gets_the_longer_grace() {
+        let (fake, desired) = with_stack(0, &[]).await;
+        fake.set_fate(SERVER, Fate::Pending("host-mode port already in use on 1 node".into()));
+        crate::engine::stack::scale(&fake, &desired, SERVER, 4).await.unwrap();
+        let started = Instant::now();
+        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        assert!(err.contains("free it or change the port"), "{err}");
+        assert!(started.elapsed() >= PORT_GRACE, "an old task draining its connections is waited for");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_that_keep_failing_end_the_wait() {
+        let (fake, desired) = with_stack(2, &[]).await;
+        fake.set_fate(SERVER, Fate::Fail("task: non-zero exit (1)".into()));
+        crate::engine::stack::scale(&fake, &desired, SERVER, 6).await.unwrap();
+        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        assert!(err.contains("3 tasks failed, the last with: task: non-zero exit (1)"), "{err}");
+        assert!(err.contains("the container keeps exiting"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rolled_back_update_is_said_at_once() {
+        let (fake, _) = with_stack(0, &[]).await;
+        fake.set_update(SERVER, UpdateState::RolledBack("update out of sequence".into()));
+        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        assert_eq!(err, format!("service {SERVER}: update rolled back: update out of sequence"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_runs_out_with_where_each_service_stood() {
+        let (fake, desired) = with_stack(0, &[]).await;
+        fake.set_fate(SERVER, Fate::Starting);
+        crate::engine::stack::scale(&fake, &desired, SERVER, 5).await.unwrap();
+        let err = wait_for(&fake, Duration::from_secs(20)).await.unwrap_err().to_string();
+        assert_eq!(err, format!("not converged after 20s: {SERVER} 3/5 (a task is starting)"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ctrl_c_ends_the_wait() {
+        let (fake, desired) = with_stack(0, &[]).await;
+        fake.set_fate(SERVER, Fate::Starting);
+        crate::engine::stack::scale(&fake, &desired, SERVER, 5).await.unwrap();
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            stop.cancel();
+        });
+        let r = wait(&fake, &[SERVER.into()], Duration::from_secs(60), Duration::ZERO, &cancel, &mut |_| {}).await;
+        assert!(matches!(r, Err(ConvergeError::Interrupted)), "{r:?}");
+    }
 }

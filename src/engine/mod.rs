@@ -1,24 +1,205 @@
-//! The Docker Engine: the one module that talks to it (through bollard). Connection honours
-//! `DOCKER_HOST` (unix:// or tcp://), else the local socket.
+//! The Docker Engine: one seam (`Engine`) for everything swarmctl asks of a swarm, in its own
+//! types. `docker` implements it with bollard (the only place bollard's client is used);
+//! `fake` implements it in memory for unit tests of apply, convergence and the phases' actions.
 //!
-//! - `swarm`: swarm state, init, nodes.
+//! - `swarm`: swarm membership, init, nodes.
 //! - `stack`: a stack's objects, found by their namespace label; create, update, remove.
 //! - `converge`: waiting until services really run, failing fast with the scheduler's reason.
-//! - `fleet`: a deployed service's replicas: tasks, kill, scale, usage, logs.
-//! - `images`: building and finding images.
+//! - `fleet`: a deployed stack's tasks as the phases see them (the load balancer's entries).
 //! - `oneoff`: containers swarmctl runs itself (a load client inside the stack's network).
 
 pub mod converge;
+pub mod docker;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod fleet;
-pub mod images;
 pub mod oneoff;
 pub mod stack;
 pub mod swarm;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use bollard::Docker;
+use async_trait::async_trait;
+use bollard::models::{ConfigSpec, NetworkCreateRequest, SecretSpec, ServiceSpec};
+use serde::{Deserialize, Serialize};
+
+pub use crate::plan::topology::NodeInfo;
+pub use crate::plan::Observed;
+pub use docker::Bollard;
+
+/// A shared handle on an engine: what commands and phases hold.
+pub type Handle = Arc<dyn Engine>;
+
+/// What swarmctl asks of a swarm. Spec types are the Engine API's own (the desired stack is
+/// made of them); everything read back is swarmctl's.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// This engine's place in a swarm.
+    async fn membership(&self) -> Result<Membership, EngineError>;
+    /// `swarm init` listening on 0.0.0.0:2377, advertising `advertise` (the engine's choice
+    /// when `None`); the new node's ID.
+    async fn init_swarm(&self, advertise: Option<&str>) -> Result<String, EngineError>;
+    /// Leaves the swarm (forcefully: a last manager cannot leave otherwise).
+    async fn leave_swarm(&self) -> Result<(), EngineError>;
+    /// Every node of the swarm.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError>;
+
+    /// Everything labelled with stack `stack`.
+    async fn observe(&self, stack: &str) -> Result<Observed, EngineError>;
+    /// Creates a network.
+    async fn create_network(&self, spec: NetworkCreateRequest) -> Result<(), EngineError>;
+    /// Creates a config.
+    async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError>;
+    /// Creates a secret.
+    async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError>;
+    /// Creates a service; the engine's warnings.
+    async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError>;
+    /// Replaces a service's spec (at its current version, keeping its force-update counter);
+    /// the engine's warnings.
+    async fn update_service(&self, name: &str, spec: ServiceSpec) -> Result<Vec<String>, EngineError>;
+    /// Removes an object by ID or name; `Ok(false)` when it was not there.
+    async fn remove(&self, kind: Object, id: &str) -> Result<bool, EngineError>;
+    /// Containers of the stack still on this node, running or not.
+    async fn stack_containers(&self, stack: &str) -> Result<usize, EngineError>;
+    /// True when a volume of this name exists.
+    async fn volume_exists(&self, name: &str) -> Result<bool, EngineError>;
+    /// Creates a named volume.
+    async fn create_volume(&self, spec: &crate::convert::VolumeSpec) -> Result<(), EngineError>;
+    /// Names of the volumes labelled with stack `stack`.
+    async fn stack_volumes(&self, stack: &str) -> Result<Vec<String>, EngineError>;
+
+    /// A service's replica count and update state.
+    async fn service(&self, name: &str) -> Result<ServiceInfo, EngineError>;
+    /// The tasks of `service`, with the engine's timestamps (dead ones too: the engine keeps a
+    /// few per slot); only those of its current spec when `current_only`.
+    async fn tasks(&self, service: &str, current_only: bool) -> Result<Vec<Task>, EngineError>;
+    /// Sends a signal to a container (SIGKILL: a crash, not a stop).
+    async fn kill(&self, container: &str, signal: &str) -> Result<(), EngineError>;
+    /// One sample of a container's CPU time and memory.
+    async fn usage(&self, container: &str) -> Result<Usage, EngineError>;
+    /// The logs of a service's tasks, at most `tail` lines, and whether they came whole within
+    /// `limit`.
+    async fn service_logs(&self, service: &str, tail: usize, limit: Duration) -> Result<(String, bool), EngineError>;
+
+    /// True when an image with this tag is on this node.
+    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError>;
+    /// Builds `contents` as `tags[0]`, adds the other tags; the image ID.
+    async fn build_image(
+        &self,
+        contents: &crate::image::Contents,
+        tags: &[String],
+        labels: &[(String, String)],
+    ) -> Result<String, EngineError>;
+
+    /// The addresses of `service`'s running tasks on `network`, by slot.
+    async fn task_addresses(&self, network: &str, service: &str) -> Result<Vec<(i64, String)>, EngineError>;
+    /// Creates and starts a container of swarmctl's own; its ID.
+    async fn start_container(&self, spec: &oneoff::Spec) -> Result<String, EngineError>;
+    /// Waits until a container exits; its exit code.
+    async fn wait_container(&self, id: &str) -> Result<i64, EngineError>;
+    /// A container's last `tail` lines of output.
+    async fn container_logs(&self, id: &str, tail: usize) -> String;
+    /// Removes a container, running or not.
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
+}
+
+/// This engine's place in a swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Membership {
+    /// `active`, `inactive`, `pending`, `error`, `locked`.
+    pub state: String,
+    /// It can manage the swarm.
+    pub manager: bool,
+}
+
+/// Stack objects that are removed by ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// A service.
+    Service,
+    /// A config.
+    Config,
+    /// A secret.
+    Secret,
+    /// A network.
+    Network,
+    /// A volume.
+    Volume,
+}
+
+/// A service as the phases and the convergence wait read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceInfo {
+    /// Service ID.
+    pub id: String,
+    /// Replicas it is set to (1 for a global service: one per node is its own count).
+    pub replicas: u64,
+    /// Where its latest update stands, when it had one.
+    pub update: Option<UpdateState>,
+}
+
+/// An update that did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateState {
+    /// In progress, or completed.
+    Fine,
+    /// Paused (its failure action).
+    Paused(String),
+    /// Rolled back.
+    RolledBack(String),
+    /// The rollback itself paused.
+    RollbackPaused(String),
+}
+
+/// One task of a service, with what the engine says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Task {
+    /// Task ID.
+    pub id: String,
+    /// Slot (replicated services).
+    pub slot: i64,
+    /// The node it was scheduled on (its ID).
+    #[serde(default)]
+    pub node: String,
+    /// The task's container, once it has one.
+    pub container: Option<String>,
+    /// Current state (`running`, `pending`, `failed`, …).
+    pub state: String,
+    /// True when the orchestrator wants it running.
+    pub desired_running: bool,
+    /// When the engine created the task (Unix ms).
+    pub created_ms: Option<u64>,
+    /// When it reached its current state (Unix ms).
+    pub state_since_ms: Option<u64>,
+    /// The task's error (the scheduler's reason while pending, the exit for a failed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The task's message or error.
+    pub message: String,
+    /// Host-mode ports the engine published for this task: (container port, host port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl Task {
+    /// Runs now and is meant to.
+    pub fn is_running(&self) -> bool {
+        self.desired_running && self.state == "running"
+    }
+}
+
+/// A container's cumulative CPU time and current memory, as one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// When sampled (Unix ms).
+    pub at_ms: u64,
+    /// CPU time used since the container started, ns.
+    pub cpu_ns: u64,
+    /// Memory in use, without reclaimable page cache, bytes.
+    pub memory_bytes: u64,
+}
 
 /// Why the engine cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -48,25 +229,10 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// Wraps a bollard error with what was being done.
-    pub fn api(action: impl Into<String>, err: bollard::errors::Error) -> Self {
-        EngineError::Api { action: action.into(), message: message(&err) }
+    /// A refusal with the engine's message.
+    pub fn refused(action: impl Into<String>, message: impl Into<String>) -> Self {
+        EngineError::Api { action: action.into(), message: message.into() }
     }
-}
-
-/// The engine's own message from a bollard error, without bollard's framing.
-pub fn message(err: &bollard::errors::Error) -> String {
-    match err {
-        bollard::errors::Error::DockerResponseServerError { message, status_code } => {
-            format!("{message} (HTTP {status_code})")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// True for a 404 from the engine.
-pub fn is_not_found(err: &bollard::errors::Error) -> bool {
-    matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
 /// Where a connection will look, for messages.
@@ -78,15 +244,15 @@ pub fn endpoint() -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// Connects and pings, failing within a few seconds when nothing answers.
-pub async fn connect() -> Result<Docker, EngineError> {
-    let unreachable = |reason: String| EngineError::Unreachable { place: endpoint(), reason };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
-        Ok(Ok(_)) => Ok(docker),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable("no answer within 5 s".into())),
-    }
+/// Connects to the engine DOCKER_HOST (or the local socket) names and pings it, failing within
+/// a few seconds when nothing answers.
+pub async fn connect() -> Result<Bollard, EngineError> {
+    Bollard::connect().await
+}
+
+/// The same, as the handle commands and phases share.
+pub async fn handle() -> Result<Handle, EngineError> {
+    Ok(Arc::new(connect().await?))
 }
 
 /// `{"label": ["com.docker.stack.namespace=<stack>"]}`, the filter that finds a stack.

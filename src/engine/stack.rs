@@ -5,74 +5,20 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::models::ServiceSpec;
-use bollard::query_parameters::{
-    ListConfigsOptions, ListContainersOptions, ListNetworksOptions, ListSecretsOptions, ListServicesOptions,
-    ListVolumesOptions, RemoveVolumeOptions, UpdateServiceOptions,
-};
 
-use super::{stack_filter, Docker, EngineError};
+use super::{Engine, EngineError, Object};
 use crate::convert::DesiredStack;
-use crate::plan::{spec_hash, Action, Kind, Observed, ObservedObject, ObservedService, Plan, LABEL_SPEC_HASH};
-
-/// What the engine has of `stack`.
-pub async fn observe(docker: &Docker, stack: &str) -> Result<Observed, EngineError> {
-    let f = || Some(stack_filter(stack));
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions { filters: f() }))
-        .await
-        .map_err(|e| EngineError::api("list networks", e))?
-        .into_iter()
-        .map(|n| ObservedObject { name: n.name.unwrap_or_default(), id: n.id.unwrap_or_default() })
-        .collect();
-    let configs = docker
-        .list_configs(Some(ListConfigsOptions { filters: f() }))
-        .await
-        .map_err(|e| EngineError::api("list configs", e))?
-        .into_iter()
-        .map(|c| ObservedObject { name: c.spec.and_then(|s| s.name).unwrap_or_default(), id: c.id.unwrap_or_default() })
-        .collect();
-    let secrets = docker
-        .list_secrets(Some(ListSecretsOptions { filters: f() }))
-        .await
-        .map_err(|e| EngineError::api("list secrets", e))?
-        .into_iter()
-        .map(|c| ObservedObject { name: c.spec.and_then(|s| s.name).unwrap_or_default(), id: c.id.unwrap_or_default() })
-        .collect();
-    let services = docker
-        .list_services(Some(ListServicesOptions { filters: f(), status: None }))
-        .await
-        .map_err(|e| EngineError::api("list services", e))?
-        .into_iter()
-        .map(|s| {
-            let spec = s.spec.unwrap_or_default();
-            ObservedService {
-                replicas: crate::plan::replicas(&spec),
-                name: spec.name.unwrap_or_default(),
-                id: s.id.unwrap_or_default(),
-                version: s.version.and_then(|v| v.index).unwrap_or(0),
-                spec_hash: spec.labels.and_then(|mut l| l.remove(LABEL_SPEC_HASH)),
-            }
-        })
-        .collect();
-    Ok(Observed { networks, configs, secrets, services })
-}
+use crate::plan::{spec_hash, Action, Kind, Observed, ObservedObject, Plan, LABEL_SPEC_HASH};
 
 /// Creates the stack's named volumes that do not exist yet (nodes would create them at task
 /// start, but without the stack's labels `down --volumes` could not find them).
-pub async fn ensure_volumes(docker: &Docker, desired: &DesiredStack) -> Result<Vec<String>, EngineError> {
+pub async fn ensure_volumes(engine: &dyn Engine, desired: &DesiredStack) -> Result<Vec<String>, EngineError> {
     let mut created = Vec::new();
     for v in &desired.volumes {
-        if docker.inspect_volume(&v.name).await.is_ok() {
+        if engine.volume_exists(&v.name).await? {
             continue;
         }
-        let req = bollard::models::VolumeCreateRequest {
-            name: Some(v.name.clone()),
-            driver: Some(v.driver.clone()),
-            driver_opts: Some(v.driver_opts.clone().into_iter().collect()),
-            labels: Some(v.labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        docker.create_volume(req).await.map_err(|e| EngineError::api(format!("create volume {}", v.name), e))?;
+        engine.create_volume(v).await?;
         created.push(v.name.clone());
     }
     Ok(created)
@@ -82,7 +28,7 @@ pub async fn ensure_volumes(docker: &Docker, desired: &DesiredStack) -> Result<V
 /// filled in and their spec hash labelled), then removals. `report` hears each step done;
 /// returns warnings (removals the engine refused, engine warnings on updates).
 pub async fn apply(
-    docker: &Docker,
+    engine: &dyn Engine,
     desired: &DesiredStack,
     plan: &Plan,
     report: &mut dyn FnMut(&str),
@@ -94,21 +40,21 @@ pub async fn apply(
 
     for name in todo(Kind::Network, Action::Create) {
         let req = desired.networks.iter().find(|n| n.name == name).cloned().expect("planned from desired");
-        docker.create_network(req).await.map_err(|e| EngineError::api(format!("create network {name}"), e))?;
+        engine.create_network(req).await?;
         report(&format!("created network {name}"));
     }
     for name in todo(Kind::Config, Action::Create) {
         let spec = desired.configs.iter().find(|c| c.name.as_deref() == Some(&name)).cloned().expect("planned");
-        docker.create_config(spec).await.map_err(|e| EngineError::api(format!("create config {name}"), e))?;
+        engine.create_config(spec).await?;
         report(&format!("created config {name}"));
     }
     for name in todo(Kind::Secret, Action::Create) {
         let spec = desired.secrets.iter().find(|c| c.name.as_deref() == Some(&name)).cloned().expect("planned");
-        docker.create_secret(spec).await.map_err(|e| EngineError::api(format!("create secret {name}"), e))?;
+        engine.create_secret(spec).await?;
         report(&format!("created secret {name}"));
     }
 
-    let observed = observe(docker, &desired.namespace).await?;
+    let observed = engine.observe(&desired.namespace).await?;
     let ready = |spec: &ServiceSpec| ready(spec, &observed);
 
     for spec in &desired.services {
@@ -116,15 +62,11 @@ pub async fn apply(
         let Some(step) = plan.steps.iter().find(|s| s.kind == Kind::Service && s.name == name) else { continue };
         match step.action {
             Action::Create => {
-                let res = docker
-                    .create_service(ready(spec)?, None)
-                    .await
-                    .map_err(|e| EngineError::api(format!("create service {name}"), e))?;
-                warnings.extend(res.warnings.unwrap_or_default());
+                warnings.extend(engine.create_service(ready(spec)?).await?);
                 report(&format!("created service {name}"));
             }
             Action::Update => {
-                warnings.extend(update_service(docker, &name, ready(spec)?).await?);
+                warnings.extend(engine.update_service(&name, ready(spec)?).await?);
                 report(&format!("updated service {name}"));
             }
             _ => {}
@@ -132,19 +74,17 @@ pub async fn apply(
     }
 
     for name in todo(Kind::Service, Action::Remove) {
-        docker.delete_service(&name).await.map_err(|e| EngineError::api(format!("remove service {name}"), e))?;
+        engine.remove(Object::Service, &name).await?;
         report(&format!("removed service {name}"));
     }
     for (kind, objs) in [(Kind::Config, &observed.configs), (Kind::Secret, &observed.secrets)] {
+        let (object, what) = if kind == Kind::Config { (Object::Config, "config") } else { (Object::Secret, "secret") };
         for name in todo(kind, Action::Remove) {
             let Some(id) = objs.iter().find(|o| o.name == name).map(|o| o.id.clone()) else { continue };
-            let result =
-                if kind == Kind::Config { docker.delete_config(&id).await } else { docker.delete_secret(&id).await };
-            match result {
-                Ok(()) => {
-                    report(&format!("removed old {} {name}", if kind == Kind::Config { "config" } else { "secret" }))
-                }
-                Err(e) => warnings.push(format!("could not remove {name} yet: {}", super::message(&e))),
+            // Tasks of the old spec may still hold it; the next `up` removes it then.
+            match engine.remove(object, &id).await {
+                Ok(_) => report(&format!("removed old {what} {name}")),
+                Err(e) => warnings.push(format!("could not remove {name} yet: {e}")),
             }
         }
     }
@@ -166,16 +106,14 @@ fn ready(spec: &ServiceSpec, observed: &Observed) -> Result<ServiceSpec, EngineE
     if let Some(c) = container {
         for r in c.configs.iter_mut().flatten() {
             let wanted = r.config_name.clone().unwrap_or_default();
-            r.config_id = Some(config_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
-                action: format!("deploy service {name}"),
-                message: format!("config {wanted} does not exist"),
+            r.config_id = Some(config_ids.get(&wanted).cloned().ok_or_else(|| {
+                EngineError::refused(format!("deploy service {name}"), format!("config {wanted} does not exist"))
             })?);
         }
         for r in c.secrets.iter_mut().flatten() {
             let wanted = r.secret_name.clone().unwrap_or_default();
-            r.secret_id = Some(secret_ids.get(&wanted).cloned().ok_or_else(|| EngineError::Api {
-                action: format!("deploy service {name}"),
-                message: format!("secret {wanted} does not exist"),
+            r.secret_id = Some(secret_ids.get(&wanted).cloned().ok_or_else(|| {
+                EngineError::refused(format!("deploy service {name}"), format!("secret {wanted} does not exist"))
             })?);
         }
     }
@@ -187,14 +125,14 @@ fn ready(spec: &ServiceSpec, observed: &Observed) -> Result<ServiceSpec, EngineE
 /// would drop what bollard cannot read back (the healthcheck, on this engine) and so restart
 /// every task. The spec-hash label stays the configured spec's, so `up` sees the other count
 /// and restores it. Refuses when the deployed service is not the stack's current spec.
-pub async fn scale(docker: &Docker, desired: &DesiredStack, service: &str, n: u64) -> Result<(), EngineError> {
+pub async fn scale(engine: &dyn Engine, desired: &DesiredStack, service: &str, n: u64) -> Result<(), EngineError> {
     let action = format!("scale {service} to {n}");
     let spec = desired
         .services
         .iter()
         .find(|s| s.name.as_deref() == Some(service))
-        .ok_or_else(|| EngineError::Api { action: action.clone(), message: "the stack has no such service".into() })?;
-    let observed = observe(docker, &desired.namespace).await?;
+        .ok_or_else(|| EngineError::refused(&action, "the stack has no such service"))?;
+    let observed = engine.observe(&desired.namespace).await?;
     let deployed = observed.services.iter().find(|s| s.name == service);
     if deployed.and_then(|s| s.spec_hash.as_deref()) != Some(spec_hash(spec).as_str()) {
         return Err(EngineError::Api {
@@ -207,30 +145,7 @@ pub async fn scale(docker: &Docker, desired: &DesiredStack, service: &str, n: u6
         replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(n as i64) }),
         ..Default::default()
     });
-    update_service(docker, service, spec).await.map(|_| ())
-}
-
-/// A full-spec update at the service's current version, keeping its `ForceUpdate` counter;
-/// retried when another writer got in between ("update out of sequence").
-async fn update_service(docker: &Docker, name: &str, mut spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
-    let action = format!("update service {name}");
-    for attempt in 0..5 {
-        let current = docker.inspect_service(name, None).await.map_err(|e| EngineError::api(&action, e))?;
-        let version = current.version.and_then(|v| v.index).unwrap_or(0);
-        let force = current.spec.and_then(|s| s.task_template).and_then(|t| t.force_update);
-        if let Some(t) = spec.task_template.as_mut() {
-            t.force_update = force;
-        }
-        let opts = UpdateServiceOptions { version: version as i32, registry_auth_from: "spec".into(), rollback: None };
-        match docker.update_service(name, spec.clone(), opts, None).await {
-            Ok(res) => return Ok(res.warnings.unwrap_or_default()),
-            Err(e) if super::message(&e).contains("out of sequence") && attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
-            }
-            Err(e) => return Err(EngineError::api(action, e)),
-        }
-    }
-    unreachable!("the last attempt returns")
+    engine.update_service(service, spec).await.map(|_| ())
 }
 
 /// What `down` removed.
@@ -250,7 +165,7 @@ pub struct Removed {
 /// are gone; configs and secrets; networks (retried while endpoints detach); volumes when
 /// asked. Running it on a stack that does not exist removes nothing and succeeds.
 pub async fn remove(
-    docker: &Docker,
+    engine: &dyn Engine,
     stack: &str,
     volumes: bool,
     timeout: Duration,
@@ -258,42 +173,30 @@ pub async fn remove(
 ) -> Result<Removed, EngineError> {
     let mut removed = Removed::default();
     let deadline = Instant::now() + timeout;
-    let observed = observe(docker, stack).await?;
+    let observed = engine.observe(stack).await?;
     for s in &observed.services {
-        match docker.delete_service(&s.id).await {
-            Ok(()) => {}
-            Err(e) if super::is_not_found(&e) => {}
-            Err(e) => return Err(EngineError::api(format!("remove service {}", s.name), e)),
-        }
+        engine.remove(Object::Service, &s.id).await?;
         report(&format!("removed service {}", s.name));
         removed.services.push(s.name.clone());
     }
     loop {
-        let opts = ListContainersOptions { all: true, filters: Some(stack_filter(stack)), ..Default::default() };
-        let left = docker.list_containers(Some(opts)).await.map_err(|e| EngineError::api("list containers", e))?;
-        if left.is_empty() {
+        let left = engine.stack_containers(stack).await?;
+        if left == 0 {
             break;
         }
         if Instant::now() > deadline {
-            return Err(EngineError::Api {
-                action: format!("remove stack {stack}"),
-                message: format!("{} containers of the stack are still there after {}s", left.len(), timeout.as_secs()),
-            });
+            return Err(EngineError::refused(
+                format!("remove stack {stack}"),
+                format!("{left} containers of the stack are still there after {}s", timeout.as_secs()),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    for c in &observed.configs {
-        match docker.delete_config(&c.id).await {
-            Ok(()) => removed.configs_and_secrets.push(c.name.clone()),
-            Err(e) if super::is_not_found(&e) => {}
-            Err(e) => return Err(EngineError::api(format!("remove config {}", c.name), e)),
-        }
-    }
-    for c in &observed.secrets {
-        match docker.delete_secret(&c.id).await {
-            Ok(()) => removed.configs_and_secrets.push(c.name.clone()),
-            Err(e) if super::is_not_found(&e) => {}
-            Err(e) => return Err(EngineError::api(format!("remove secret {}", c.name), e)),
+    for (object, list) in [(Object::Config, &observed.configs), (Object::Secret, &observed.secrets)] {
+        for c in list {
+            if engine.remove(object, &c.id).await? {
+                removed.configs_and_secrets.push(c.name.clone());
+            }
         }
     }
     if !removed.configs_and_secrets.is_empty() {
@@ -301,40 +204,65 @@ pub async fn remove(
     }
     for n in &observed.networks {
         // Endpoints of just-removed tasks detach asynchronously ("has active endpoints").
-        loop {
-            match docker.remove_network(&n.id).await {
-                Ok(()) => break,
-                Err(e) if super::is_not_found(&e) => break,
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!("network {} not removable yet: {}", n.name, super::message(&e));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(EngineError::api(format!("remove network {}", n.name), e)),
-            }
-        }
+        until_removed(engine, Object::Network, &n.id, &n.name, deadline).await?;
         report(&format!("removed network {}", n.name));
         removed.networks.push(n.name.clone());
     }
     if volumes {
-        let list = docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(stack_filter(stack)) }))
-            .await
-            .map_err(|e| EngineError::api("list volumes", e))?;
-        for v in list.volumes.unwrap_or_default() {
-            loop {
-                match docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: false })).await {
-                    Ok(()) => break,
-                    Err(e) if super::is_not_found(&e) => break,
-                    Err(e) if Instant::now() < deadline => {
-                        tracing::debug!("volume {} not removable yet: {}", v.name, super::message(&e));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(e) => return Err(EngineError::api(format!("remove volume {}", v.name), e)),
-                }
-            }
-            report(&format!("removed volume {}", v.name));
-            removed.volumes.push(v.name);
+        for v in engine.stack_volumes(stack).await? {
+            // A volume stays in use until its containers are gone on every node.
+            until_removed(engine, Object::Volume, &v, &v, deadline).await?;
+            report(&format!("removed volume {v}"));
+            removed.volumes.push(v);
         }
     }
     Ok(removed)
+}
+
+/// Removes an object that the engine may refuse for a while (still in use), retrying until
+/// `deadline`.
+async fn until_removed(
+    engine: &dyn Engine,
+    object: Object,
+    id: &str,
+    name: &str,
+    deadline: Instant,
+) -> Result<(), EngineError> {
+    loop {
+        match engine.remove(object, id).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("{name} not removable yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::with_stack;
+
+    #[tokio::test(start_paused = true)]
+    async fn down_removes_services_before_what_they_use_and_twice_is_fine() {
+        let (fake, desired) = with_stack(1, &[]).await;
+        let mut lines = Vec::new();
+        let removed =
+            remove(&fake, &desired.namespace, true, Duration::from_secs(60), &mut |l| lines.push(l.to_string()))
+                .await
+                .unwrap();
+        assert_eq!(removed.services.len(), desired.services.len());
+        assert_eq!(removed.networks.len(), desired.networks.len());
+        assert_eq!(removed.configs_and_secrets.len(), desired.configs.len() + desired.secrets.len());
+        assert_eq!(removed.volumes.len(), desired.volumes.len());
+        let calls = fake.calls();
+        let last_service = calls.iter().rposition(|c| c.starts_with("remove service")).unwrap();
+        let first_other = calls.iter().position(|c| c.starts_with("remove config") || c.starts_with("remove network"));
+        assert!(first_other.is_some_and(|i| i > last_service), "{calls:?}");
+        assert_eq!(fake.observe(&desired.namespace).await.unwrap(), Observed::default(), "nothing left");
+        let again = remove(&fake, &desired.namespace, true, Duration::from_secs(60), &mut |_| {}).await.unwrap();
+        assert!(again.services.is_empty() && again.networks.is_empty(), "{again:?}");
+    }
 }

@@ -33,12 +33,13 @@ pub use results::{
 use results::{Measured, SessionCounts};
 use stats::Stats;
 
-/// Runs the load; writes the plan, and the timeline as it goes, into `out` when given.
+/// Runs the load; writes the plan, and the timeline as it goes, into `out` when given; each
+/// second goes to `progress`.
 pub async fn run(
     plan: &LoadPlan,
     out: Option<&Path>,
     cancel: tokio_util::sync::CancellationToken,
-    progress: bool,
+    progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<Outcome> {
     let mut timeline = match out {
         Some(dir) => {
@@ -49,10 +50,14 @@ pub async fn run(
         }
         None => None,
     };
-    run_observed(plan, out, cancel, Arc::new(engine::Live::default()), |s, _| {
+    let label = format!("load: {} sessions", plan.sessions);
+    progress.begin("load", &label, plan.run_time().as_secs().max(1), "s");
+    let outcome = run_observed(plan, out, cancel, Arc::new(engine::Live::default()), |s, _| {
         show_second(s, timeline.as_mut(), progress)
     })
-    .await
+    .await;
+    progress.end("load", "");
+    outcome
 }
 
 /// Runs the load (in this process, or over `plan.workers` processes), handing each second and
@@ -96,17 +101,20 @@ pub async fn run_worker(dir: &Path, cancel: tokio_util::sync::CancellationToken)
     workers::serve_as_worker(Arc::new(plan), dir, cancel).await
 }
 
-/// Appends a second to the timeline file and prints the progress line.
-pub(crate) fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: bool) {
+/// Appends a second to the timeline file and shows it.
+fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: &dyn crate::progress::Progress) {
     if let Some(f) = timeline {
         let _ = writeln!(f, "{}", serde_json::to_string(s).unwrap_or_default());
         let _ = f.flush();
     }
-    if progress {
-        let errors: u64 = s.errors.values().sum();
-        eprintln!(
-            "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
-            s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
-        );
-    }
+    let errors: u64 = s.errors.values().sum();
+    progress.set(
+        "load",
+        s.t,
+        &format!("sessions {}  req/s {}  p99 {:.1} ms  errors {errors}", s.sessions, s.requests, s.p99_ms),
+    );
+    progress.tick(&format!(
+        "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
+        s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
+    ));
 }

@@ -17,8 +17,8 @@ use crate::load::{LoadPlan, RunResult};
 
 /// Rewrites `o`'s targets to every running replica's address on the stack's network.
 async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
-    let net = format!("{}_{}", ctx.config.name, ctx.config.networks.mcp.name);
-    let addrs = oneoff::task_addresses(&ctx.docker, &net, &ctx.server_service()).await?;
+    let net = ctx.config.mcp_network();
+    let addrs = ctx.engine.task_addresses(&net, &ctx.server_service()).await?;
     if addrs.is_empty() {
         bail!("no running replica of {} on network {net}: is the stack up?", ctx.server_service());
     }
@@ -49,15 +49,21 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     let spec = oneoff::Spec {
         image,
         args: container_args(),
-        network: format!("{}_{}", ctx.config.name, ctx.config.networks.mcp.name),
+        network: ctx.config.mcp_network(),
         out_dir: dir.clone(),
         nofile: 20_000,
+        // One container address reaches each replica from at most the ephemeral range's ports;
+        // the widest range lets 100,000 sessions to 12 replicas find free ones quickly (the
+        // search slows as the range fills).
+        sysctls: [("net.ipv4.ip_local_port_range".to_string(), "1024 65535".to_string())].into(),
         stack: ctx.config.name.clone(),
     };
-    let id = oneoff::start(&ctx.docker, &spec).await?;
+    let id = ctx.engine.start_container(&spec).await?;
+    super::begin_load(ctx.progress.as_ref(), phase, &plan);
     let outcome = follow(ctx, phase, &plan, &id, &dir).await;
-    let logs = oneoff::logs(&ctx.docker, &id, 20).await;
-    if let Err(e) = oneoff::remove(&ctx.docker, &id).await {
+    ctx.progress.end(phase, "");
+    let logs = ctx.engine.container_logs(&id, 20).await;
+    if let Err(e) = ctx.engine.remove_container(&id).await {
         tracing::warn!("{e}");
     }
     let code = outcome?;
@@ -74,32 +80,31 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
 /// Follows the container's timeline until it exits; its exit code.
 async fn follow(ctx: &Ctx, phase: &str, plan: &LoadPlan, id: &str, dir: &std::path::Path) -> anyhow::Result<i64> {
     let deadline = tokio::time::Instant::now() + plan.run_time() + Duration::from_secs(120);
-    let wait = oneoff::wait(&ctx.docker, id);
+    let wait = ctx.engine.wait_container(id);
     tokio::pin!(wait);
     let mut offset = 0u64;
     let mut interrupted = false;
-    let mut n = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             code = &mut wait => {
-                read_seconds(ctx, phase, dir, &mut offset, &mut n);
+                read_seconds(ctx, phase, dir, &mut offset);
                 return Ok(code?);
             }
-            _ = tick.tick() => read_seconds(ctx, phase, dir, &mut offset, &mut n),
+            _ = tick.tick() => read_seconds(ctx, phase, dir, &mut offset),
             _ = ctx.cancel.cancelled(), if !interrupted => {
                 interrupted = true;
-                oneoff::signal(&ctx.docker, id, "SIGINT").await?;
+                ctx.engine.kill(id, "SIGINT").await?;
             }
         }
         if tokio::time::Instant::now() > deadline {
-            oneoff::signal(&ctx.docker, id, "SIGKILL").await?;
+            ctx.engine.kill(id, "SIGKILL").await?;
             bail!("the load container ran past its schedule by 2 minutes and was killed");
         }
     }
 }
 
-fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64, n: &mut u64) {
+fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64) {
     let Ok(mut f) = std::fs::File::open(dir.join("timeline.jsonl")) else { return };
     if f.seek(SeekFrom::Start(*offset)).is_err() {
         return;
@@ -113,10 +118,7 @@ fn read_seconds(ctx: &Ctx, phase: &str, dir: &std::path::Path, offset: &mut u64,
         *offset += len as u64;
         if let Ok(s) = serde_json::from_str::<crate::load::engine::Second>(line.trim_end()) {
             let p = ctx.rec.second(phase, &s);
-            *n += 1;
-            if ctx.progress && (*n % 5 == 0 || p.requests != p.ok) {
-                eprintln!("{}", super::progress_line(phase, &p));
-            }
+            super::show_point(ctx.progress.as_ref(), phase, s.t, &p);
         }
         line.clear();
     }

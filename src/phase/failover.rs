@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{run_load, Ctx};
 use crate::config::{FailoverTarget, KillCount};
-use crate::engine::fleet;
+use crate::engine::{Engine, Task};
 use crate::exit::Verdict;
 use crate::load::engine::Live;
 use crate::report::{Failover, Kill, Phase};
@@ -47,13 +47,13 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         FailoverTarget::Server => ctx.server_service(),
         FailoverTarget::Lb => ctx.lb_service(),
     };
-    let before = fleet::tasks(&ctx.docker, &service).await?;
-    let running: Vec<&fleet::Task> = before.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
+    let before = ctx.engine.tasks(&service, false).await?;
+    let running: Vec<&Task> = before.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
     if running.is_empty() {
         anyhow::bail!("{service} has no running task to kill: is the stack up (`swarmctl up`)?");
     }
     let k = plan.kill.of(running.len() as u64) as usize;
-    let victims: Vec<fleet::Task> = running.iter().rev().take(k).map(|t| (*t).clone()).collect();
+    let victims = victims(&before, k);
 
     let mut load_plan = ctx.load_plan(&profile).await?;
     load_plan.hold = cfg.warmup.0 + cfg.observe.0;
@@ -83,9 +83,8 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let kill_ms = unix_now_ms();
+    let mut kills = kill(ctx.engine.as_ref(), &victims).await?;
     for v in &victims {
-        let container = v.container.as_deref().unwrap_or_default();
-        fleet::kill(&ctx.docker, container).await?;
         ctx.rec.event_at(kill_ms, "kill", format!("{service} slot {} (task {})", v.slot, &v.id[..v.id.len().min(12)]));
     }
     ctx.say(format!("[failover] killed {k} task(s) of {service}"));
@@ -94,15 +93,6 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     // live counters (the streak resets on every failure).
     let victim_ids: BTreeSet<String> = victims.iter().map(|v| v.id.clone()).collect();
     let known: BTreeSet<String> = before.iter().map(|t| t.id.clone()).collect();
-    let mut kills: Vec<Kill> = victims
-        .iter()
-        .map(|v| Kill {
-            slot: v.slot,
-            task: v.id.clone(),
-            container: v.container.clone().unwrap_or_default(),
-            ..Default::default()
-        })
-        .collect();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let result = loop {
         tokio::select! {
@@ -110,7 +100,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
             _ = tick.tick() => {}
         }
         if kills.iter().any(|k| k.replacement_running_ms.is_none()) {
-            if let Ok(tasks) = fleet::tasks(&ctx.docker, &service).await {
+            if let Ok(tasks) = ctx.engine.tasks(&service, false).await {
                 note_replacements(&mut kills, &tasks, &known, &victim_ids, kill_ms);
             }
         }
@@ -125,7 +115,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         if ctx.cancel.is_cancelled() {
             break;
         }
-        let tasks = fleet::tasks(&ctx.docker, &service).await?;
+        let tasks = ctx.engine.tasks(&service, false).await?;
         note_replacements(&mut kills, &tasks, &known, &victim_ids, kill_ms);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -179,11 +169,28 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     Ok(Phase { verdict, reasons, load: Some(result), failover: Some(failover), ..Default::default() })
 }
 
+/// The tasks to kill: the last `k` running ones that have a container (highest slots first).
+pub fn victims(tasks: &[Task], k: usize) -> Vec<Task> {
+    tasks.iter().filter(|t| t.is_running() && t.container.is_some()).rev().take(k).cloned().collect()
+}
+
+/// Kills every victim's container with SIGKILL, one right after the other: a crash, not a
+/// stop. What was killed, where, for the report.
+pub async fn kill(engine: &dyn Engine, victims: &[Task]) -> Result<Vec<Kill>, crate::engine::EngineError> {
+    let mut kills = Vec::with_capacity(victims.len());
+    for v in victims {
+        let container = v.container.clone().unwrap_or_default();
+        engine.kill(&container, "SIGKILL").await?;
+        kills.push(Kill { slot: v.slot, task: v.id.clone(), container, node: v.node.clone(), ..Default::default() });
+    }
+    Ok(kills)
+}
+
 /// Finds each killed task's replacement (a new task in its slot) and notes the engine's
 /// timestamps: created, and running (healthy, where the service has a healthcheck).
 fn note_replacements(
     kills: &mut [Kill],
-    tasks: &[fleet::Task],
+    tasks: &[Task],
     known: &BTreeSet<String>,
     victims: &BTreeSet<String>,
     kill_ms: u64,
@@ -194,6 +201,7 @@ fn note_replacements(
             .filter(|t| t.slot == k.slot && !known.contains(&t.id) && !victims.contains(&t.id) && t.desired_running)
             .max_by_key(|t| t.created_ms);
         if let Some(t) = replacement {
+            k.replacement_node = t.node.clone();
             k.replacement_created_ms = t.created_ms.map(|c| c.max(kill_ms));
             if t.is_running() {
                 k.replacement_running_ms = t.state_since_ms;
@@ -238,7 +246,37 @@ fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (Verdict, Vec<S
 
 #[cfg(test)]
 mod tests {
-    use super::recovery_s;
+    use super::*;
+    use crate::engine::fake::with_stack;
+
+    #[tokio::test]
+    async fn kills_reach_tasks_on_every_node_and_their_replacements_are_found() {
+        let service = "swarmctl-ci_server";
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        let before = fake.tasks(service, false).await.unwrap();
+        let victims = victims(&before, 2);
+        assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [6, 5], "the highest slots");
+        let kill_ms = unix_now_ms();
+        let mut kills = kill(&fake, &victims).await.unwrap();
+        let nodes: BTreeSet<&str> = kills.iter().map(|k| k.node.as_str()).collect();
+        assert_eq!(nodes.len(), 2, "two nodes, each killed on its own: {kills:?}");
+        let killed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("kill ")).collect();
+        assert_eq!(killed.len(), 2);
+        assert!(killed.iter().all(|c| c.ends_with(" SIGKILL")), "a crash, not a stop: {killed:?}");
+
+        let known: BTreeSet<String> = before.iter().map(|t| t.id.clone()).collect();
+        let ids: BTreeSet<String> = victims.iter().map(|t| t.id.clone()).collect();
+        let after = fake.tasks(service, false).await.unwrap();
+        note_replacements(&mut kills, &after, &known, &ids, kill_ms);
+        for k in &kills {
+            assert!(k.replacement_running_ms.is_some_and(|at| at >= kill_ms), "{k:?}");
+            assert!(!k.replacement_node.is_empty(), "{k:?}");
+        }
+        assert_eq!(after.iter().filter(|t| t.is_running()).count(), 6, "every slot runs again");
+        // A container that is gone cannot be killed twice: the engine's refusal is the error.
+        let err = kill(&fake, &victims).await.unwrap_err().to_string();
+        assert!(err.contains("No such container"), "{err}");
+    }
 
     #[test]
     fn recovery_is_measured_to_the_streak_after_the_last_failure() {

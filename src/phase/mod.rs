@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClientTransport, Config, Profile};
-use crate::engine::{fleet, Docker};
+use crate::engine::{fleet, Handle};
 use crate::exit::Verdict;
 use crate::load::{self, engine::Live, workload::Model, LoadPlan, RunResult, Target};
 use crate::report::{Event, Phase, Point};
@@ -95,7 +95,7 @@ pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
 /// What every phase needs.
 pub struct Ctx {
     /// The engine.
-    pub docker: Docker,
+    pub engine: Handle,
     /// The stack.
     pub config: Config,
     /// Its specs, as `up` deploys them (scaling writes these, with another count).
@@ -108,8 +108,8 @@ pub struct Ctx {
     pub out: PathBuf,
     /// Where the stack's host-mode ports answer.
     pub host: String,
-    /// Progress lines on stderr.
-    pub progress: bool,
+    /// Where progress goes (bars, lines or nothing).
+    pub progress: crate::progress::Reporter,
     /// How load phases reach the replicas.
     pub via: Via,
     /// The image a direct load runs in (the builtin image: the swarmctl binary).
@@ -138,19 +138,17 @@ impl Ctx {
 
     /// The server service's swarm name.
     pub fn server_service(&self) -> String {
-        format!("{}_server", self.config.name)
+        self.config.service("server")
     }
 
     /// The load balancer's swarm name.
     pub fn lb_service(&self) -> String {
-        format!("{}_lb", self.config.name)
+        self.config.service("lb")
     }
 
     /// A progress line.
     pub fn say(&self, line: impl AsRef<str>) {
-        if self.progress {
-            eprintln!("{}", line.as_ref());
-        }
+        self.progress.say(line.as_ref());
     }
 
     /// The stack's Prometheus, when it has one.
@@ -160,7 +158,7 @@ impl Ctx {
 
     /// The load balancer's URLs for a transport, one per entry.
     pub async fn lb_urls(&self, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
-        let entries = fleet::lb_entries(&self.docker, &self.config).await?;
+        let entries = fleet::lb_entries(self.engine.as_ref(), &self.config).await?;
         entries
             .into_iter()
             .map(|e| {
@@ -178,7 +176,7 @@ impl Ctx {
         if self.config.server.transports.http.is_none() {
             return Ok(());
         }
-        let entries = fleet::lb_entries(&self.docker, &self.config).await?;
+        let entries = fleet::lb_entries(self.engine.as_ref(), &self.config).await?;
         let path = &self.config.server.health_path;
         if let Err(url) = prom::routes_answer(&self.host, &entries, path, 10, std::time::Duration::from_secs(30)).await
         {
@@ -312,6 +310,26 @@ impl Recorder {
     }
 }
 
+/// A phase's load begins: a bar over its scheduled seconds.
+pub(crate) fn begin_load(progress: &dyn crate::progress::Progress, phase: &str, plan: &LoadPlan) {
+    let label = format!("[{phase}] {} sessions", plan.sessions);
+    progress.begin(phase, &label, plan.run_time().as_secs().max(1), "s");
+}
+
+/// A second of a phase's load on its bar; as a line every 5 s, and every second with errors:
+/// enough to follow, not a flood.
+pub(crate) fn show_point(progress: &dyn crate::progress::Progress, phase: &str, t: u64, p: &Point) {
+    let errors: u64 = p.errors.values().sum();
+    progress.set(
+        phase,
+        t,
+        &format!("sessions {}  req/s {}  p99 {:.1} ms  errors {errors}", p.sessions, p.requests, p.p99_ms),
+    );
+    if t % 5 == 0 || p.requests != p.ok {
+        progress.tick(&progress_line(phase, p));
+    }
+}
+
 /// The per-second progress line of a phase.
 pub(crate) fn progress_line(phase: &str, p: &Point) -> String {
     let errors: u64 = p.errors.values().sum();
@@ -338,19 +356,16 @@ pub async fn run_load(
         user.cancelled().await;
         token.cancel();
     });
-    let progress = ctx.progress;
-    let mut n = 0u64;
     let plan = plan.clone().with_default_sources();
     let out = ctx.phase_dir(phase);
+    let progress = ctx.progress.clone();
+    begin_load(progress.as_ref(), phase, &plan);
     let outcome = load::run_observed(&plan, Some(&out), stop, live, |s, _| {
         let p = rec.second(phase, s);
-        n += 1;
-        // Every 5 s, and every second with errors: enough to follow, not a flood.
-        if progress && (n % 5 == 0 || p.requests != p.ok) {
-            eprintln!("{}", progress_line(phase, &p));
-        }
+        show_point(progress.as_ref(), phase, s.t, &p);
     })
     .await;
+    progress.end(phase, "");
     link.abort();
     let mut result = outcome?.result;
     // A deliberate stop is the end of the phase, not an interruption.

@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{fleet, Docker};
+use crate::engine::{Engine, Handle, Usage};
 use crate::report::ResourceSample;
 
 /// Reads every running replica once (the baseline, before any load), then samples every
 /// `every` until `stop`; the task returns what it saw, baseline first.
 pub async fn start(
-    docker: Docker,
+    engine: Handle,
     service: String,
     every: Duration,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<Vec<ResourceSample>> {
     let mut out = Vec::new();
-    let mut last: HashMap<String, fleet::Usage> = HashMap::new();
-    round(&docker, &service, &mut last, &mut out, true).await;
+    let mut last: HashMap<String, Usage> = HashMap::new();
+    round(engine.as_ref(), &service, &mut last, &mut out, true).await;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await; // the first tick is now: the baseline was just read
@@ -29,7 +29,7 @@ pub async fn start(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            round(&docker, &service, &mut last, &mut out, false).await;
+            round(engine.as_ref(), &service, &mut last, &mut out, false).await;
         }
         out
     })
@@ -38,16 +38,16 @@ pub async fn start(
 /// One reading of every running replica: the baseline (memory only), or a sample against
 /// the container's previous reading (a container first seen now gets none yet).
 async fn round(
-    docker: &Docker,
+    engine: &dyn Engine,
     service: &str,
-    last: &mut HashMap<String, fleet::Usage>,
+    last: &mut HashMap<String, Usage>,
     out: &mut Vec<ResourceSample>,
     baseline: bool,
 ) {
-    let Ok(tasks) = fleet::tasks(docker, service).await else { return };
+    let Ok(tasks) = engine.tasks(service, false).await else { return };
     for t in tasks.iter().filter(|t| t.is_running()) {
         let Some(c) = &t.container else { continue };
-        let Ok(u) = fleet::usage(docker, c).await else { continue };
+        let Ok(u) = engine.usage(c).await else { continue };
         let sample = |cpu_cores| ResourceSample {
             at_ms: u.at_ms,
             slot: t.slot,

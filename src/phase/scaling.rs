@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{run_load, Ctx};
-use crate::engine::{converge, fleet, stack};
+use crate::engine::{converge, stack};
 use crate::exit::Verdict;
 use crate::load::engine::Live;
 use crate::load::workload::Model;
@@ -89,31 +89,48 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     Ok(phase)
 }
 
+/// Puts `service` back at `base` replicas when it is not, and waits until it runs them. Not
+/// the user's token: the first Ctrl-C must not stop the restore (the second one exits).
 async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
-    let now = match fleet::replicas(&ctx.docker, service).await {
+    let now = match ctx.engine.service(service).await.map(|s| s.replicas) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!("cannot read the replicas of {service}: {e}");
             return false;
         }
     };
-    if now == base {
-        ctx.rec.set_replicas(base);
-        return true;
+    if now != base {
+        ctx.say(format!("[scaling] restoring {service} to {base} replicas"));
+        ctx.rec.event("scale", format!("{now} → {base} (restore)"));
     }
-    ctx.say(format!("[scaling] restoring {service} to {base} replicas"));
-    if let Err(e) = stack::scale(&ctx.docker, &ctx.desired, service, base).await {
-        tracing::warn!("{e}");
-        return false;
-    }
-    ctx.rec.event("scale", format!("{now} → {base} (restore)"));
     ctx.rec.set_replicas(base);
-    // Not the user's token: the first Ctrl-C must not stop the restore (the second one exits).
-    let never = CancellationToken::new();
     let timeout = ctx.config.test.scaling.converge_timeout.0;
-    converge::wait(&ctx.docker, &[service.to_string()], timeout, Duration::from_secs(1), &never, &mut |_| {})
-        .await
-        .is_ok()
+    match scale_to(ctx.engine.as_ref(), &ctx.desired, service, base, timeout, &CancellationToken::new()).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            false
+        }
+    }
+}
+
+/// Sets `service` to `n` replicas (when it is not already) and waits until exactly that many
+/// run: a scale-down has converged only once the surplus tasks have really stopped (drained,
+/// within their grace period). The seconds it took.
+pub async fn scale_to(
+    engine: &dyn crate::engine::Engine,
+    desired: &crate::convert::DesiredStack,
+    service: &str,
+    n: u64,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<f64> {
+    let asked = Instant::now();
+    if engine.service(service).await?.replicas != n {
+        stack::scale(engine, desired, service, n).await?;
+    }
+    converge::wait(engine, &[service.to_string()], timeout, Duration::ZERO, cancel, &mut |_| {}).await?;
+    Ok(asked.elapsed().as_secs_f64())
 }
 
 async fn steps(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::RunResult> {
@@ -121,7 +138,7 @@ async fn steps(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::
     let profile = ctx.phase_profile();
     let service = scaling.service.clone();
     let base = ctx.config.server.replicas as u64;
-    let current = fleet::replicas(&ctx.docker, &service).await?;
+    let current = ctx.engine.service(&service).await?.replicas;
     if current != base {
         anyhow::bail!("{service} runs {current} replicas, the stack says {base}: run `swarmctl up` first");
     }
@@ -156,24 +173,13 @@ async fn steps(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::
             if ctx.cancel.is_cancelled() {
                 anyhow::bail!("interrupted");
             }
-            let asked = Instant::now();
             let mut converge_s = 0.0;
             if n != now {
-                stack::scale(&ctx.docker, &ctx.desired, &service, n).await?;
                 ctx.rec.event("scale", format!("{now} → {n}"));
                 ctx.rec.set_replicas(n);
-                // A scale-down has converged only once the surplus tasks have really stopped
-                // (drained, within their grace period).
-                converge::wait(
-                    &ctx.docker,
-                    std::slice::from_ref(&service),
-                    cfg.converge_timeout.0,
-                    Duration::ZERO,
-                    &ctx.cancel,
-                    &mut |_| {},
-                )
-                .await?;
-                converge_s = asked.elapsed().as_secs_f64();
+                converge_s =
+                    scale_to(ctx.engine.as_ref(), &ctx.desired, &service, n, cfg.converge_timeout.0, &ctx.cancel)
+                        .await?;
                 ctx.rec.event("converged", format!("{n} replicas in {converge_s:.1} s"));
                 now = n;
                 tokio::time::sleep(SETTLE).await;
@@ -251,6 +257,45 @@ async fn by_slot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fake::with_stack;
+    use crate::engine::Engine;
+
+    const SERVER: &str = "swarmctl-ci_server";
+
+    #[tokio::test(start_paused = true)]
+    async fn each_step_converges_to_exactly_its_count_and_back() {
+        let (fake, desired) = with_stack(2, &[]).await;
+        let never = CancellationToken::new();
+        for n in [5, 2, 3] {
+            scale_to(&fake, &desired, SERVER, n, Duration::from_secs(90), &never).await.unwrap();
+            assert_eq!(fake.service(SERVER).await.unwrap().replicas, n);
+            let running = fake.tasks(SERVER, false).await.unwrap().iter().filter(|t| t.is_running()).count();
+            assert_eq!(running as u64, n, "after scaling to {n}");
+        }
+        // The count is the only change: the tasks that ran at 2 replicas still run at 3.
+        let updates = fake.calls().iter().filter(|c| *c == &format!("update service {SERVER}")).count();
+        assert_eq!(updates, 3);
+        let spec = fake.spec(SERVER).unwrap();
+        assert_eq!(
+            desired.services.iter().find(|s| s.name.as_deref() == Some(SERVER)).unwrap().task_template,
+            spec.task_template
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stack_deployed_otherwise_is_not_scaled() {
+        let (fake, _) = with_stack(0, &[]).await;
+        let other = crate::deploy::Source {
+            stack: Some("ci".into()),
+            sets: vec!["server.resources.limits.cpus=0.25".into()],
+            templates: None,
+        };
+        let (_, desired) = other.prepare(Some("swarmctl/mcp-server:test".into())).unwrap();
+        let err =
+            scale_to(&fake, &desired, SERVER, 5, Duration::from_secs(90), &CancellationToken::new()).await.unwrap_err();
+        assert!(format!("{err:#}").contains("run `swarmctl up` with the same stack"), "{err:#}");
+        assert_eq!(fake.service(SERVER).await.unwrap().replicas, 3, "nothing changed");
+    }
 
     fn step(replicas: u64, rps: f64) -> ScaleStep {
         ScaleStep { replicas, rps, ..Default::default() }

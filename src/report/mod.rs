@@ -164,6 +164,12 @@ pub struct Kill {
     pub task: String,
     /// See `task`.
     pub container: String,
+    /// The node it ran on (its ID).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The node its replacement was scheduled on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub replacement_node: String,
     /// When the engine created the replacement task (its own timestamp, Unix ms).
     pub replacement_created_ms: Option<u64>,
     /// When the replacement reached `running` (healthy, where a healthcheck exists; Unix ms).

@@ -76,6 +76,7 @@ pub(crate) fn fixture() -> TestRun {
                         container: "0123456789abcdef".into(),
                         replacement_created_ms: Some(t0 + 11_300),
                         replacement_running_ms: Some(t0 + 13_100),
+                        ..Default::default()
                     }],
                     kill_ms: t0 + 11_000,
                     recovery_s: Some(1.8),

@@ -104,10 +104,11 @@ async fn sessions_reach_every_replica(replicas: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_cleans_up() {
     let _swarm = crate::util::exclusive().await;
-    let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let engine = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let docker = engine.client().clone();
     for image in ["swarmctl/traefik:local", "swarmctl/prometheus:local"] {
         assert!(
-            swarmctl::engine::images::exists(&docker, image).await.unwrap(),
+            swarmctl::engine::Engine::image_exists(&engine, image).await.unwrap(),
             "{image} is missing: run scripts/offline-images (scripts/test does)"
         );
     }
@@ -181,7 +182,8 @@ async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_clea
 #[tokio::test(flavor = "multi_thread")]
 async fn traefik_fans_out_with_ports_per_task_and_the_load_reaches_every_instance() {
     let _swarm = crate::util::exclusive().await;
-    let docker = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let engine = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let docker = engine.client().clone();
     let state = tempfile::tempdir().unwrap();
     let stack = [
         "--stack",

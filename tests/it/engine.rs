@@ -14,7 +14,7 @@ use swarmctl::render;
 use crate::util::{fixed_inputs, render_builtin};
 
 async fn engine() -> Docker {
-    swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"))
+    swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}")).client().clone()
 }
 
 fn docker_cli(dir: &Path, args: &[&str]) -> std::process::Output {

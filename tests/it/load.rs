@@ -23,9 +23,14 @@ fn load_args(args: &[&str]) -> swarmctl::cli::LoadArgs {
 /// Runs `swarmctl load ARGS` in this process.
 async fn run(args: &[&str]) -> load::Outcome {
     let args = load_args(args);
-    load::run(&args.plan().unwrap(), args.out.as_deref(), tokio_util::sync::CancellationToken::new(), false)
-        .await
-        .unwrap()
+    load::run(
+        &args.plan().unwrap(),
+        args.out.as_deref(),
+        tokio_util::sync::CancellationToken::new(),
+        &swarmctl::progress::Quiet,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,14 +212,14 @@ async fn prometheus_follows_every_replica_and_every_panel_and_alert_returns_data
 
     // A replica killed: the target set follows within the discovery refresh (2 s here) and a
     // scrape (1 s) of the replacement running.
-    let tasks = swarmctl::engine::fleet::tasks(&docker, "swit-mon_server").await.unwrap();
+    let tasks = swarmctl::engine::Engine::tasks(&docker, "swit-mon_server", false).await.unwrap();
     let victim = tasks.iter().find(|t| t.is_running() && t.slot == 2).expect("slot 2 runs").clone();
     let targets = p.targets().await.unwrap();
     let old_instance = targets.iter().find(|t| t.0 == "mcp" && t.1 == "2").expect("slot 2 is a target").2.clone();
-    swarmctl::engine::fleet::kill(&docker, victim.container.as_deref().unwrap()).await.unwrap();
+    swarmctl::engine::Engine::kill(&docker, victim.container.as_deref().unwrap(), "SIGKILL").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let running_at = loop {
-        let tasks = swarmctl::engine::fleet::tasks(&docker, "swit-mon_server").await.unwrap();
+        let tasks = swarmctl::engine::Engine::tasks(&docker, "swit-mon_server", false).await.unwrap();
         if let Some(t) = tasks.iter().find(|t| t.slot == 2 && t.id != victim.id && t.is_running()) {
             break Instant::now()
                 - Duration::from_millis(swarmctl::units::unix_now_ms().saturating_sub(t.state_since_ms.unwrap_or(0)));

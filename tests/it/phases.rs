@@ -69,8 +69,13 @@ fn assert_renders(html: &Path, png: &Path) {
 }
 
 /// Server tasks running now.
-async fn running_tasks(docker: &bollard::Docker) -> usize {
-    swarmctl::engine::fleet::tasks(docker, "swit-ph_server").await.unwrap().iter().filter(|t| t.is_running()).count()
+async fn running_tasks(engine: &swarmctl::engine::Bollard) -> usize {
+    swarmctl::engine::Engine::tasks(engine, "swit-ph_server", false)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.is_running())
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,6 +252,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(rec.holds && rec.server_received == Some(load.summary.requests_total as f64), "{rec:?}");
     let filters = std::collections::HashMap::from([("label".to_string(), vec!["swarmctl.oneoff".to_string()])]);
     let left = docker
+        .client()
         .list_containers(Some(bollard::query_parameters::ListContainersOptions {
             all: true,
             filters: Some(filters),

@@ -1,0 +1,394 @@
+//! Deploying a stack, as `up` and `test` both do: the stack's source (file, `--set`,
+//! templates) → config → rendered files → desired specs → plan against what the engine has →
+//! apply → wait until converged → endpoints. Everything the engine is asked goes through the
+//! engine seam; what the user sees goes through a progress reporter.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, ClientTransport, Config, Entry};
+use crate::convert::{convert_stack, DesiredStack, Namespace};
+use crate::engine::converge::{self, ServiceState};
+use crate::engine::{fleet, stack, swarm, Engine};
+use crate::phase::prom;
+use crate::plan::{self, topology, Action, Plan};
+use crate::progress::Progress;
+use crate::render::{self, Inputs, Templates};
+use crate::{image, state};
+
+/// Where a stack comes from: a built-in name or a file, `--set` overrides, a templates folder.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// `--stack`: a built-in name or a path (`default` when `None`).
+    pub stack: Option<String>,
+    /// `--set key=value`, in order.
+    pub sets: Vec<String>,
+    /// `--templates DIR`.
+    pub templates: Option<PathBuf>,
+}
+
+impl Source {
+    /// The stack's configuration, layered and validated.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let config = config::load(self.stack.as_deref(), &self.sets)?;
+        tracing::info!(stack = %config.name, "configuration loaded");
+        Ok(config)
+    }
+
+    /// The templates: the embedded ones, or a folder's over them.
+    pub fn templates(&self) -> anyhow::Result<Templates> {
+        match &self.templates {
+            Some(dir) => {
+                Templates::with_overrides(dir).with_context(|| format!("cannot use the templates in {}", dir.display()))
+            }
+            None => Ok(Templates::embedded()?),
+        }
+    }
+
+    /// Config and desired specs; `builtin_image` is the tag the `builtin` server image has.
+    pub fn prepare(&self, builtin_image: Option<String>) -> anyhow::Result<(Config, DesiredStack)> {
+        let config = self.config()?;
+        let templates = self.templates()?;
+        let grafana_admin_password =
+            if config.grafana.enabled { Some(state::grafana_admin_password(&config.name)?) } else { None };
+        let inputs = Inputs { version: env!("CARGO_PKG_VERSION").into(), grafana_admin_password, builtin_image };
+        let rendered = render::render(&config, &templates, &inputs)?;
+        let files: BTreeMap<String, String> =
+            rendered.files.iter().map(|(k, v)| (k.clone(), v.content.clone())).collect();
+        let desired = convert_stack(&Namespace(config.name.clone()), &rendered.compose, &files)?;
+        Ok((config, desired))
+    }
+}
+
+/// One way into the deployed stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    /// What it is.
+    pub name: String,
+    /// Where.
+    pub url: String,
+}
+
+/// The host the stack's host-mode ports are reached at: DOCKER_HOST's host for a remote
+/// engine, else loopback.
+pub fn public_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("tcp://").map(|rest| rest.split(':').next().unwrap_or("").to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// The endpoints of a stack, from its configuration and its load balancer's entries (one
+/// set per Traefik task when each has ports of its own).
+pub fn endpoints(c: &Config, host: &str, entries: &[Entry]) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, url: String| out.push(Endpoint { name: name.into(), url });
+    for (k, entry) in entries.iter().enumerate() {
+        let which = if entries.len() > 1 { format!(" lb {}/{}", k + 1, entries.len()) } else { String::new() };
+        for (name, transport) in [
+            ("Streamable HTTP", ClientTransport::Http),
+            ("HTTP+SSE", ClientTransport::Sse),
+            ("WebSocket", ClientTransport::Ws),
+            ("TCP", ClientTransport::Tcp),
+        ] {
+            if let Ok(url) = c.client_url(transport, host, *entry) {
+                // Users paste these into MCP clients, which speak http:// to legacy SSE servers.
+                add(&format!("mcp ({name}){which}"), url.replace("sse://", "http://"));
+            }
+        }
+        if let Entry::Lb { web, metrics, .. } = entry {
+            if c.server.transports.http.is_some() {
+                add(&format!("health{which}"), format!("http://{host}:{web}{}", c.server.health_path));
+            }
+            add(&format!("traefik metrics{which}"), format!("http://{host}:{metrics}/metrics"));
+        }
+    }
+    if c.prometheus.enabled {
+        add("prometheus", format!("http://{host}:{}", c.prometheus.port));
+    }
+    if c.grafana.enabled {
+        add("grafana (user admin)", format!("http://{host}:{}", c.grafana.port));
+    }
+    out
+}
+
+/// Host-mode ports this node must still be able to bind: those of services not deployed yet.
+pub fn busy_ports(desired: &DesiredStack, plan: &Plan) -> Vec<String> {
+    use bollard::models::EndpointPortConfigPublishModeEnum;
+    let mut problems = Vec::new();
+    for spec in &desired.services {
+        let name = spec.name.clone().unwrap_or_default();
+        let creating = plan.steps.iter().any(|s| s.name == name && s.action == Action::Create);
+        if !creating {
+            continue;
+        }
+        for p in spec.endpoint_spec.iter().flat_map(|e| e.ports.iter().flatten()) {
+            if p.publish_mode != Some(EndpointPortConfigPublishModeEnum::HOST) {
+                continue;
+            }
+            let Some(port) = p.published_port else { continue };
+            if std::net::TcpListener::bind(("0.0.0.0", port as u16)).is_err() {
+                problems.push(format!(
+                    "service {name}: host port {port} is already in use on this node; free it or change the port in the stack"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Packs this binary as the builtin image: `tag`, plus `swarmctl/mcp-server:<version>`.
+pub async fn pack_self(engine: &dyn Engine, tag: &str) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("cannot find this swarmctl binary")?;
+    let contents = image::inspect(&exe, "swarmctl")?;
+    if !contents.is_static() {
+        bail!("this swarmctl binary is not static ({} libraries); build it with the repository's .cargo/config.toml (+crt-static)", contents.libraries.len());
+    }
+    let tags = vec![tag.to_string(), format!("{}:{}", render::BUILTIN_IMAGE_REPO, env!("CARGO_PKG_VERSION"))];
+    let labels = vec![("org.opencontainers.image.title".to_string(), "swarmctl reference MCP server".to_string())];
+    Ok(engine.build_image(&contents, &tags, &labels).await?)
+}
+
+/// The builtin image's tag, packed from this binary when the engine does not have it yet.
+pub async fn builtin_image(engine: &dyn Engine, progress: &dyn Progress) -> anyhow::Result<String> {
+    let tag = image::builtin_tag()?;
+    if !engine.image_exists(&tag).await? {
+        progress.begin("pack", &format!("packing {tag}"), 0, "");
+        let packed = pack_self(engine, &tag).await;
+        progress.end("pack", if packed.is_ok() { "packed the builtin image from this swarmctl binary" } else { "" });
+        packed?;
+    }
+    Ok(tag)
+}
+
+/// Makes the engine a manager when it is in no swarm (`init_if_needed`) and checks it is one.
+pub async fn require_manager(
+    engine: &dyn Engine,
+    advertise: Option<&str>,
+    init_if_needed: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    if init_if_needed {
+        if let Some(id) = swarm::init(engine, advertise).await? {
+            progress.say(&format!("swarm initialized on this engine (node {id})"));
+        }
+    }
+    Ok(swarm::require_manager(engine).await?)
+}
+
+/// What `up` was asked.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Plan only.
+    pub dry_run: bool,
+    /// Also remove services the stack no longer has.
+    pub prune: bool,
+    /// Give up waiting for convergence after this long.
+    pub timeout: Duration,
+}
+
+/// What `up` did.
+#[derive(Debug)]
+pub enum Up {
+    /// `--dry-run`: the plan, nothing changed.
+    Planned(Plan),
+    /// Deployed and converged.
+    Deployed {
+        /// The stack.
+        config: Box<Config>,
+        /// What was done.
+        plan: Plan,
+        /// Every service, converged.
+        states: Vec<ServiceState>,
+        /// Where the stack answers.
+        endpoints: Vec<Endpoint>,
+    },
+}
+
+/// Render → plan → apply → wait until converged. Nothing is changed when the stack cannot be
+/// placed; a deploy stopped part-way says so, and `up` again continues from there.
+pub async fn up(
+    engine: &dyn Engine,
+    source: &Source,
+    opts: &UpOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Up> {
+    let config_only = source.config()?;
+    require_manager(engine, None, !opts.dry_run, progress).await?;
+    let builtin = match (config_only.server.image == "builtin", opts.dry_run) {
+        (true, false) => Some(builtin_image(engine, progress).await?),
+        (true, true) => Some(image::builtin_tag()?),
+        (false, _) => None,
+    };
+    let (config, desired) = source.prepare(builtin)?;
+    let observed = engine.observe(&config.name).await?;
+    let plan = plan::diff(&desired, &observed, opts.prune);
+    if opts.dry_run {
+        return Ok(Up::Planned(plan));
+    }
+    let nodes = engine.nodes().await?;
+    let mut problems = topology::check(&desired, &nodes);
+    problems.extend(busy_ports(&desired, &plan));
+    if !problems.is_empty() {
+        for p in &problems {
+            progress.say(&format!("problem: {p}"));
+        }
+        bail!("the stack cannot be placed as configured; nothing was changed");
+    }
+    for spec in &desired.services {
+        let image = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        if !engine.image_exists(&image).await? {
+            tracing::warn!("image {image} is not on this node; the nodes must pull it from a registry (for Traefik and Prometheus without one: scripts/offline-images)");
+        }
+    }
+    progress.say(plan.render().trim_end());
+    stack::ensure_volumes(engine, &desired).await?;
+    let warnings = stack::apply(engine, &desired, &plan, &mut |line| progress.say(line)).await.context(
+        "deploy stopped part-way; what was done is listed above, and `swarmctl up` again continues from there",
+    )?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+
+    let names: Vec<String> = desired.services.iter().filter_map(|s| s.name.clone()).collect();
+    let mut begun = std::collections::BTreeSet::new();
+    let result = converge::wait(engine, &names, opts.timeout, Duration::from_secs(3), cancel, &mut |states| {
+        for s in states {
+            if begun.insert(s.name.clone()) {
+                progress.begin(&s.name, &s.name, s.desired, "running");
+            }
+            progress.set(&s.name, s.running.min(s.desired), s.note.as_deref().unwrap_or_default());
+        }
+        let line: Vec<String> = states.iter().map(|s| format!("{} {}/{}", s.name, s.running, s.desired)).collect();
+        progress.tick(&format!("waiting: {}", line.join(", ")));
+    })
+    .await;
+    for name in &begun {
+        progress.end(name, "");
+    }
+    let states = result.context("the stack was deployed but did not converge")?;
+    let entries = fleet::lb_entries(engine, &config).await?;
+    // Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
+    // for a moment after convergence the endpoints answer 404.
+    if config.server.transports.http.is_some() {
+        let path = &config.server.health_path;
+        if let Err(url) = prom::routes_answer(&public_host(), &entries, path, 1, Duration::from_secs(30)).await {
+            progress
+                .say(&format!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)"));
+        }
+    }
+    progress.say(&format!(
+        "stack {} converged: {}",
+        config.name,
+        states.iter().map(|s| format!("{} {}/{}", s.name, s.running, s.desired)).collect::<Vec<_>>().join(", ")
+    ));
+    let endpoints = endpoints(&config, &public_host(), &entries);
+    Ok(Up::Deployed { config: Box::new(config), plan, states, endpoints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{Fake, Fate};
+    use crate::progress::Recording;
+
+    fn ci() -> Source {
+        // No Prometheus or Grafana: nothing here answers HTTP, and the routes check of a
+        // stack without a Streamable HTTP transport is skipped.
+        Source {
+            stack: Some("ci".into()),
+            sets: ["server.replicas=3", "server.transports.http=null", "test.profiles.baseline.transport=ws"]
+                .map(String::from)
+                .to_vec(),
+            templates: None,
+        }
+    }
+
+    fn opts() -> UpOptions {
+        UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(60) }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn up_applies_the_plan_in_order_then_changes_nothing() {
+        let fake = Fake::swarm(2);
+        fake.add_image(&image::builtin_tag().unwrap());
+        let progress = Recording::default();
+        let cancel = CancellationToken::new();
+        let Up::Deployed { plan, states, .. } = up(&fake, &ci(), &opts(), &progress, &cancel).await.unwrap() else {
+            panic!("deployed")
+        };
+        assert!(states.iter().all(|s| s.converged()), "{states:?}");
+        let calls = fake.calls();
+        let first = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix)).unwrap_or(usize::MAX);
+        assert!(first("create network") < first("create config"), "{calls:?}");
+        assert!(first("create config") < first("create service"), "{calls:?}");
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("create service")).count(),
+            plan.names(Action::Create).iter().filter(|n| n.starts_with("service/")).count()
+        );
+        // Services reference their configs by the IDs the engine gave them, and carry the
+        // spec hash the next plan compares.
+        let server = fake.spec("swarmctl-ci_server").expect("the server service");
+        let container = server.task_template.unwrap().container_spec.unwrap();
+        assert!(container
+            .configs
+            .iter()
+            .flatten()
+            .all(|c| c.config_id.as_deref().is_some_and(|id| id.starts_with("cfg"))));
+        assert!(server.labels.unwrap().contains_key(crate::plan::LABEL_SPEC_HASH));
+        let events = progress.events();
+        assert!(events.iter().any(|e| e.starts_with("begin swarmctl-ci_server 3 running")), "{events:?}");
+        assert!(events.iter().any(|e| e.starts_with("say stack swarmctl-ci converged")), "{events:?}");
+
+        // The same input again: nothing to do, nothing written.
+        let before = fake.calls().len();
+        let Up::Deployed { plan, .. } = up(&fake, &ci(), &opts(), &progress, &cancel).await.unwrap() else {
+            panic!("deployed")
+        };
+        assert!(plan.names(Action::Create).is_empty() && plan.names(Action::Update).is_empty(), "{}", plan.render());
+        assert_eq!(fake.calls().len(), before, "{:?}", &fake.calls()[before..]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn up_packs_the_builtin_image_when_the_engine_lacks_it() {
+        let fake = Fake::swarm(0);
+        let progress = Recording::default();
+        let result = up(&fake, &ci(), &opts(), &progress, &CancellationToken::new()).await;
+        let calls = fake.calls();
+        // The test binary is not static: packing it is refused with the reason, before
+        // anything is deployed.
+        match result {
+            Ok(_) => assert!(calls.iter().any(|c| c.starts_with("build image swarmctl/mcp-server:")), "{calls:?}"),
+            Err(e) => {
+                assert!(format!("{e:#}").contains("not static"), "{e:#}");
+                assert!(!calls.iter().any(|c| c.starts_with("create")), "nothing deployed: {calls:?}");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_cannot_be_placed_fails_fast_with_the_schedulers_reason() {
+        let fake = Fake::swarm(0);
+        fake.add_image(&image::builtin_tag().unwrap());
+        fake.set_fate(
+            "swarmctl-ci_server",
+            Fate::Pending("no suitable node (scheduling constraints not satisfied on 1 node)".into()),
+        );
+        let err = up(&fake, &ci(), &opts(), &Recording::default(), &CancellationToken::new()).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("did not converge") && text.contains("no suitable node"), "{text}");
+        assert!(text.contains("check the placement constraints"), "the hint: {text}");
+    }
+}

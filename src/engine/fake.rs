@@ -1,0 +1,464 @@
+//! An engine in memory, for unit tests of what sits on the seam (apply, the convergence wait,
+//! the phases' swarm actions) without a daemon. It keeps objects by name, schedules a service's
+//! replicas at once on its nodes round-robin, replaces a killed task in the same slot, and can
+//! be told to leave new tasks pending or failing with a reason. Every write is logged in
+//! `calls`, in order. The real engine is exercised by the integration tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{ConfigSpec, NetworkCreateRequest, SecretSpec, ServiceSpec};
+
+use super::{
+    oneoff, Engine, EngineError, Membership, NodeInfo, Object, Observed, ServiceInfo, Task, UpdateState, Usage,
+};
+use crate::plan::{ObservedObject, ObservedService, LABEL_SPEC_HASH};
+
+/// What new tasks of a service do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Run.
+    Run,
+    /// Stay pending with the scheduler's reason.
+    Pending(String),
+    /// Fail with this error.
+    Fail(String),
+    /// Stay starting (no error, never running).
+    Starting,
+}
+
+#[derive(Debug, Clone)]
+struct Service {
+    id: String,
+    spec: ServiceSpec,
+    version: u64,
+    update: Option<UpdateState>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    membership: Membership,
+    nodes: Vec<NodeInfo>,
+    networks: BTreeMap<String, (String, Option<String>)>,
+    configs: BTreeMap<String, (String, Option<String>)>,
+    secrets: BTreeMap<String, (String, Option<String>)>,
+    services: BTreeMap<String, Service>,
+    tasks: Vec<(String, Task)>,
+    fates: BTreeMap<String, Fate>,
+    images: BTreeSet<String>,
+    volumes: BTreeMap<String, Option<String>>,
+    next: u64,
+    calls: Vec<String>,
+}
+
+/// The engine in memory.
+#[derive(Debug, Default)]
+pub struct Fake {
+    state: Mutex<State>,
+}
+
+fn namespace(labels: &Option<std::collections::HashMap<String, String>>) -> Option<String> {
+    labels.as_ref().and_then(|l| l.get(crate::convert::LABEL_NAMESPACE).cloned())
+}
+
+impl Fake {
+    /// A one-manager swarm with `workers` more nodes.
+    pub fn swarm(workers: usize) -> Fake {
+        let fake = Fake::default();
+        {
+            let mut s = fake.lock();
+            s.membership = Membership { state: "active".into(), manager: true };
+            for i in 0..=workers {
+                s.nodes.push(NodeInfo {
+                    id: format!("node{i}"),
+                    hostname: if i == 0 { "manager".into() } else { format!("worker{i}") },
+                    role: if i == 0 { "manager" } else { "worker" }.into(),
+                    availability: "active".into(),
+                    state: "ready".into(),
+                    nano_cpus: 2_000_000_000,
+                    memory_bytes: 8 << 30,
+                });
+            }
+        }
+        fake
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What new tasks of `service` do from now on.
+    pub fn set_fate(&self, service: &str, fate: Fate) {
+        self.lock().fates.insert(service.into(), fate);
+    }
+
+    /// Marks `service`'s latest update so.
+    pub fn set_update(&self, service: &str, update: UpdateState) {
+        if let Some(s) = self.lock().services.get_mut(service) {
+            s.update = Some(update);
+        }
+    }
+
+    /// Writes so far, in order (`create service st_server`, `kill c3 SIGKILL`, …).
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// The spec the engine holds for a service.
+    pub fn spec(&self, service: &str) -> Option<ServiceSpec> {
+        self.lock().services.get(service).map(|s| s.spec.clone())
+    }
+
+    /// Adds an image to this node.
+    pub fn add_image(&self, tag: &str) {
+        self.lock().images.insert(tag.into());
+    }
+
+    fn refused(action: String, message: &str) -> EngineError {
+        EngineError::refused(action, message)
+    }
+}
+
+/// The `ci` stack with `sets`, applied to a fake swarm of a manager and `workers` workers: the
+/// engine and the stack's desired specs.
+pub async fn with_stack(workers: usize, sets: &[&str]) -> (Fake, crate::convert::DesiredStack) {
+    let source = crate::deploy::Source {
+        stack: Some("ci".into()),
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        templates: None,
+    };
+    let (_, desired) = source.prepare(Some("swarmctl/mcp-server:test".into())).expect("the ci stack renders");
+    let fake = Fake::swarm(workers);
+    let observed = fake.observe(&desired.namespace).await.expect("observe");
+    let plan = crate::plan::diff(&desired, &observed, false);
+    super::stack::apply(&fake, &desired, &plan, &mut |_| {}).await.expect("applied");
+    (fake, desired)
+}
+
+impl State {
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    fn now(&mut self) -> u64 {
+        crate::units::unix_now_ms()
+    }
+
+    /// A new task for `slot` of `service`, doing what the service's fate says.
+    fn start_task(&mut self, service: &str, slot: i64) {
+        let fate = self.fates.get(service).cloned().unwrap_or(Fate::Run);
+        let id = self.id("task");
+        let node = self.nodes.get((slot as usize).saturating_sub(1) % self.nodes.len().max(1));
+        let node = node.map(|n| n.id.clone()).unwrap_or_default();
+        let now = self.now();
+        let (state, error, container) = match fate {
+            Fate::Run => ("running", None, Some(self.id("container"))),
+            Fate::Pending(e) => ("pending", Some(e), None),
+            Fate::Fail(e) => ("failed", Some(e), Some(self.id("container"))),
+            Fate::Starting => ("starting", None, Some(self.id("container"))),
+        };
+        let desired_running = state != "failed";
+        let task = Task {
+            id,
+            slot,
+            node,
+            container,
+            state: state.into(),
+            desired_running,
+            created_ms: Some(now),
+            state_since_ms: Some(now),
+            message: error.clone().unwrap_or_default(),
+            error,
+            ports: Vec::new(),
+        };
+        self.tasks.push((service.into(), task));
+    }
+
+    /// Brings `service`'s running tasks to its replica count: new slots started, surplus ones
+    /// shut down. Tasks of an earlier spec are replaced when `respec`.
+    fn reconcile(&mut self, service: &str, respec: bool) {
+        let replicas = self.services.get(service).map(|s| crate::plan::replicas(&s.spec).unwrap_or(1)).unwrap_or(0);
+        if respec {
+            for (_, t) in self.tasks.iter_mut().filter(|(s, t)| s == service && t.desired_running) {
+                t.desired_running = false;
+                t.state = "shutdown".into();
+            }
+        }
+        for slot in 1..=replicas as i64 {
+            let alive = self.tasks.iter().any(|(s, t)| s == service && t.slot == slot && t.desired_running);
+            if !alive {
+                self.start_task(service, slot);
+            }
+        }
+        for (_, t) in self.tasks.iter_mut().filter(|(s, t)| s == service && t.slot > replicas as i64) {
+            t.desired_running = false;
+            t.state = "shutdown".into();
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for Fake {
+    async fn membership(&self) -> Result<Membership, EngineError> {
+        Ok(self.lock().membership.clone())
+    }
+
+    async fn init_swarm(&self, advertise: Option<&str>) -> Result<String, EngineError> {
+        let mut s = self.lock();
+        s.calls.push(format!("swarm init {}", advertise.unwrap_or("-")));
+        s.membership = Membership { state: "active".into(), manager: true };
+        Ok("node0".into())
+    }
+
+    async fn leave_swarm(&self) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        s.calls.push("swarm leave".into());
+        s.membership = Membership::default();
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
+        Ok(self.lock().nodes.clone())
+    }
+
+    async fn observe(&self, stack: &str) -> Result<Observed, EngineError> {
+        let s = self.lock();
+        let objects = |m: &BTreeMap<String, (String, Option<String>)>| -> Vec<ObservedObject> {
+            m.iter()
+                .filter(|(_, (_, ns))| ns.as_deref() == Some(stack))
+                .map(|(name, (id, _))| ObservedObject { name: name.clone(), id: id.clone() })
+                .collect()
+        };
+        let services = s
+            .services
+            .iter()
+            .filter(|(_, svc)| namespace(&svc.spec.labels).as_deref() == Some(stack))
+            .map(|(name, svc)| ObservedService {
+                name: name.clone(),
+                id: svc.id.clone(),
+                version: svc.version,
+                spec_hash: svc.spec.labels.as_ref().and_then(|l| l.get(LABEL_SPEC_HASH).cloned()),
+                replicas: crate::plan::replicas(&svc.spec),
+            })
+            .collect();
+        Ok(Observed {
+            networks: objects(&s.networks),
+            configs: objects(&s.configs),
+            secrets: objects(&s.secrets),
+            services,
+        })
+    }
+
+    async fn create_network(&self, spec: NetworkCreateRequest) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        if s.networks.contains_key(&spec.name) {
+            return Err(Fake::refused(format!("create network {}", spec.name), "network already exists (HTTP 409)"));
+        }
+        let id = s.id("net");
+        s.calls.push(format!("create network {}", spec.name));
+        let ns = spec.labels.as_ref().and_then(|l| l.get(crate::convert::LABEL_NAMESPACE).cloned());
+        s.networks.insert(spec.name, (id, ns));
+        Ok(())
+    }
+
+    async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        let name = spec.name.clone().unwrap_or_default();
+        let id = s.id("cfg");
+        s.calls.push(format!("create config {name}"));
+        s.configs.insert(name, (id, namespace(&spec.labels)));
+        Ok(())
+    }
+
+    async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        let name = spec.name.clone().unwrap_or_default();
+        let id = s.id("sec");
+        s.calls.push(format!("create secret {name}"));
+        s.secrets.insert(name, (id, namespace(&spec.labels)));
+        Ok(())
+    }
+
+    async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+        let mut s = self.lock();
+        let name = spec.name.clone().unwrap_or_default();
+        if s.services.contains_key(&name) {
+            return Err(Fake::refused(format!("create service {name}"), "name conflicts (HTTP 409)"));
+        }
+        let id = s.id("svc");
+        s.calls.push(format!("create service {name}"));
+        s.services.insert(name.clone(), Service { id, spec, version: 1, update: None });
+        s.reconcile(&name, false);
+        Ok(Vec::new())
+    }
+
+    async fn update_service(&self, name: &str, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+        let mut s = self.lock();
+        let Some(svc) = s.services.get_mut(name) else {
+            return Err(Fake::refused(format!("update service {name}"), "service not found (HTTP 404)"));
+        };
+        // Only a change of the task template replaces the tasks, as in swarm.
+        let respec = svc.spec.task_template != spec.task_template;
+        svc.spec = spec;
+        svc.version += 1;
+        svc.update = Some(UpdateState::Fine);
+        s.calls.push(format!("update service {name}"));
+        s.reconcile(name, respec);
+        Ok(Vec::new())
+    }
+
+    async fn remove(&self, kind: Object, id: &str) -> Result<bool, EngineError> {
+        let mut s = self.lock();
+        let by_id = |m: &mut BTreeMap<String, (String, Option<String>)>| {
+            let name = m.iter().find(|(n, (i, _))| i == id || *n == id).map(|(n, _)| n.clone());
+            name.map(|n| m.remove(&n).is_some()).unwrap_or(false)
+        };
+        let removed = match kind {
+            Object::Service => {
+                let name = s.services.iter().find(|(n, svc)| svc.id == id || *n == id).map(|(n, _)| n.clone());
+                match name {
+                    Some(n) => {
+                        s.services.remove(&n);
+                        s.tasks.retain(|(svc, _)| *svc != n);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Object::Config => by_id(&mut s.configs),
+            Object::Secret => by_id(&mut s.secrets),
+            Object::Network => by_id(&mut s.networks),
+            Object::Volume => s.volumes.remove(id).is_some(),
+        };
+        if removed {
+            s.calls.push(format!("remove {kind:?} {id}").to_lowercase());
+        }
+        Ok(removed)
+    }
+
+    async fn stack_containers(&self, stack: &str) -> Result<usize, EngineError> {
+        let s = self.lock();
+        let prefix = format!("{stack}_");
+        Ok(s.tasks.iter().filter(|(svc, t)| svc.starts_with(&prefix) && t.state == "running").count())
+    }
+
+    async fn volume_exists(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.lock().volumes.contains_key(name))
+    }
+
+    async fn create_volume(&self, spec: &crate::convert::VolumeSpec) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        s.calls.push(format!("create volume {}", spec.name));
+        s.volumes.insert(spec.name.clone(), spec.labels.get(crate::convert::LABEL_NAMESPACE).cloned());
+        Ok(())
+    }
+
+    async fn stack_volumes(&self, stack: &str) -> Result<Vec<String>, EngineError> {
+        let s = self.lock();
+        Ok(s.volumes.iter().filter(|(_, ns)| ns.as_deref() == Some(stack)).map(|(n, _)| n.clone()).collect())
+    }
+
+    async fn service(&self, name: &str) -> Result<ServiceInfo, EngineError> {
+        let s = self.lock();
+        let svc = s
+            .services
+            .get(name)
+            .ok_or_else(|| Fake::refused(format!("inspect service {name}"), "service not found (HTTP 404)"))?;
+        Ok(ServiceInfo {
+            id: svc.id.clone(),
+            replicas: crate::plan::replicas(&svc.spec).unwrap_or(1),
+            update: svc.update.clone(),
+        })
+    }
+
+    async fn tasks(&self, service: &str, current_only: bool) -> Result<Vec<Task>, EngineError> {
+        let s = self.lock();
+        let mut out: Vec<Task> = s
+            .tasks
+            .iter()
+            .filter(|(svc, t)| svc == service && (!current_only || t.state != "shutdown"))
+            .map(|(_, t)| t.clone())
+            .collect();
+        out.sort_by_key(|t| (t.slot, t.created_ms));
+        Ok(out)
+    }
+
+    /// A killed task fails; swarm starts a new one in its slot (it runs at once here).
+    async fn kill(&self, container: &str, signal: &str) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        let now = s.now();
+        let Some((service, task)) =
+            s.tasks.iter_mut().find(|(_, t)| t.container.as_deref() == Some(container) && t.state == "running")
+        else {
+            return Err(Fake::refused(format!("kill container {container}"), "No such container (HTTP 404)"));
+        };
+        task.state = "failed".into();
+        task.desired_running = false;
+        task.error = Some("task: non-zero exit (137)".into());
+        task.state_since_ms = Some(now);
+        let service = service.clone();
+        s.calls.push(format!("kill {container} {signal}"));
+        s.reconcile(&service, false);
+        Ok(())
+    }
+
+    async fn usage(&self, container: &str) -> Result<Usage, EngineError> {
+        let s = self.lock();
+        let known = s.tasks.iter().any(|(_, t)| t.container.as_deref() == Some(container) && t.state == "running");
+        if !known {
+            return Err(Fake::refused(format!("stats of {container}"), "No such container (HTTP 404)"));
+        }
+        Ok(Usage { at_ms: crate::units::unix_now_ms(), cpu_ns: 1_000_000, memory_bytes: 10 << 20 })
+    }
+
+    async fn service_logs(&self, service: &str, _tail: usize, _limit: Duration) -> Result<(String, bool), EngineError> {
+        Ok((format!("{service} log\n"), true))
+    }
+
+    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError> {
+        Ok(self.lock().images.contains(tag))
+    }
+
+    async fn build_image(
+        &self,
+        _contents: &crate::image::Contents,
+        tags: &[String],
+        _labels: &[(String, String)],
+    ) -> Result<String, EngineError> {
+        let mut s = self.lock();
+        s.calls.push(format!("build image {}", tags.join(", ")));
+        s.images.extend(tags.iter().cloned());
+        Ok(s.id("sha256:"))
+    }
+
+    async fn task_addresses(&self, _network: &str, service: &str) -> Result<Vec<(i64, String)>, EngineError> {
+        let s = self.lock();
+        Ok(s.tasks
+            .iter()
+            .filter(|(svc, t)| svc == service && t.is_running())
+            .map(|(_, t)| (t.slot, format!("10.0.1.{}", t.slot + 1)))
+            .collect())
+    }
+
+    async fn start_container(&self, spec: &oneoff::Spec) -> Result<String, EngineError> {
+        let mut s = self.lock();
+        s.calls.push(format!("start container {}", spec.image));
+        Ok(s.id("oneoff"))
+    }
+
+    async fn wait_container(&self, _id: &str) -> Result<i64, EngineError> {
+        Ok(0)
+    }
+
+    async fn container_logs(&self, _id: &str, _tail: usize) -> String {
+        String::new()
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        self.lock().calls.push(format!("remove container {id}"));
+        Ok(())
+    }
+}
