@@ -20,6 +20,13 @@ use crate::units::unix_now_ms;
 /// `swarmctl test baseline|stress|full`.
 pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut config = cli.source().config()?;
+    // The overrides skip the stack file's checks: the same bounds, said with the flag.
+    if args.sessions == Some(0) {
+        return Err(UsageError::flag("--sessions", "must be at least 1").into());
+    }
+    if args.ramp == Some(0) {
+        return Err(UsageError::flag("--ramp", "must be at least 1 session per second").into());
+    }
     for name in ["baseline", "stress"] {
         if let Some(p) = config.test.profiles.get_mut(name) {
             if let Some(v) = args.sessions {

@@ -133,6 +133,7 @@ pub async fn with_stack(workers: usize, sets: &[&str]) -> (Fake, crate::convert:
     let fake = Fake::swarm(workers);
     let observed = fake.observe(&desired.namespace).await.expect("observe");
     let plan = crate::plan::diff(&desired, &observed, false);
+    super::stack::ensure_volumes(&fake, &desired).await.expect("volumes");
     super::stack::apply(&fake, &desired, &plan, &mut |_| {}).await.expect("applied");
     (fake, desired)
 }

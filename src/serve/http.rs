@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -22,7 +22,7 @@ use super::ws;
 use crate::mix::{splitmix64, GOLDEN};
 
 /// Response body: a full buffer or an event stream.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub use super::Body;
 
 /// Returned instead of a response to make hyper close the connection (fault injection).
 #[derive(Debug)]
@@ -140,7 +140,7 @@ pub async fn handle(app: Arc<App>, routes: Arc<Routes>, mut req: Request<Incomin
     }
     if routes.ws.as_ref().is_some_and(|w| w.path == path) {
         let ws = routes.ws.clone().expect("checked");
-        return Ok(ws::upgrade(app, ws, &mut req));
+        return Ok(ws::upgrade(app.mcp.clone(), app.closing.clone(), ws, &mut req));
     }
     if routes.http.as_deref() == Some(path) {
         return streamable(app, req).await;

@@ -33,6 +33,10 @@ use faults::{Faults, Latency, Stall};
 use http::{App, HttpOptions, Routes};
 use metrics::{Metrics, Transport};
 
+/// The body of every HTTP response the server writes (Streamable HTTP, the WebSocket upgrade,
+/// health and metrics).
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
 /// Everything `swarmctl serve` can be told (flags, or the environment variables named).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {

@@ -28,7 +28,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, max_message: usize) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match answer_on(&app, &line, Transport::Tcp).await {
+        match answer_on(&app.mcp, &line, Transport::Tcp).await {
             Reply::None => {}
             Reply::Send(notes, body) => {
                 let mut out = Vec::with_capacity(body.len() + 1);

@@ -16,10 +16,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
-use super::http::{App, Body};
-use super::mcp::{self, Answer, Era, Message};
+use super::mcp::{self, Answer, Era, Mcp, Message};
 use super::metrics::Transport;
+use super::Body;
 
 /// WebSocket settings.
 #[derive(Debug, Clone)]
@@ -33,7 +34,12 @@ pub struct WsOptions {
 }
 
 /// Answers the upgrade request and hands the connection to [`serve`].
-pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> Response<Body> {
+pub fn upgrade(
+    mcp: Arc<Mcp>,
+    closing: CancellationToken,
+    opts: WsOptions,
+    req: &mut Request<Incoming>,
+) -> Response<Body> {
     // Holding the accepting connection's slot keeps --max-connections true after the upgrade.
     let slot = req.extensions_mut().remove::<super::ConnSlot>();
     let is_upgrade = req
@@ -69,7 +75,7 @@ pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> R
         config.max_message_size = Some(opts.max_message);
         config.max_frame_size = Some(opts.max_message);
         let stream = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        serve(app, stream, opts.newline).await;
+        serve(mcp, closing, stream, opts.newline).await;
         drop(slot);
     });
     let mut res = Response::new(Full::new(Bytes::new()).boxed());
@@ -88,16 +94,16 @@ pub fn upgrade(app: Arc<App>, opts: WsOptions, req: &mut Request<Incoming>) -> R
 }
 
 /// Reads messages and answers them in order until the client leaves or the server drains.
-pub async fn serve<S>(app: Arc<App>, mut ws: WebSocketStream<S>, newline: bool)
+pub async fn serve<S>(mcp: Arc<Mcp>, closing: CancellationToken, mut ws: WebSocketStream<S>, newline: bool)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    app.mcp.metrics.connection(Transport::Ws, 1);
+    mcp.metrics.connection(Transport::Ws, 1);
     let mut pending = String::new();
     loop {
         let frame = tokio::select! {
             f = ws.next() => f,
-            _ = app.closing.cancelled() => {
+            _ = closing.cancelled() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "server draining".into() })).await;
                 break;
             }
@@ -130,7 +136,7 @@ where
             vec![text.as_str().to_owned()]
         };
         for msg in messages {
-            match answer_on(&app, msg.as_bytes(), Transport::Ws).await {
+            match answer_on(&mcp, msg.as_bytes(), Transport::Ws).await {
                 Reply::None => {}
                 Reply::Send(notes, body) => {
                     for mut frame in notes.into_iter().chain(std::iter::once(body)) {
@@ -139,19 +145,19 @@ where
                         }
                         let text = String::from_utf8(frame).expect("JSON is UTF-8");
                         if ws.send(WsMessage::Text(text.into())).await.is_err() {
-                            app.mcp.metrics.connection(Transport::Ws, -1);
+                            mcp.metrics.connection(Transport::Ws, -1);
                             return;
                         }
                     }
                 }
                 Reply::Drop => {
-                    app.mcp.metrics.connection(Transport::Ws, -1);
+                    mcp.metrics.connection(Transport::Ws, -1);
                     return; // dropping the stream closes the socket without a close frame
                 }
             }
         }
     }
-    app.mcp.metrics.connection(Transport::Ws, -1);
+    mcp.metrics.connection(Transport::Ws, -1);
 }
 
 /// What a message-oriented transport (WebSocket, TCP) sends back for one message.
@@ -165,16 +171,16 @@ pub(crate) enum Reply {
 }
 
 /// Answers one message on a message-oriented transport (a session is the connection itself).
-pub(crate) async fn answer_on(app: &App, bytes: &[u8], transport: Transport) -> Reply {
+pub(crate) async fn answer_on(mcp: &Mcp, bytes: &[u8], transport: Transport) -> Reply {
     match mcp::parse(bytes) {
         Err(rejected) => Reply::Send(vec![], rejected.body),
         Ok(Message::Notification { method }) => {
-            app.mcp.notify(&method, transport);
+            mcp.notify(&method, transport);
             Reply::None
         }
         Ok(Message::Response) => Reply::None,
         Ok(Message::Request { id, method, params }) => {
-            match app.mcp.call(transport, Era::Handshake, id, &method, params).await {
+            match mcp.call(transport, Era::Handshake, id, &method, params).await {
                 Answer::Reply { notes, body, .. } => Reply::Send(notes, body),
                 Answer::Drop => Reply::Drop,
             }

@@ -288,6 +288,8 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (vec!["load", "--plan", plan], "is not a load plan"),
         (vec!["load", "--plan", "/nonexistent/plan.json"], "cannot read the load plan"),
         (vec!["report", "compare", ".", ".", "--tolerance=-1"], "--tolerance"),
+        (vec!["test", "baseline", "--stack", "ci", "--sessions", "0"], "--sessions: must be at least 1"),
+        (vec!["test", "baseline", "--stack", "ci", "--ramp", "0"], "--ramp"),
     ] {
         let out = crate::util::swarmctl(&args, state.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
