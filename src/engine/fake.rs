@@ -40,6 +40,8 @@ struct Service {
 #[derive(Debug, Default)]
 struct State {
     membership: Membership,
+    /// The next `swarm init` loses a race: someone else made the swarm first.
+    init_raced: bool,
     nodes: Vec<NodeInfo>,
     networks: BTreeMap<String, (String, Option<String>)>,
     configs: BTreeMap<String, (String, Option<String>)>,
@@ -87,6 +89,11 @@ impl Fake {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next `swarm init` finds the engine made a manager by someone else in the meantime.
+    pub fn race_init(&self) {
+        self.lock().init_raced = true;
     }
 
     /// What new tasks of `service` do from now on.
@@ -209,6 +216,10 @@ impl Engine for Fake {
 
     async fn init_swarm(&self, advertise: Option<&str>) -> Result<String, EngineError> {
         let mut s = self.lock();
+        if std::mem::take(&mut s.init_raced) {
+            s.membership = Membership { state: "active".into(), manager: true };
+            return Err(Fake::refused("swarm init".into(), "This node is already part of a swarm. (HTTP 503)"));
+        }
         s.calls.push(format!("swarm init {}", advertise.unwrap_or("-")));
         s.membership = Membership { state: "active".into(), manager: true };
         Ok("node0".into())
