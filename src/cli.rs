@@ -225,6 +225,11 @@ pub struct PackArgs {
     /// Name of the binary inside the image (default: its file name); the entrypoint is /NAME.
     #[arg(long, value_name = "NAME")]
     pub entrypoint: Option<String>,
+    /// Push the image to its registry afterwards: every --tag as given
+    /// (`registry:5000/name:tag`), or with --self the stack's `registry` (`--set
+    /// registry=HOST:PORT`), from which every node of a cluster pulls it.
+    #[arg(long)]
+    pub push: bool,
 }
 
 /// `swarmctl test`.

@@ -145,26 +145,52 @@ pub fn busy_ports(desired: &DesiredStack, plan: &Plan) -> Vec<String> {
 
 /// Packs this binary as the builtin image: `tag`, plus `swarmctl/mcp-server:<version>`.
 pub async fn pack_self(engine: &dyn Engine, tag: &str) -> anyhow::Result<String> {
+    pack_self_as(engine, &[tag.to_string()]).await
+}
+
+/// Packs this binary as the builtin image under `tags`, plus `swarmctl/mcp-server:<version>`.
+async fn pack_self_as(engine: &dyn Engine, tags: &[String]) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find this swarmctl binary")?;
     let contents = image::inspect(&exe, "swarmctl")?;
     if !contents.is_static() {
         bail!("this swarmctl binary is not static ({} libraries); build it with the repository's .cargo/config.toml (+crt-static)", contents.libraries.len());
     }
-    let tags = vec![tag.to_string(), format!("{}:{}", render::BUILTIN_IMAGE_REPO, env!("CARGO_PKG_VERSION"))];
+    let mut tags = tags.to_vec();
+    tags.push(format!("{}:{}", render::BUILTIN_IMAGE_REPO, env!("CARGO_PKG_VERSION")));
     let labels = vec![("org.opencontainers.image.title".to_string(), "swarmctl reference MCP server".to_string())];
     Ok(engine.build_image(&contents, &tags, &labels).await?)
 }
 
-/// The builtin image's tag, packed from this binary when the engine does not have it yet.
-pub async fn builtin_image(engine: &dyn Engine, progress: &dyn Progress) -> anyhow::Result<String> {
+/// The builtin image's reference, in `registry` when one is given (`host:port/swarmctl/…`).
+pub fn builtin_reference(registry: &str) -> anyhow::Result<String> {
     let tag = image::builtin_tag()?;
-    if !engine.image_exists(&tag).await? {
-        progress.begin("pack", &format!("packing {tag}"), 0, "");
-        let packed = pack_self(engine, &tag).await;
+    Ok(if registry.is_empty() { tag } else { format!("{registry}/{tag}") })
+}
+
+/// The builtin image's reference, packed from this binary when the engine does not have it
+/// yet, and pushed to `registry` when one is given, so that every node can pull it.
+pub async fn builtin_image(engine: &dyn Engine, registry: &str, progress: &dyn Progress) -> anyhow::Result<String> {
+    let reference = builtin_reference(registry)?;
+    if !engine.image_exists(&reference).await? {
+        progress.begin("pack", &format!("packing {reference}"), 0, "");
+        let mut tags = vec![reference.clone()];
+        if !registry.is_empty() {
+            tags.push(image::builtin_tag()?);
+        }
+        let packed = pack_self_as(engine, &tags).await;
         progress.end("pack", if packed.is_ok() { "packed the builtin image from this swarmctl binary" } else { "" });
         packed?;
     }
-    Ok(tag)
+    if !registry.is_empty() {
+        progress.begin("push", &format!("pushing {reference}"), 0, "");
+        let pushed = engine.push_image(&reference).await;
+        progress
+            .end("push", if pushed.is_ok() { "pushed the builtin image; every node pulls it from there" } else { "" });
+        pushed.with_context(|| {
+            format!("cannot push the builtin image to the registry {registry} (stack key `registry`): is it running, and does this engine trust it (insecure-registries, or TLS)?")
+        })?;
+    }
+    Ok(reference)
 }
 
 /// Makes the engine a manager when it is in no swarm (`init_if_needed`) and checks it is one.
@@ -223,8 +249,8 @@ pub async fn up(
     let config_only = source.config()?;
     require_manager(engine, None, !opts.dry_run, progress).await?;
     let builtin = match (config_only.server.image == "builtin", opts.dry_run) {
-        (true, false) => Some(builtin_image(engine, progress).await?),
-        (true, true) => Some(image::builtin_tag()?),
+        (true, false) => Some(builtin_image(engine, &config_only.registry, progress).await?),
+        (true, true) => Some(builtin_reference(&config_only.registry)?),
         (false, _) => None,
     };
     let (config, desired) = source.prepare(builtin)?;
@@ -376,6 +402,20 @@ mod tests {
                 assert!(!calls.iter().any(|c| c.starts_with("create")), "nothing deployed: {calls:?}");
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_registry_the_builtin_image_is_pushed_and_deployed_by_that_reference() {
+        let fake = Fake::swarm(2);
+        let reference = builtin_reference("10.99.0.1:5000").unwrap();
+        fake.add_image(&reference);
+        let mut source = ci();
+        source.sets.push("registry=10.99.0.1:5000".into());
+        up(&fake, &source, &opts(), &Recording::default(), &CancellationToken::new()).await.unwrap();
+        assert!(fake.calls().contains(&format!("push {reference}")), "{:?}", fake.calls());
+        let server = fake.spec("swarmctl-ci_server").unwrap();
+        let image = server.task_template.unwrap().container_spec.unwrap().image.unwrap();
+        assert_eq!(image, reference, "every node pulls it from the registry");
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,7 +19,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => deploy::up(&cli, args).await,
         Command::Status(args) => deploy::status(&cli, args).await,
         Command::Down(args) => deploy::down(&cli, args).await,
-        Command::Image(cmd) => image::run(cmd).await,
+        Command::Image(cmd) => image::run(&cli, cmd).await,
         Command::Render(args) => render::run(&cli, args),
         Command::Serve(opts) => serve::run(opts).await,
         Command::Test(args) => test::test(&cli, args).await,

@@ -205,14 +205,15 @@ async fn run(
             );
         }
     }
-    let builtin = if config.server.image == "builtin" { Some(crate::image::builtin_tag()?) } else { None };
+    let builtin =
+        if config.server.image == "builtin" { Some(deploy::builtin_reference(&config.registry)?) } else { None };
     let (_, desired) = cli.source().prepare(builtin)?;
     let progress = crate::progress::stderr(cli.quiet);
     // A direct load runs in the builtin image (this binary), whatever the servers run.
     let client_image = match via {
         phase::Via::Lb => None,
         phase::Via::Direct => {
-            let tag = deploy::builtin_image(engine.as_ref(), progress.as_ref()).await?;
+            let tag = deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?;
             notes.push("baseline, stress and incremental loads go straight to the replicas (--via direct), from a load container on the stack's network; failover and scaling go through the load balancer".into());
             Some(tag)
         }

@@ -17,6 +17,10 @@ use crate::units::{ByteSize, Cpus, Duration};
 pub struct Config {
     /// Stack namespace: every swarm object is named `<name>_<object>` and labelled with it.
     pub name: String,
+    /// A registry every node pulls swarmctl's own images from (`host:port`): the builtin
+    /// server image is pushed there and deployed by that reference. Empty: the image stays on
+    /// the engine it was packed on, which is enough for one node.
+    pub registry: String,
     /// The MCP server fleet.
     pub server: Server,
     /// The load balancer (Traefik v3) in front of the fleet.

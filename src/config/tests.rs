@@ -152,6 +152,9 @@ fn semantic_checks_cover_units_ranges_and_references() {
         ("prometheus:\n  enabled: false\n", "grafana.enabled"),
         ("networks:\n  monitoring: { name: mcp-network }\n", "networks.monitoring.name"),
         ("name: Bad Name\n", "name"),
+        ("registry: http://10.99.0.1:5000\n", "registry"),
+        ("registry: \"10.99.0.1:0\"\n", "registry"),
+        ("registry: registry.example.com/team\n", "registry"),
         ("test:\n  profiles:\n    baseline: { sessions: 0 }\n", "test.profiles.baseline.sessions"),
         ("test:\n  profiles:\n    soak: { sessions: 10, ramp: 1, transport: tcp }\n", "test.profiles.soak.transport"),
         ("slo:\n  p99: 0s\n", "slo.p99"),
@@ -170,6 +173,14 @@ fn semantic_checks_cover_units_ranges_and_references() {
             }
             other => panic!("{key}: expected a validation error, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_registry_is_a_host_and_an_optional_port() {
+    for ok in ["", "10.99.0.1:5000", "registry.example.com", "localhost:5000"] {
+        let c = load_text(&format!("registry: \"{ok}\"\n"), &[]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(c.registry, ok);
     }
 }
 

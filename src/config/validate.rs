@@ -70,6 +70,9 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
 
     let s = &c.server;
     k.ensure(c.lb.replicas >= 1, "lb.replicas", || "must be at least 1".into());
+    k.ensure(valid_registry(&c.registry), "registry", || {
+        format!("`{}` is not a registry address: write host:port (e.g. 10.99.0.1:5000 or registry.example.com), without a scheme or path", c.registry)
+    });
     k.ensure(!c.lb.image.is_empty(), "lb.image", || "must name an image".into());
     k.ensure(c.lb.refresh.0.as_millis() >= 1000 && c.lb.refresh.0.subsec_nanos() == 0, "lb.refresh", || {
         format!("Traefik polls in whole seconds: use 1s or more (got {})", c.lb.refresh)
@@ -316,4 +319,20 @@ fn unique_ports(k: &mut Checker, ports: &[(&str, u16)]) {
             seen.insert(*port, key);
         }
     }
+}
+
+/// `host`, `host:port` or empty; what an image reference may start with.
+fn valid_registry(r: &str) -> bool {
+    if r.is_empty() {
+        return true;
+    }
+    let (host, port) = match r.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (r, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    host_ok && port.map_or(true, |p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }

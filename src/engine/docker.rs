@@ -394,6 +394,23 @@ impl Engine for Bollard {
         }
     }
 
+    async fn push_image(&self, reference: &str) -> Result<(), EngineError> {
+        let action = format!("push {reference}");
+        let (name, tag) = match reference.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, t),
+            _ => (reference, "latest"),
+        };
+        let opts = bollard::query_parameters::PushImageOptions { tag: Some(tag.into()), platform: None };
+        let mut stream = self.docker.push_image(name, Some(opts), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| api(&action, e))?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::refused(action, detail.message.unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+
     async fn build_image(
         &self,
         contents: &crate::image::Contents,

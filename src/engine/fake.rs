@@ -434,6 +434,15 @@ impl Engine for Fake {
         Ok(self.lock().images.contains(tag))
     }
 
+    async fn push_image(&self, reference: &str) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        if !s.images.contains(reference) {
+            return Err(Fake::refused(format!("push {reference}"), "An image does not exist locally with the tag"));
+        }
+        s.calls.push(format!("push {reference}"));
+        Ok(())
+    }
+
     async fn build_image(
         &self,
         _contents: &crate::image::Contents,

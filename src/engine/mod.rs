@@ -85,6 +85,8 @@ pub trait Engine: Send + Sync {
 
     /// True when an image with this tag is on this node.
     async fn image_exists(&self, tag: &str) -> Result<bool, EngineError>;
+    /// Pushes an image (`registry/repository:tag`) to its registry.
+    async fn push_image(&self, reference: &str) -> Result<(), EngineError>;
     /// Builds `contents` as `tags[0]`, adds the other tags; the image ID.
     async fn build_image(
         &self,

@@ -7,8 +7,11 @@
 //! - `monitoring`: promtool on the rendered rules; the real Prometheus against a real stack.
 //! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
 //!   Traefik and Prometheus images (one at a time: `util::exclusive`).
+//! - `cluster`: a real three-node swarm on this machine (`scripts/dev-cluster`), `#[ignore]`d
+//!   unless asked for (`scripts/test` does).
 
 mod cli;
+mod cluster;
 mod deploy;
 mod engine;
 mod load;

@@ -1,0 +1,194 @@
+//! A real three-node swarm on this machine (`scripts/dev-cluster`: two more engines in network
+//! namespaces, joined over VXLAN, and a registry): images reach every node through the
+//! registry, replicas run on every node and answer through Traefik on the manager, and the
+//! cluster goes away leaving the machine as it was.
+//!
+//! It changes the host's network (a bridge, a route, firewall rules) and needs root, so it is
+//! `#[ignore]`d in plain `cargo test`; `scripts/test` runs it (`-- --ignored cluster`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+use swarmctl::engine::Engine;
+
+use crate::util::{swarmctl, text};
+
+const REGISTRY: &str = "10.99.0.1:5000";
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cluster(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-cluster");
+    let out = Command::new(script).args(args).output().expect("run scripts/dev-cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "dev-cluster {args:?}:\n{stderr}");
+    stderr
+}
+
+/// Takes the cluster down however the test ends.
+struct Down;
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-cluster");
+        let _ = Command::new(script).arg("down").output();
+    }
+}
+
+/// What the cluster may touch on the host: it must be the same before `up` and after `down`.
+fn machine() -> BTreeMap<&'static str, String> {
+    let lines = |s: String| {
+        s.lines()
+            .filter(|l| !l.contains("veth")) // task containers of other tests come and go
+            .map(|l| l.trim().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let links = run("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim())
+        .collect::<Vec<_>>()
+        .join("\n");
+    BTreeMap::from([
+        ("namespaces", run("ip", &["netns", "list"])),
+        ("links", lines(links)),
+        ("routes", lines(run("ip", &["route"]))),
+        ("forward rules", lines(run("iptables", &["-S", "FORWARD"]))),
+        ("engines", run("pgrep", &["-c", "-x", "dockerd"]).trim().to_string()),
+        ("nodes", lines(run("docker", &["node", "ls", "--format", "{{.ID}} {{.Status}}"]))),
+        ("daemon.json", std::fs::read_to_string("/etc/docker/daemon.json").unwrap_or_default()),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "changes the host's network and needs root: scripts/test runs it"]
+async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
+    let _swarm = crate::util::exclusive().await;
+    // Another engine's swarm is this machine's: make sure it exists before the baseline read.
+    let engine = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
+    swarmctl::engine::swarm::init(&engine, None).await.unwrap();
+    let before = machine();
+
+    // Two workers; a second `up` changes nothing.
+    let _down = Down;
+    cluster(&["up", "2"]);
+    let nodes = engine.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(nodes.iter().all(|n| n.state == "ready"), "{nodes:?}");
+    cluster(&["up", "2"]);
+    let again: BTreeSet<String> = engine.nodes().await.unwrap().into_iter().map(|n| n.id).collect();
+    assert_eq!(again, nodes.iter().map(|n| n.id.clone()).collect(), "the same nodes, none added");
+
+    let state = tempfile::tempdir().unwrap();
+    let stack = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![
+            "--stack",
+            "ci",
+            "--set",
+            "name=swit-mn",
+            "--set",
+            "server.replicas=6",
+            "--set",
+            "server.placement.max_replicas_per_node=2",
+            "--set",
+            "lb.ports={web: 28480, websocket: 28481, metrics: 28482, tcp: 28483}",
+            "--set",
+            "prometheus.port=28490",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+
+    // Without a registry the builtin image is only on the manager: the workers' tasks are
+    // rejected, and `up` says why at once instead of waiting out its timeout.
+    let mut args = vec!["up", "--timeout", "2m"];
+    args.extend(stack(&[]));
+    let started = std::time::Instant::now();
+    let out = swarmctl(&args, state.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No such image") || stderr.contains("no such image"), "{stderr}");
+    assert!(stderr.contains("push it to a registry"), "with what to do: {stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(100), "failed fast: {:?}", started.elapsed());
+
+    // Through the registry: packed, pushed, pulled by every node.
+    let mut args = vec!["up", "--timeout", "3m"];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    let out = swarmctl(&args, state.path());
+    assert!(out.status.success(), "up through the registry:\n{}", text(&out).1);
+    let tasks = engine.tasks("swit-mn_server", false).await.unwrap();
+    let running: Vec<_> = tasks.iter().filter(|t| t.is_running()).collect();
+    assert_eq!(running.len(), 6);
+    let per_node = running.iter().fold(BTreeMap::<&str, usize>::new(), |mut m, t| {
+        *m.entry(t.node.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(per_node.len(), 3, "replicas on every node: {per_node:?}");
+    assert!(per_node.values().all(|n| *n == 2), "two per node: {per_node:?}");
+    let spec = engine.service("swit-mn_server").await.unwrap();
+    assert_eq!(spec.replicas, 6);
+    let catalog = run(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import urllib.request;print(urllib.request.urlopen('http://{REGISTRY}/v2/_catalog').read().decode())"
+            ),
+        ],
+    );
+    let catalog: Value = serde_json::from_str(catalog.trim()).unwrap();
+    assert!(catalog["repositories"].as_array().unwrap().iter().any(|r| r == "swarmctl/mcp-server"), "{catalog}");
+
+    // Clients through Traefik on the manager reach the replicas on the workers over the overlay:
+    // every replica answers, and the servers' count matches the clients' to the request.
+    let results = state.path().join("baseline");
+    let mut args = vec![
+        "test",
+        "baseline",
+        "--no-deploy",
+        "--sessions",
+        "60",
+        "--ramp",
+        "100",
+        "--hold",
+        "5s",
+        "--think",
+        "200ms",
+        "--out",
+        results.to_str().unwrap(),
+    ];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    let out = swarmctl(&args, state.path());
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "baseline across three nodes:\n{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    let phase = &r["phases"][0];
+    assert_eq!(phase["verdict"], "pass", "{phase}");
+    assert_eq!(phase["reconciliation"]["holds"], true, "{}", phase["reconciliation"]);
+    assert!(
+        phase["reconciliation"]["note"].as_str().unwrap().contains("the 6 replicas"),
+        "{}",
+        phase["reconciliation"]
+    );
+
+    let mut args = vec!["down"];
+    args.extend(stack(&[]));
+    let out = swarmctl(&args, state.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    cluster(&["down"]);
+    let after = machine();
+    for (what, was) in &before {
+        assert_eq!(&after[what], was, "{what} after dev-cluster down");
+    }
+    // Twice is fine.
+    cluster(&["down"]);
+}
