@@ -91,25 +91,24 @@ pub struct Bars {
 
 impl Progress for Bars {
     fn begin(&self, key: &str, label: &str, total: u64, unit: &str) {
-        let bar = if total > 0 {
-            let b = indicatif::ProgressBar::new(total);
+        // Attached to the multi-bar before anything is set on it: a bar still on its own
+        // draws straight to stderr, and that line stays behind in the scrollback.
+        let hidden = indicatif::ProgressDrawTarget::hidden();
+        let bar = self.multi.add(indicatif::ProgressBar::with_draw_target((total > 0).then_some(total), hidden));
+        if total > 0 {
             let template =
                 format!("{{prefix:24}} [{{bar:24}}] {{pos}}/{{len}} {unit}  {{elapsed}} ~{{eta}} left  {{msg}}");
-            b.set_style(
+            bar.set_style(
                 indicatif::ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> "),
             );
-            b
         } else {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.set_style(
+            bar.set_style(
                 indicatif::ProgressStyle::with_template("{prefix:24} {spinner} {elapsed}  {msg}")
                     .expect("a valid template"),
             );
-            b.enable_steady_tick(std::time::Duration::from_millis(200));
-            b
-        };
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
         bar.set_prefix(label.to_string());
-        let bar = self.multi.add(bar);
         if let Some(old) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), bar) {
             old.finish_and_clear();
         }

@@ -61,9 +61,9 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
             ],
         ),
     };
+    let progress = crate::progress::stderr(cli.quiet);
     if !args.no_deploy {
         let engine = engine::connect().await?;
-        let progress = crate::progress::stderr(cli.quiet);
         let up = UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(300) };
         let cancel = crate::shutdown::on_signals();
         deploy::up(&engine, &cli.source(), &up, progress.as_ref(), &cancel)
@@ -71,7 +71,8 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
             .context("cannot deploy the stack for the test")?;
     }
     let plan = failover_plan(&config, None, None);
-    run(cli, config, kind, args.out.clone(), &names, plan, args.via).await
+    let run_args = Run { kind, out: args.out.clone(), names: &names, failover: plan, via: args.via, progress };
+    run(cli, config, run_args).await
 }
 
 /// `swarmctl validate --phase …`.
@@ -84,7 +85,10 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode
         PhaseName::All => vec![PhaseKind::Incremental, PhaseKind::Failover, PhaseKind::Scaling],
     };
     let plan = failover_plan(&config, args.kill, args.target);
-    run(cli, config, "validate", args.out.clone(), &names, plan, args.via).await
+    let progress = crate::progress::stderr(cli.quiet);
+    let run_args =
+        Run { kind: "validate", out: args.out.clone(), names: &names, failover: plan, via: args.via, progress };
+    run(cli, config, run_args).await
 }
 
 fn failover_plan(c: &Config, kill: Option<crate::config::KillCount>, target: Option<KillTarget>) -> failover::Plan {
@@ -166,15 +170,24 @@ fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<Strin
     notes
 }
 
-async fn run(
-    cli: &Cli,
-    config: Config,
-    kind: &str,
+/// What `test` and `validate` run, besides the stack.
+struct Run<'a> {
+    /// `baseline`, `stress`, `full` or `validate`: the results folder's prefix.
+    kind: &'a str,
+    /// `--out`.
     out: Option<PathBuf>,
-    names: &[PhaseKind],
-    plan: failover::Plan,
+    /// The phases, in order.
+    names: &'a [PhaseKind],
+    /// What the failover phase kills.
+    failover: failover::Plan,
+    /// How load phases reach the servers.
     via: phase::Via,
-) -> anyhow::Result<ExitCode> {
+    /// Where progress goes.
+    progress: crate::progress::Reporter,
+}
+
+async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode> {
+    let Run { kind, out, names, failover: plan, via, progress } = run;
     let started_ms = unix_now_ms();
     let out = out.unwrap_or_else(|| {
         PathBuf::from("test-results").join(format!("{kind}-{}", crate::units::utc_stamp(started_ms)))
@@ -208,7 +221,6 @@ async fn run(
     let builtin =
         if config.server.image == "builtin" { Some(deploy::builtin_reference(&config.registry)?) } else { None };
     let (_, desired) = cli.source().prepare(builtin)?;
-    let progress = crate::progress::stderr(cli.quiet);
     // A direct load runs in the builtin image (this binary), whatever the servers run.
     let client_image = match via {
         phase::Via::Lb => None,
