@@ -262,7 +262,9 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         phases.push(p);
     }
     stop_sampler.cancel();
-    let resources = sampler.await.unwrap_or_default();
+    let sampled = sampler.await.unwrap_or_default();
+    notes.extend(sampled.gap(&server));
+    let resources = sampled.samples;
 
     // The stack as configured: a phase that failed half-way may have left it otherwise.
     let configured = ctx.config.server.replicas as u64;

@@ -80,6 +80,7 @@ impl Engine for Bollard {
         Ok(Membership {
             state: swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
             manager: swarm.control_available == Some(true),
+            node_id: swarm.node_id.unwrap_or_default(),
         })
     }
 

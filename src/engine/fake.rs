@@ -50,6 +50,8 @@ struct State {
     tasks: Vec<(String, Task)>,
     fates: BTreeMap<String, Fate>,
     images: BTreeSet<String>,
+    /// The node whose containers this engine can act on; `None`: every node's.
+    local: Option<String>,
     volumes: BTreeMap<String, Option<String>>,
     next: u64,
     calls: Vec<String>,
@@ -71,7 +73,7 @@ impl Fake {
         let fake = Fake::default();
         {
             let mut s = fake.lock();
-            s.membership = Membership { state: "active".into(), manager: true };
+            s.membership = Membership { state: "active".into(), manager: true, node_id: "node0".into() };
             for i in 0..=workers {
                 s.nodes.push(NodeInfo {
                     id: format!("node{i}"),
@@ -94,6 +96,11 @@ impl Fake {
     /// The next `swarm init` finds the engine made a manager by someone else in the meantime.
     pub fn race_init(&self) {
         self.lock().init_raced = true;
+    }
+
+    /// From now on this engine acts only on containers of `node`, as a real manager's does.
+    pub fn local_node(&self, node: &str) {
+        self.lock().local = Some(node.into());
     }
 
     /// What new tasks of `service` do from now on.
@@ -217,11 +224,11 @@ impl Engine for Fake {
     async fn init_swarm(&self, advertise: Option<&str>) -> Result<String, EngineError> {
         let mut s = self.lock();
         if std::mem::take(&mut s.init_raced) {
-            s.membership = Membership { state: "active".into(), manager: true };
+            s.membership = Membership { state: "active".into(), manager: true, node_id: "node0".into() };
             return Err(Fake::refused("swarm init".into(), "This node is already part of a swarm. (HTTP 503)"));
         }
         s.calls.push(format!("swarm init {}", advertise.unwrap_or("-")));
-        s.membership = Membership { state: "active".into(), manager: true };
+        s.membership = Membership { state: "active".into(), manager: true, node_id: "node0".into() };
         Ok("node0".into())
     }
 
@@ -402,9 +409,12 @@ impl Engine for Fake {
     async fn kill(&self, container: &str, signal: &str) -> Result<(), EngineError> {
         let mut s = self.lock();
         let now = s.now();
-        let Some((service, task)) =
-            s.tasks.iter_mut().find(|(_, t)| t.container.as_deref() == Some(container) && t.state == "running")
-        else {
+        let local = s.local.clone();
+        let Some((service, task)) = s.tasks.iter_mut().find(|(_, t)| {
+            t.container.as_deref() == Some(container)
+                && t.state == "running"
+                && local.as_ref().map_or(true, |n| *n == t.node)
+        }) else {
             return Err(Fake::refused(format!("kill container {container}"), "No such container (HTTP 404)"));
         };
         task.state = "failed".into();
@@ -419,7 +429,11 @@ impl Engine for Fake {
 
     async fn usage(&self, container: &str) -> Result<Usage, EngineError> {
         let s = self.lock();
-        let known = s.tasks.iter().any(|(_, t)| t.container.as_deref() == Some(container) && t.state == "running");
+        let known = s.tasks.iter().any(|(_, t)| {
+            t.container.as_deref() == Some(container)
+                && t.state == "running"
+                && s.local.as_ref().map_or(true, |n| *n == t.node)
+        });
         if !known {
             return Err(Fake::refused(format!("stats of {container}"), "No such container (HTTP 404)"));
         }

@@ -114,6 +114,8 @@ pub struct Membership {
     pub state: String,
     /// It can manage the swarm.
     pub manager: bool,
+    /// Its node's ID in the swarm (empty outside one).
+    pub node_id: String,
 }
 
 /// Stack objects that are removed by ID.

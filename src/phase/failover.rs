@@ -53,7 +53,15 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         anyhow::bail!("{service} has no running task to kill: is the stack up (`swarmctl up`)?");
     }
     let k = plan.kill.of(running.len() as u64) as usize;
-    let victims = victims(&before, k);
+    let node = ctx.engine.membership().await?.node_id;
+    let victims = victims(&before, k, &node).map_err(|e| anyhow::anyhow!("--kill {k} of {service}: {e}"))?;
+    let elsewhere = running.iter().filter(|t| t.node != node).count();
+    if elsewhere > 0 {
+        ctx.say(format!(
+            "[failover] {elsewhere} of {} running {service} tasks are on other nodes; the kills are chosen among this engine's node's",
+            running.len()
+        ));
+    }
 
     let mut load_plan = ctx.load_plan(&profile).await?;
     load_plan.hold = cfg.warmup.0 + cfg.observe.0;
@@ -169,9 +177,21 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     Ok(Phase { verdict, reasons, load: Some(result), failover: Some(failover), ..Default::default() })
 }
 
-/// The tasks to kill: the last `k` running ones that have a container (highest slots first).
-pub fn victims(tasks: &[Task], k: usize) -> Vec<Task> {
-    tasks.iter().filter(|t| t.is_running() && t.container.is_some()).rev().take(k).cloned().collect()
+/// The tasks to kill: the last `k` running ones that have a container (highest slots first),
+/// among those on `node`, the node of the engine swarmctl talks to: the Engine API has no
+/// container calls across nodes. Fewer than `k` there is an error that says so.
+pub fn victims(tasks: &[Task], k: usize, node: &str) -> Result<Vec<Task>, String> {
+    let running = || tasks.iter().filter(|t| t.is_running() && t.container.is_some());
+    let here: Vec<Task> = running().filter(|t| t.node == node).rev().take(k).cloned().collect();
+    if here.len() < k {
+        return Err(format!(
+            "{} of the {} running tasks are on this engine's node, and swarmctl cannot yet kill a container on another node (docs/multi-node.md); kill at most {}, or place more replicas on this node",
+            running().filter(|t| t.node == node).count(),
+            running().count(),
+            here.len()
+        ));
+    }
+    Ok(here)
 }
 
 /// Kills every victim's container with SIGKILL, one right after the other: a crash, not a
@@ -250,16 +270,15 @@ mod tests {
     use crate::engine::fake::with_stack;
 
     #[tokio::test]
-    async fn kills_reach_tasks_on_every_node_and_their_replacements_are_found() {
+    async fn kills_are_crashes_and_their_replacements_are_found_with_their_nodes() {
         let service = "swarmctl-ci_server";
-        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        let (fake, _) = with_stack(0, &["server.replicas=6"]).await;
         let before = fake.tasks(service, false).await.unwrap();
-        let victims = victims(&before, 2);
+        let victims = victims(&before, 2, "node0").unwrap();
         assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [6, 5], "the highest slots");
         let kill_ms = unix_now_ms();
         let mut kills = kill(&fake, &victims).await.unwrap();
-        let nodes: BTreeSet<&str> = kills.iter().map(|k| k.node.as_str()).collect();
-        assert_eq!(nodes.len(), 2, "two nodes, each killed on its own: {kills:?}");
+        assert!(kills.iter().all(|k| k.node == "node0"), "where each ran: {kills:?}");
         let killed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("kill ")).collect();
         assert_eq!(killed.len(), 2);
         assert!(killed.iter().all(|c| c.ends_with(" SIGKILL")), "a crash, not a stop: {killed:?}");
@@ -276,6 +295,20 @@ mod tests {
         // A container that is gone cannot be killed twice: the engine's refusal is the error.
         let err = kill(&fake, &victims).await.unwrap_err().to_string();
         assert!(err.contains("No such container"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn on_several_nodes_only_this_engines_tasks_are_chosen_and_too_few_is_said() {
+        let service = "swarmctl-ci_server";
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        fake.local_node("node0");
+        let before = fake.tasks(service, false).await.unwrap();
+        let victims = victims(&before, 2, "node0").unwrap();
+        assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [4, 1], "the manager's two");
+        kill(&fake, &victims).await.unwrap();
+        let err = super::victims(&before, 5, "node0").unwrap_err();
+        assert!(err.starts_with("2 of the 6 running tasks are on this engine's node"), "{err}");
+        assert!(err.contains("kill at most 2"), "{err}");
     }
 
     #[test]

@@ -1,14 +1,43 @@
 //! CPU and memory of every running server replica, sampled through the Engine API every few
 //! seconds while the phases run. CPU is the container's CPU time between two samples over
-//! the wall time between them.
+//! the wall time between them. A replica the engine cannot read (its container is on another
+//! node: the Engine API has no container calls across nodes) is named, never counted as 0.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, Handle, Usage};
 use crate::report::ResourceSample;
+
+/// What the sampler saw.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    /// The samples, baseline first.
+    pub samples: Vec<ResourceSample>,
+    /// Replicas never read, by slot: the node they ran on and the engine's reason.
+    pub unread: BTreeMap<i64, (String, String)>,
+}
+
+impl Sampled {
+    /// A line for the report when some replicas could not be read.
+    pub fn gap(&self, service: &str) -> Option<String> {
+        if self.unread.is_empty() {
+            return None;
+        }
+        let read: std::collections::BTreeSet<i64> = self.samples.iter().map(|s| s.slot).collect();
+        let nodes: std::collections::BTreeSet<&str> = self.unread.values().map(|(n, _)| n.as_str()).collect();
+        let reason = self.unread.values().next().map(|(_, r)| r.as_str()).unwrap_or_default();
+        Some(format!(
+            "resources of {service}: {} replica(s) not measured (slots {}, on node(s) {}: {reason}); the replica table and per-session figures cover the {} measured",
+            self.unread.len(),
+            self.unread.keys().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+            nodes.into_iter().collect::<Vec<_>>().join(", "),
+            read.len()
+        ))
+    }
+}
 
 /// Reads every running replica once (the baseline, before any load), then samples every
 /// `every` until `stop`; the task returns what it saw, baseline first.
@@ -17,8 +46,8 @@ pub async fn start(
     service: String,
     every: Duration,
     stop: CancellationToken,
-) -> tokio::task::JoinHandle<Vec<ResourceSample>> {
-    let mut out = Vec::new();
+) -> tokio::task::JoinHandle<Sampled> {
+    let mut out = Sampled::default();
     let mut last: HashMap<String, Usage> = HashMap::new();
     round(engine.as_ref(), &service, &mut last, &mut out, true).await;
     tokio::spawn(async move {
@@ -31,6 +60,9 @@ pub async fn start(
             }
             round(engine.as_ref(), &service, &mut last, &mut out, false).await;
         }
+        // A slot read at some point was measured, whatever its replacement did.
+        let read: std::collections::BTreeSet<i64> = out.samples.iter().map(|s| s.slot).collect();
+        out.unread.retain(|slot, _| !read.contains(slot));
         out
     })
 }
@@ -41,13 +73,19 @@ async fn round(
     engine: &dyn Engine,
     service: &str,
     last: &mut HashMap<String, Usage>,
-    out: &mut Vec<ResourceSample>,
+    out: &mut Sampled,
     baseline: bool,
 ) {
     let Ok(tasks) = engine.tasks(service, false).await else { return };
     for t in tasks.iter().filter(|t| t.is_running()) {
         let Some(c) = &t.container else { continue };
-        let Ok(u) = engine.usage(c).await else { continue };
+        let u = match engine.usage(c).await {
+            Ok(u) => u,
+            Err(e) => {
+                out.unread.entry(t.slot).or_insert_with(|| (t.node.clone(), e.to_string()));
+                continue;
+            }
+        };
         let sample = |cpu_cores| ResourceSample {
             at_ms: u.at_ms,
             slot: t.slot,
@@ -56,14 +94,42 @@ async fn round(
             baseline,
         };
         if baseline {
-            out.push(sample(0.0));
+            out.samples.push(sample(0.0));
         } else if let Some(prev) = last.get(c) {
             let wall_ns = u.at_ms.saturating_sub(prev.at_ms) as f64 * 1e6;
             if wall_ns > 0.0 {
                 let cpu = u.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / wall_ns;
-                out.push(sample((cpu * 1000.0).round() / 1000.0));
+                out.samples.push(sample((cpu * 1000.0).round() / 1000.0));
             }
         }
         last.insert(c.clone(), u);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::fake::with_stack;
+
+    #[tokio::test]
+    async fn replicas_the_engine_cannot_read_are_named_not_counted() {
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        // The engine this swarmctl talks to sees only its own node's containers.
+        fake.local_node("node0");
+        let service = "swarmctl-ci_server";
+        let stop = CancellationToken::new();
+        let task = start(Arc::new(fake), service.into(), Duration::from_millis(20), stop.clone()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.cancel();
+        let sampled = task.await.unwrap();
+        let read: std::collections::BTreeSet<i64> = sampled.samples.iter().map(|s| s.slot).collect();
+        assert_eq!(read, [1, 4].into(), "the manager's two replicas");
+        assert!(sampled.samples.iter().any(|s| !s.baseline), "sampled under way too");
+        assert_eq!(sampled.unread.keys().copied().collect::<Vec<_>>(), [2, 3, 5, 6]);
+        let gap = sampled.gap(service).unwrap();
+        assert!(gap.contains("4 replica(s) not measured (slots 2, 3, 5, 6, on node(s) node1, node2"), "{gap}");
+        assert!(gap.contains("No such container") && gap.contains("cover the 2 measured"), "{gap}");
     }
 }

@@ -179,6 +179,34 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         phase["reconciliation"]
     );
 
+    // Failover: the kills are chosen among the replicas on this engine's node (the Engine API
+    // has no container calls across nodes), and asking for more than it runs is said, not a 404.
+    let results = state.path().join("failover");
+    let mut args = vec!["validate", "--phase", "failover", "--kill", "2", "--out", results.to_str().unwrap()];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    let out = swarmctl(&args, state.path());
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "failover on three nodes:\n{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    let manager = engine.membership().await.unwrap().node_id;
+    let kills = r["phases"][0]["failover"]["kills"].as_array().unwrap();
+    assert_eq!(kills.len(), 2);
+    assert!(kills.iter().all(|k| k["node"] == manager.as_str()), "{kills:?}");
+    assert!(kills.iter().all(|k| k["replacement_running_ms"].is_u64()), "{kills:?}");
+    assert!(stderr.contains("4 of 6 running swit-mn_server tasks are on other nodes"), "{stderr}");
+    let results = state.path().join("failover-3");
+    let mut args = vec!["validate", "--phase", "failover", "--kill", "3", "--out", results.to_str().unwrap()];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    let out = swarmctl(&args, state.path());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert_eq!(r["phases"][0]["verdict"], "error");
+    let reason = r["phases"][0]["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("2 of the 6 running tasks are on this engine's node") && reason.contains("kill at most 2"),
+        "{reason}"
+    );
+
     let mut args = vec!["down"];
     args.extend(stack(&[]));
     let out = swarmctl(&args, state.path());
