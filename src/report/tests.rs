@@ -228,3 +228,21 @@ fn memory_per_session_is_flagged_when_the_replicas_had_served_load_before() {
     let warm = text::markdown(&r);
     assert!(warm.contains("The replicas had served 991234 requests before this run"), "{warm}");
 }
+
+/// A results.json of schema 1 in the shape swarmctl wrote before verdicts became a type (string
+/// verdicts, kills without their nodes; made from this fixture, whose serialization the change
+/// kept to the letter): it still loads, and renders as it did.
+#[test]
+fn results_of_schema_1_from_before_still_load() {
+    let text = include_str!("testdata/results-v1.json");
+    assert!(!text.contains("\"node\""), "the file has none of the fields added since");
+    let old: TestRun = serde_json::from_str(text).unwrap();
+    let mut now = fixture();
+    now.judge();
+    assert_eq!(old, now);
+    assert_eq!(old.phases[0].verdict, Verdict::Pass);
+    assert_eq!(summary(&old), summary(&now));
+    // And what is written now reads back whole.
+    let again: TestRun = serde_json::from_str(&serde_json::to_string(&now).unwrap()).unwrap();
+    assert_eq!(again, now);
+}
