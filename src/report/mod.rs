@@ -57,6 +57,20 @@ pub struct TestRun {
     /// CPU and memory of each server replica, sampled through the Engine API.
     #[serde(default)]
     pub resources: Vec<ResourceSample>,
+    /// Replicas whose resources could not be sampled (on another node than the engine's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmeasured: Vec<Unmeasured>,
+}
+
+/// A replica the sampler could not read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unmeasured {
+    /// Its slot.
+    pub slot: i64,
+    /// The node it ran on (its ID).
+    pub node: String,
+    /// What the engine answered.
+    pub reason: String,
 }
 
 /// The objectives, as judged.

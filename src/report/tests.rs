@@ -139,7 +139,27 @@ pub(crate) fn fixture() -> TestRun {
             ResourceSample { at_ms: t0 + 5000, slot: 1, cpu_cores: 0.25, memory_bytes: 20 << 20, baseline: false },
             ResourceSample { at_ms: t0 + 10_000, slot: 1, cpu_cores: 0.35, memory_bytes: 22 << 20, baseline: false },
         ],
+        unmeasured: Vec::new(),
     }
+}
+
+/// On several nodes the sampler reads only its engine's node: the replicas it could not read
+/// are listed as such, and the per-session figure shares the sessions over every replica, not
+/// over the measured ones alone.
+#[test]
+fn replicas_not_measured_are_listed_and_still_hold_their_share() {
+    let mut r = fixture();
+    let one = markdown(&r);
+    assert!(one.contains("over 200 sessions, the 200 the run held at most shared by the 1 replica(s)"), "{one}");
+    r.unmeasured = vec![
+        Unmeasured { slot: 2, node: "w1".into(), reason: "No such container (HTTP 404)".into() },
+        Unmeasured { slot: 3, node: "w2".into(), reason: "No such container (HTTP 404)".into() },
+    ];
+    let md = markdown(&r);
+    assert!(md.contains("over 67 sessions, the 200 the run held at most shared by the 3 replica(s)"), "{md}");
+    assert!(md.contains("| 2 | not measured: on node w1 (No such container (HTTP 404)) |"), "{md}");
+    // 20 MiB of growth over the 66.7 sessions each replica held, not over the 200 of all three.
+    assert!(one.contains("| 102.4 KiB |") && md.contains("| 307.2 KiB |"), "{md}");
 }
 
 #[test]

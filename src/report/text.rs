@@ -250,12 +250,13 @@ pub fn markdown(r: &TestRun) -> String {
         }
         // The most sessions any load phase held, spread evenly over the replicas (round robin
         // direct, Traefik's balancing otherwise).
+        // Replicas that could not be read held their share of the sessions all the same.
         let peak = r.phases.iter().filter_map(|p| p.load.as_ref()).map(|l| l.summary.sessions_peak).max().unwrap_or(0);
-        let per_replica = peak as f64 / slots.len() as f64;
+        let replicas = slots.len() + r.unmeasured.iter().filter(|u| !slots.contains_key(&u.slot)).count();
+        let per_replica = peak as f64 / replicas as f64;
         let _ = writeln!(
             md,
-            "\n## Replica resources (Engine API)\n\nMemory first: read before the phases began. Per session: (largest − first) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {} replica(s).\n\n| slot | samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|---|---|---|---|---|---|",
-            slots.len()
+            "\n## Replica resources (Engine API)\n\nMemory first: read before the phases began. Per session: (largest − first) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {replicas} replica(s).\n\n| slot | samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|---|---|---|---|---|---|",
         );
         for (slot, v) in slots {
             let loaded: Vec<&&super::ResourceSample> = v.iter().filter(|s| !s.baseline).collect();
@@ -276,6 +277,9 @@ pub fn markdown(r: &TestRun) -> String {
                 first as f64 / 1048576.0,
                 mem as f64 / 1048576.0
             );
+        }
+        for u in &r.unmeasured {
+            let _ = writeln!(md, "| {} | not measured: on node {} ({}) | | | | | |", u.slot, u.node, u.reason);
         }
         // A replica keeps what earlier load left in its memory (the allocator's free lists),
         // and the sessions of this run reuse it: their growth then understates what a session

@@ -133,6 +133,7 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     });
     assert_eq!(per_node.len(), 3, "replicas on every node: {per_node:?}");
     assert!(per_node.values().all(|n| *n == 2), "two per node: {per_node:?}");
+    let engine_node = engine.membership().await.unwrap().node_id;
     let spec = engine.service("swit-mn_server").await.unwrap();
     assert_eq!(spec.replicas, 6);
     let catalog = run(
