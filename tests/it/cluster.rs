@@ -179,6 +179,18 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         "{}",
         phase["reconciliation"]
     );
+    // The workers' replicas cannot be sampled through this engine: named, not read as 0, and
+    // the per-session figures share the sessions over all six.
+    let notes = r["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().contains("resources of swit-mn_server: 4 replica(s) not measured")),
+        "{notes:?}"
+    );
+    let unmeasured = r["unmeasured"].as_array().unwrap();
+    assert_eq!(unmeasured.len(), 4, "{unmeasured:?}");
+    assert!(unmeasured.iter().all(|u| u["node"] != engine_node.as_str()), "none on this engine's node: {unmeasured:?}");
+    let report = std::fs::read_to_string(results.join("FINAL_REPORT.md")).unwrap();
+    assert!(report.contains("shared by the 6 replica(s)"), "per-session figures over every replica");
 
     // Failover: the kills are chosen among the replicas on this engine's node (the Engine API
     // has no container calls across nodes), and asking for more than it runs is said, not a 404.
