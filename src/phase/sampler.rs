@@ -92,6 +92,7 @@ async fn round(
             cpu_cores,
             memory_bytes: u.memory_bytes,
             baseline,
+            node: t.node.clone(),
         };
         if baseline {
             out.samples.push(sample(0.0));

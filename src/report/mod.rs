@@ -290,6 +290,9 @@ pub struct ResourceSample {
     /// Read before the phases began: the replica's memory without load (no CPU figure yet).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub baseline: bool,
+    /// The node the replica ran on (its ID).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 impl TestRun {

@@ -135,9 +135,30 @@ pub(crate) fn fixture() -> TestRun {
         ],
         timeline,
         resources: vec![
-            ResourceSample { at_ms: t0 - 1000, slot: 1, cpu_cores: 0.0, memory_bytes: 2 << 20, baseline: true },
-            ResourceSample { at_ms: t0 + 5000, slot: 1, cpu_cores: 0.25, memory_bytes: 20 << 20, baseline: false },
-            ResourceSample { at_ms: t0 + 10_000, slot: 1, cpu_cores: 0.35, memory_bytes: 22 << 20, baseline: false },
+            ResourceSample {
+                at_ms: t0 - 1000,
+                slot: 1,
+                cpu_cores: 0.0,
+                memory_bytes: 2 << 20,
+                baseline: true,
+                ..Default::default()
+            },
+            ResourceSample {
+                at_ms: t0 + 5000,
+                slot: 1,
+                cpu_cores: 0.25,
+                memory_bytes: 20 << 20,
+                baseline: false,
+                ..Default::default()
+            },
+            ResourceSample {
+                at_ms: t0 + 10_000,
+                slot: 1,
+                cpu_cores: 0.35,
+                memory_bytes: 22 << 20,
+                baseline: false,
+                ..Default::default()
+            },
         ],
         unmeasured: Vec::new(),
     }
@@ -155,9 +176,14 @@ fn replicas_not_measured_are_listed_and_still_hold_their_share() {
         Unmeasured { slot: 2, node: "w1".into(), reason: "No such container (HTTP 404)".into() },
         Unmeasured { slot: 3, node: "w2".into(), reason: "No such container (HTTP 404)".into() },
     ];
+    for sample in &mut r.resources {
+        sample.node = "m0".into();
+    }
     let md = markdown(&r);
     assert!(md.contains("over 67 sessions, the 200 the run held at most shared by the 3 replica(s)"), "{md}");
-    assert!(md.contains("| 2 | not measured: on node w1 (No such container (HTTP 404)) |"), "{md}");
+    assert!(md.contains("| slot | node | samples |"), "several nodes: each row says which: {md}");
+    assert!(md.contains("| 1 | m0 | 2 |"), "{md}");
+    assert!(md.contains("| 2 | w1 | not measured: No such container (HTTP 404) |"), "{md}");
     // 20 MiB of growth over the 66.7 sessions each replica held, not over the 200 of all three.
     assert!(one.contains("| 102.4 KiB |") && md.contains("| 307.2 KiB |"), "{md}");
 }

@@ -254,9 +254,16 @@ pub fn markdown(r: &TestRun) -> String {
         let peak = r.phases.iter().filter_map(|p| p.load.as_ref()).map(|l| l.summary.sessions_peak).max().unwrap_or(0);
         let replicas = slots.len() + r.unmeasured.iter().filter(|u| !slots.contains_key(&u.slot)).count();
         let per_replica = peak as f64 / replicas as f64;
+        // On several nodes each row says which one (short node IDs: nodes may share a hostname).
+        let nodes: std::collections::BTreeSet<&str> =
+            r.resources.iter().map(|s| s.node.as_str()).chain(r.unmeasured.iter().map(|u| u.node.as_str())).collect();
+        let several = nodes.len() > 1;
+        let node_of = |n: &str| if several { format!(" {} |", &n[..n.len().min(12)]) } else { String::new() };
         let _ = writeln!(
             md,
-            "\n## Replica resources (Engine API)\n\nMemory first: read before the phases began. Per session: (largest − first) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {replicas} replica(s).\n\n| slot | samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|---|---|---|---|---|---|",
+            "\n## Replica resources (Engine API)\n\nMemory first: read before the phases began. Per session: (largest − first) over {per_replica:.0} sessions, the {peak} the run held at most shared by the {replicas} replica(s).\n\n| slot |{} samples | CPU mean | CPU max | memory first | memory max | per session |\n|---|{}---|---|---|---|---|---|",
+            if several { " node |" } else { "" },
+            if several { "---|" } else { "" },
         );
         for (slot, v) in slots {
             let loaded: Vec<&&super::ResourceSample> = v.iter().filter(|s| !s.baseline).collect();
@@ -272,14 +279,15 @@ pub fn markdown(r: &TestRun) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {slot} | {} | {mean:.2} cores | {max:.2} cores | {:.1} MiB | {:.1} MiB | {per_session} |",
+                "| {slot} |{} {} | {mean:.2} cores | {max:.2} cores | {:.1} MiB | {:.1} MiB | {per_session} |",
+                node_of(&v[0].node),
                 loaded.len(),
                 first as f64 / 1048576.0,
                 mem as f64 / 1048576.0
             );
         }
         for u in &r.unmeasured {
-            let _ = writeln!(md, "| {} | not measured: on node {} ({}) | | | | | |", u.slot, u.node, u.reason);
+            let _ = writeln!(md, "| {} |{} not measured: {} | | | | | |", u.slot, node_of(&u.node), u.reason);
         }
         // A replica keeps what earlier load left in its memory (the allocator's free lists),
         // and the sessions of this run reuse it: their growth then understates what a session

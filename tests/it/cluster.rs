@@ -191,6 +191,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert!(unmeasured.iter().all(|u| u["node"] != engine_node.as_str()), "none on this engine's node: {unmeasured:?}");
     let report = std::fs::read_to_string(results.join("FINAL_REPORT.md")).unwrap();
     assert!(report.contains("shared by the 6 replica(s)"), "per-session figures over every replica");
+    assert!(report.contains("| slot | node | samples |"), "each replica with its node: {report}");
+    assert_eq!(report.matches(" not measured: ").count(), 4, "{report}");
 
     // Failover: the kills are chosen among the replicas on this engine's node (the Engine API
     // has no container calls across nodes), and asking for more than it runs is said, not a 404.
