@@ -30,11 +30,14 @@ fn cluster(args: &[&str]) -> String {
     stderr
 }
 
-/// Takes the cluster down however the test ends.
+/// Takes the stack and then the cluster down however the test ends: a stack left behind holds
+/// its host ports and its services for the next run.
 struct Down;
 
 impl Drop for Down {
     fn drop(&mut self) {
+        let state = tempfile::tempdir().unwrap();
+        let _ = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-mn", "-q"], state.path());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-cluster");
         let _ = Command::new(script).arg("down").output();
     }
@@ -75,6 +78,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     // Another engine's swarm is this machine's: make sure it exists before the baseline read.
     let engine = swarmctl::engine::connect().await.unwrap_or_else(|e| panic!("{e}"));
     swarmctl::engine::swarm::init(&engine, None).await.unwrap();
+    // A run killed before its guard could act may have left the stack: start without it.
+    drop(Down);
     let before = machine();
 
     // Two workers; a second `up` changes nothing.
@@ -99,9 +104,9 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
             "--set",
             "server.placement.max_replicas_per_node=2",
             "--set",
-            "lb.ports={web: 28480, websocket: 28481, metrics: 28482, tcp: 28483}",
+            "lb.ports={web: 28680, websocket: 28681, metrics: 28682, tcp: 28683}",
             "--set",
-            "prometheus.port=28490",
+            "prometheus.port=28690",
         ];
         v.extend_from_slice(extra);
         v
