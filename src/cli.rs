@@ -448,8 +448,9 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    /// The load plan these flags describe (or the plan file's), checked; a flag that cannot
-    /// work is a usage error naming it.
+    /// The load plan these flags describe (or the plan file's); a flag that does not parse is
+    /// a usage error naming it (what no run can do is said by `LoadPlan::check`, before the
+    /// run).
     pub fn plan(&self) -> Result<crate::load::LoadPlan, crate::exit::UsageError> {
         use crate::exit::UsageError;
         use crate::load::{plan, workload::Model, LoadPlan, Target};
@@ -489,7 +490,6 @@ impl LoadArgs {
             ..LoadPlan::toward(targets)
         }
         .with_default_sources();
-        plan.check()?;
         Ok(plan)
     }
 }

@@ -32,7 +32,7 @@ pub fn stderr(quiet: bool) -> Reporter {
     } else if std::io::stderr().is_terminal() && std::env::var_os("TERM").map_or(true, |t| t != "dumb") {
         Arc::new(Bars::default())
     } else {
-        Arc::new(Lines::default())
+        Arc::new(Lines)
     }
 }
 
@@ -50,13 +50,10 @@ impl Progress for Quiet {
 
 /// Plain lines on stderr: a line when work begins and ends, every `say` and `tick`.
 #[derive(Debug, Default)]
-pub struct Lines {
-    totals: Mutex<HashMap<String, (u64, String)>>,
-}
+pub struct Lines;
 
 impl Progress for Lines {
-    fn begin(&self, key: &str, label: &str, total: u64, unit: &str) {
-        self.totals.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), (total, unit.into()));
+    fn begin(&self, _: &str, label: &str, total: u64, unit: &str) {
         if total > 0 {
             eprintln!("{label} ({total} {unit})");
         } else {
@@ -66,8 +63,7 @@ impl Progress for Lines {
 
     fn set(&self, _: &str, _: u64, _: &str) {}
 
-    fn end(&self, key: &str, line: &str) {
-        self.totals.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    fn end(&self, _: &str, line: &str) {
         if !line.is_empty() {
             eprintln!("{line}");
         }

@@ -264,11 +264,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     stop_sampler.cancel();
     let sampled = sampler.await.unwrap_or_default();
     notes.extend(sampled.gap(&server));
-    let unmeasured: Vec<report::Unmeasured> = sampled
-        .unread
-        .iter()
-        .map(|(slot, (node, reason))| report::Unmeasured { slot: *slot, node: node.clone(), reason: reason.clone() })
-        .collect();
+    let unmeasured = sampled.unread.into_values().collect();
     let resources = sampled.samples;
 
     // The stack as configured: a phase that failed half-way may have left it otherwise.

@@ -232,6 +232,17 @@ mod tests {
         wait(fake, &[SERVER.into()], timeout, Duration::from_secs(3), &CancellationToken::new(), &mut |_| {}).await
     }
 
+    /// The server of a stack on `workers` + 1 nodes scaled to `n`, its new tasks meeting
+    /// `fate`; the wait's error and how long it took to give it.
+    async fn scaled_into(workers: usize, fate: Fate, n: u64, timeout: Duration) -> (String, Duration) {
+        let (fake, desired) = with_stack(workers, &[]).await;
+        fake.set_fate(SERVER, fate);
+        crate::engine::stack::scale(&fake, &desired, SERVER, n).await.unwrap();
+        let started = Instant::now();
+        let err = wait_for(&fake, timeout).await.unwrap_err().to_string();
+        (err, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn every_slot_running_and_stable_is_converged() {
         let (fake, _) = with_stack(2, &[]).await;
@@ -243,35 +254,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unschedulable_tasks_fail_fast_with_the_schedulers_reason() {
-        let (fake, desired) = with_stack(0, &[]).await;
-        fake.set_fate(SERVER, Fate::Pending("no suitable node (insufficient resources on 1 node)".into()));
-        crate::engine::stack::scale(&fake, &desired, SERVER, 5).await.unwrap();
-        let started = Instant::now();
-        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err();
-        let text = err.to_string();
+        let pending = Fate::Pending("no suitable node (insufficient resources on 1 node)".into());
+        let (text, took) = scaled_into(0, pending, 5, Duration::from_secs(300)).await;
         assert!(text.contains("cannot converge: no suitable node (insufficient resources"), "{text}");
         assert!(text.contains("lower the reservations"), "with what to do: {text}");
-        let took = started.elapsed();
         assert!(took >= PENDING_GRACE && took < PENDING_GRACE + Duration::from_secs(1), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_host_port_still_held_gets_the_longer_grace() {
-        let (fake, desired) = with_stack(0, &[]).await;
-        fake.set_fate(SERVER, Fate::Pending("host-mode port already in use on 1 node".into()));
-        crate::engine::stack::scale(&fake, &desired, SERVER, 4).await.unwrap();
-        let started = Instant::now();
-        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        let pending = Fate::Pending("host-mode port already in use on 1 node".into());
+        let (err, took) = scaled_into(0, pending, 4, Duration::from_secs(300)).await;
         assert!(err.contains("free it or change the port"), "{err}");
-        assert!(started.elapsed() >= PORT_GRACE, "an old task draining its connections is waited for");
+        assert!(took >= PORT_GRACE, "an old task draining its connections is waited for");
     }
 
     #[tokio::test(start_paused = true)]
     async fn tasks_that_keep_failing_end_the_wait() {
-        let (fake, desired) = with_stack(2, &[]).await;
-        fake.set_fate(SERVER, Fate::Fail("task: non-zero exit (1)".into()));
-        crate::engine::stack::scale(&fake, &desired, SERVER, 6).await.unwrap();
-        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        let (err, _) = scaled_into(2, Fate::Fail("task: non-zero exit (1)".into()), 6, Duration::from_secs(300)).await;
         assert!(err.contains("3 tasks failed, the last with: task: non-zero exit (1)"), "{err}");
         assert!(err.contains("the container keeps exiting"), "{err}");
     }
@@ -286,10 +286,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn time_runs_out_with_where_each_service_stood() {
-        let (fake, desired) = with_stack(0, &[]).await;
-        fake.set_fate(SERVER, Fate::Starting);
-        crate::engine::stack::scale(&fake, &desired, SERVER, 5).await.unwrap();
-        let err = wait_for(&fake, Duration::from_secs(20)).await.unwrap_err().to_string();
+        let (err, _) = scaled_into(0, Fate::Starting, 5, Duration::from_secs(20)).await;
         assert_eq!(err, format!("not converged after 20s: {SERVER} 3/5 (a task is starting)"));
     }
 

@@ -153,6 +153,32 @@ pub async fn with_stack(workers: usize, sets: &[&str]) -> (Fake, crate::convert:
 }
 
 impl State {
+    /// Networks, configs or secrets: by name, with their ID and stack.
+    fn objects(&mut self, kind: Object) -> &mut BTreeMap<String, (String, Option<String>)> {
+        match kind {
+            Object::Network => &mut self.networks,
+            Object::Config => &mut self.configs,
+            Object::Secret => &mut self.secrets,
+            Object::Service | Object::Volume => unreachable!("kept apart"),
+        }
+    }
+
+    /// Creates a network, config or secret; a name taken is refused, as the engine does.
+    fn create(&mut self, kind: Object, name: String, namespace: Option<String>) -> Result<(), EngineError> {
+        let what = format!("{kind:?}").to_lowercase();
+        if self.objects(kind).contains_key(&name) {
+            return Err(Fake::refused(format!("create {what} {name}"), "name already exists (HTTP 409)"));
+        }
+        let id = self.id(match kind {
+            Object::Network => "net",
+            Object::Config => "cfg",
+            _ => "sec",
+        });
+        self.calls.push(format!("create {what} {name}"));
+        self.objects(kind).insert(name, (id, namespace));
+        Ok(())
+    }
+
     fn id(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix}{}", self.next)
@@ -272,33 +298,16 @@ impl Engine for Fake {
     }
 
     async fn create_network(&self, spec: NetworkCreateRequest) -> Result<(), EngineError> {
-        let mut s = self.lock();
-        if s.networks.contains_key(&spec.name) {
-            return Err(Fake::refused(format!("create network {}", spec.name), "network already exists (HTTP 409)"));
-        }
-        let id = s.id("net");
-        s.calls.push(format!("create network {}", spec.name));
-        let ns = spec.labels.as_ref().and_then(|l| l.get(crate::convert::LABEL_NAMESPACE).cloned());
-        s.networks.insert(spec.name, (id, ns));
-        Ok(())
+        let ns = namespace(&spec.labels);
+        self.lock().create(Object::Network, spec.name, ns)
     }
 
     async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError> {
-        let mut s = self.lock();
-        let name = spec.name.clone().unwrap_or_default();
-        let id = s.id("cfg");
-        s.calls.push(format!("create config {name}"));
-        s.configs.insert(name, (id, namespace(&spec.labels)));
-        Ok(())
+        self.lock().create(Object::Config, spec.name.clone().unwrap_or_default(), namespace(&spec.labels))
     }
 
     async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError> {
-        let mut s = self.lock();
-        let name = spec.name.clone().unwrap_or_default();
-        let id = s.id("sec");
-        s.calls.push(format!("create secret {name}"));
-        s.secrets.insert(name, (id, namespace(&spec.labels)));
-        Ok(())
+        self.lock().create(Object::Secret, spec.name.clone().unwrap_or_default(), namespace(&spec.labels))
     }
 
     async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
@@ -331,9 +340,10 @@ impl Engine for Fake {
 
     async fn remove(&self, kind: Object, id: &str) -> Result<bool, EngineError> {
         let mut s = self.lock();
-        let by_id = |m: &mut BTreeMap<String, (String, Option<String>)>| {
+        let mut by_id = |kind| {
+            let m = s.objects(kind);
             let name = m.iter().find(|(n, (i, _))| i == id || *n == id).map(|(n, _)| n.clone());
-            name.map(|n| m.remove(&n).is_some()).unwrap_or(false)
+            name.is_some_and(|n| m.remove(&n).is_some())
         };
         let removed = match kind {
             Object::Service => {
@@ -347,9 +357,7 @@ impl Engine for Fake {
                     None => false,
                 }
             }
-            Object::Config => by_id(&mut s.configs),
-            Object::Secret => by_id(&mut s.secrets),
-            Object::Network => by_id(&mut s.networks),
+            kind @ (Object::Config | Object::Secret | Object::Network) => by_id(kind),
             Object::Volume => s.volumes.remove(id).is_some(),
         };
         if removed {

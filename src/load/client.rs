@@ -77,12 +77,11 @@ impl Target {
 
     /// The URL `parse` reads this from.
     pub fn url(&self) -> String {
-        match self {
-            Target::Http { authority, path } => format!("http://{authority}{path}"),
-            Target::Ws { authority, path, .. } => format!("ws://{authority}{path}"),
-            Target::Tcp { authority } => format!("tcp://{authority}"),
-            Target::Sse { authority, path } => format!("sse://{authority}{path}"),
-        }
+        let path = match self {
+            Target::Http { path, .. } | Target::Ws { path, .. } | Target::Sse { path, .. } => path.as_str(),
+            Target::Tcp { .. } => "",
+        };
+        format!("{}://{}{path}", self.transport(), self.authority())
     }
 
     /// `http`, `ws`, `tcp` or `sse`.

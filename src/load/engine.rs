@@ -113,6 +113,7 @@ pub async fn run(
     let end = start + plan.run_time();
     live.first_due_ms
         .store(start_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64, Relaxed);
+    live.streak_goal.store(plan.streak_goal, Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..plan.sessions {
         let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);

@@ -81,7 +81,6 @@ pub async fn run_observed(
         return workers::run(plan, out, cancel, live, &mut on_second).await;
     }
     check_open_files(plan.sessions * plan.sockets_per_session())?;
-    live.streak_goal.store(plan.streak_goal, std::sync::atomic::Ordering::Relaxed);
     let shared = Arc::new(plan.clone());
     let mut tally = tally::Tally::new(plan, 1, tally::rss_kib());
     let (stats, elapsed, interrupted) = engine::run(shared, cancel, live.clone(), |s, st| {

@@ -61,7 +61,6 @@ pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: Cancellati
     let mut seconds =
         std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
     let live = Arc::new(engine::Live::default());
-    live.streak_goal.store(plan.streak_goal, Relaxed);
     let mut failures_sent = 0;
     let watched = live.clone();
     let rss_before_kib = super::tally::rss_kib();

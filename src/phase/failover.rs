@@ -181,14 +181,14 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
 /// among those on `node`, the node of the engine swarmctl talks to: the Engine API has no
 /// container calls across nodes. Fewer than `k` there is an error that says so.
 pub fn victims(tasks: &[Task], k: usize, node: &str) -> Result<Vec<Task>, String> {
-    let running = || tasks.iter().filter(|t| t.is_running() && t.container.is_some());
-    let here: Vec<Task> = running().filter(|t| t.node == node).rev().take(k).cloned().collect();
+    let running: Vec<&Task> = tasks.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
+    // Fewer than `k` here means `take` kept them all: `here` is then every one on the node.
+    let here: Vec<Task> = running.iter().rev().filter(|t| t.node == node).take(k).map(|t| (*t).clone()).collect();
     if here.len() < k {
         return Err(format!(
-            "{} of the {} running tasks are on this engine's node, and swarmctl cannot yet kill a container on another node (docs/multi-node.md); kill at most {}, or place more replicas on this node",
-            running().filter(|t| t.node == node).count(),
-            running().count(),
-            here.len()
+            "{} of the {} running tasks are on this engine's node, and swarmctl cannot yet kill a container on another node (docs/multi-node.md); kill at most {0}, or place more replicas on this node",
+            here.len(),
+            running.len(),
         ));
     }
     Ok(here)

@@ -14,13 +14,12 @@ pub fn feasible_sessions(per_process: u64, max_workers: u64) -> u64 {
 
 /// Runs the stages in turn; `notes` hears what was capped.
 pub async fn measure(ctx: &Ctx, notes: &mut Vec<String>) -> anyhow::Result<Phase> {
-    let max_workers = MAX_WORKERS;
     let mut phase = Phase::default();
     let mut error = false;
     let cfg = &ctx.config.test.incremental;
     let profile = ctx.phase_profile();
     let per_process = (crate::load::sessions_per_process() as f64 * 0.95) as u64;
-    let feasible = feasible_sessions(per_process, max_workers);
+    let feasible = feasible_sessions(per_process, MAX_WORKERS);
     let mut failed = false;
     for &asked in &cfg.stages {
         if ctx.cancel.is_cancelled() {
@@ -29,7 +28,7 @@ pub async fn measure(ctx: &Ctx, notes: &mut Vec<String>) -> anyhow::Result<Phase
         let run_n = asked.min(feasible);
         if run_n < asked {
             notes.push(format!(
-                "incremental stage {asked} capped at {run_n} sessions: {max_workers} client processes × {per_process} open files each"
+                "incremental stage {asked} capped at {run_n} sessions: {MAX_WORKERS} client processes × {per_process} open files each"
             ));
         }
         let label = format!("incremental-{run_n}");

@@ -9,15 +9,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, Handle, Usage};
-use crate::report::ResourceSample;
+use crate::report::{ResourceSample, Unmeasured};
 
 /// What the sampler saw.
 #[derive(Debug, Default)]
 pub struct Sampled {
     /// The samples, baseline first.
     pub samples: Vec<ResourceSample>,
-    /// Replicas never read, by slot: the node they ran on and the engine's reason.
-    pub unread: BTreeMap<i64, (String, String)>,
+    /// Replicas never read, by slot, with the node they ran on and the engine's reason.
+    pub unread: BTreeMap<i64, Unmeasured>,
 }
 
 impl Sampled {
@@ -27,10 +27,10 @@ impl Sampled {
             return None;
         }
         let read: std::collections::BTreeSet<i64> = self.samples.iter().map(|s| s.slot).collect();
-        let nodes: std::collections::BTreeSet<&str> = self.unread.values().map(|(n, _)| n.as_str()).collect();
-        let reason = self.unread.values().next().map(|(_, r)| r.as_str()).unwrap_or_default();
+        let nodes: std::collections::BTreeSet<&str> = self.unread.values().map(|u| u.node.as_str()).collect();
+        let reason = self.unread.values().next().map(|u| u.reason.as_str()).unwrap_or_default();
         Some(format!(
-            "resources of {service}: {} replica(s) not measured (slots {}, on node(s) {}: {reason}); the replica table and per-session figures cover the {} measured",
+            "resources of {service}: {} replica(s) not measured (slots {}, on node(s) {}: {reason}); the replica table's figures cover the {} measured, its per-session figures share the sessions over every replica",
             self.unread.len(),
             self.unread.keys().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
             nodes.into_iter().collect::<Vec<_>>().join(", "),
@@ -82,7 +82,11 @@ async fn round(
         let u = match engine.usage(c).await {
             Ok(u) => u,
             Err(e) => {
-                out.unread.entry(t.slot).or_insert_with(|| (t.node.clone(), e.to_string()));
+                out.unread.entry(t.slot).or_insert_with(|| Unmeasured {
+                    slot: t.slot,
+                    node: t.node.clone(),
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
