@@ -448,9 +448,9 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    /// The load plan these flags describe (or the plan file's); a flag that does not parse is
-    /// a usage error naming it (what no run can do is said by `LoadPlan::check`, before the
-    /// run).
+    /// The load plan these flags describe (or the plan file's), checked; a flag that cannot
+    /// work is a usage error naming it. (Checked here, not only when it runs: the progress
+    /// display already divides by the ramp.)
     pub fn plan(&self) -> Result<crate::load::LoadPlan, crate::exit::UsageError> {
         use crate::exit::UsageError;
         use crate::load::{plan, workload::Model, LoadPlan, Target};
@@ -490,6 +490,7 @@ impl LoadArgs {
             ..LoadPlan::toward(targets)
         }
         .with_default_sources();
+        plan.check()?;
         Ok(plan)
     }
 }
