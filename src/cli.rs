@@ -139,6 +139,16 @@ pub enum Command {
     /// GET an http:// URL and exit 0 on a 2xx answer (the `builtin` image's healthcheck).
     Probe(ProbeArgs),
 
+    /// Act on this node's containers of one stack for a remote swarmctl: what `test` and
+    /// `validate` deploy on every other node of a swarm, as a global service of the builtin
+    /// image with the engine socket mounted, for the length of a run.
+    ///
+    /// Swarm has no container calls across nodes; the agent sends a signal to a container of
+    /// the stack (kill, and the time its engine acted) and reads its CPU and memory. Every call
+    /// needs the run's token (a swarm secret); containers of other services are refused.
+    /// See docs/multi-node.md.
+    Agent(AgentArgs),
+
     /// Print a shell completion script, e.g. `swarmctl completions bash > /etc/bash_completion.d/swarmctl`.
     Completions(CompletionsArgs),
 }
@@ -359,6 +369,23 @@ pub struct ProbeArgs {
     /// Give up after this long.
     #[arg(long, default_value = "2s")]
     pub timeout: crate::units::Duration,
+}
+
+/// `swarmctl agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The stack whose containers it acts on.
+    #[arg(long)]
+    pub stack: String,
+    /// Where to listen.
+    #[arg(long, default_value = "0.0.0.0:28470", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The file holding the token callers must present.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// This node's swarm ID (swarm sets it in the agent's service).
+    #[arg(long, env = "SWARMCTL_AGENT_NODE")]
+    pub node: String,
 }
 
 /// `swarmctl completions`.

@@ -179,6 +179,14 @@ pub async fn down(cli: &Cli, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let progress = crate::progress::stderr(cli.quiet);
     let in_swarm = swarm::require_manager(&engine).await.is_ok();
     if in_swarm {
+        // A run stopped hard (a second Ctrl-C, a killed process) leaves its agent behind.
+        if crate::agent::reach::remove(&engine, &config.name)
+            .await
+            .context("cannot remove the agent a test run left")?
+        {
+            progress
+                .say(&format!("removed {}, left by a run that did not end", crate::agent::service_name(&config.name)));
+        }
         progress.begin("down", &format!("removing stack {}", config.name), 0, "");
         let removed = stack::remove(&engine, &config.name, args.volumes, args.timeout.0, &mut |line| {
             progress.set("down", 0, line);

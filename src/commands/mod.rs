@@ -1,6 +1,7 @@
 //! Command glue: from parsed arguments to the library's stages, with `anyhow` context for the
 //! user. A command module never calls another: what two commands share lives in the library.
 
+mod agent;
 mod deploy;
 mod image;
 mod load;
@@ -26,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => test::validate(&cli, args).await,
         Command::Report(cmd) => test::report(cmd),
         Command::Probe(args) => serve::probe(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Load(args) => load::run(&cli, args).await,
         Command::LoadWorker { dir } => load::worker(dir).await,
         Command::Completions(args) => {

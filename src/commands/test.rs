@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::agent::{self, reach, Reach};
 use crate::cli::{Cli, KillTarget, PhaseName, ReportCommand, TestArgs, TestKind, ValidateArgs};
 use crate::config::{Config, FailoverTarget};
 use crate::deploy::{self, UpOptions};
@@ -170,6 +172,36 @@ fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<Strin
     notes
 }
 
+/// Deploys the run's agents on the other nodes; a note for each node they could not start on.
+async fn start_agents(
+    engine: Handle,
+    config: &Config,
+    local: &str,
+    others: &[engine::NodeInfo],
+    image: String,
+    progress: &dyn crate::progress::Progress,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(Reach, Vec<String>)> {
+    let setup = reach::Setup {
+        stack: config.name.clone(),
+        image,
+        port: agent::PORT,
+        token: agent::token().context("cannot make the agents' token (/dev/urandom)")?,
+        wait: Duration::from_secs(60),
+    };
+    progress.begin("agent", &format!("starting the agent on {} other node(s)", others.len()), 0, "");
+    let started = Reach::start(engine, local, others, &setup, cancel).await;
+    progress.end("agent", "");
+    let reach =
+        started.with_context(|| format!("cannot deploy the run's agent ({})", agent::service_name(&config.name)))?;
+    let notes = reach
+        .missing()
+        .iter()
+        .map(|(node, why)| format!("no agent on node {node}: {why}; its replicas can be neither killed nor measured"))
+        .collect();
+    Ok((reach, notes))
+}
+
 /// What `test` and `validate` run, besides the stack.
 struct Run<'a> {
     /// `baseline`, `stress`, `full` or `validate`: the results folder's prefix.
@@ -221,20 +253,36 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     let builtin =
         if config.server.image == "builtin" { Some(deploy::builtin_reference(&config.registry)?) } else { None };
     let (_, desired) = cli.source().prepare(builtin)?;
-    // A direct load runs in the builtin image (this binary), whatever the servers run.
+    let (local, others) = reach::other_nodes(engine.as_ref()).await?;
+    // A direct load and the agents run in the builtin image (this binary), whatever the
+    // servers run.
+    let image = if via == phase::Via::Direct || !others.is_empty() {
+        Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?)
+    } else {
+        None
+    };
     let client_image = match via {
         phase::Via::Lb => None,
         phase::Via::Direct => {
-            let tag = deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?;
             notes.push("baseline, stress and incremental loads go straight to the replicas (--via direct), from a load container on the stack's network; failover and scaling go through the load balancer".into());
-            Some(tag)
+            image.clone()
         }
     };
     let timeline = std::fs::File::create(out.join("timeline.jsonl")).context("cannot create timeline.jsonl")?;
+    let cancel = crate::shutdown::on_signals();
+    let reach = match image.filter(|_| !others.is_empty()) {
+        None => Reach::local(engine.clone(), local),
+        Some(image) => {
+            let (reach, missing) =
+                start_agents(engine.clone(), &config, &local, &others, image, progress.as_ref(), &cancel).await?;
+            notes.extend(missing);
+            reach
+        }
+    };
     let ctx = Ctx {
         engine: engine.clone(),
         rec: Recorder::to_file(timeline, deployed),
-        cancel: crate::shutdown::on_signals(),
+        cancel,
         out: out.clone(),
         host: deploy::public_host(),
         progress,
@@ -243,14 +291,20 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         via,
         client_image,
         failover: plan,
+        reach: Arc::new(reach),
     };
     ctx.say(format!("results: {}", out.display()));
     for n in &notes {
         ctx.say(format!("pre-flight: {n}"));
     }
-    ctx.settle().await?;
+    if let Err(e) = ctx.settle().await {
+        if let Some(problem) = ctx.reach.stop().await {
+            ctx.say(problem);
+        }
+        return Err(e);
+    }
     let stop_sampler = tokio_util::sync::CancellationToken::new();
-    let sampler = sampler::start(engine.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
+    let sampler = sampler::start(ctx.reach.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
 
     let mut phases: Vec<Phase> = Vec::new();
     for &kind in names {
@@ -263,6 +317,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     }
     stop_sampler.cancel();
     let sampled = sampler.await.unwrap_or_default();
+    notes.extend(ctx.reach.stop().await);
     notes.extend(sampled.gap(&server));
     let unmeasured = sampled.unread.into_values().collect();
     let resources = sampled.samples;

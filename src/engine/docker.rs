@@ -10,10 +10,10 @@ use bollard::models::{
     NodeState, ResourcesUlimits, SecretSpec, ServiceSpec, ServiceUpdateStatusStateEnum, SwarmInitRequest, TaskState,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, KillContainerOptions, ListConfigsOptions, ListContainersOptions,
-    ListNetworksOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StatsOptions, UpdateServiceOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, KillContainerOptions, ListConfigsOptions,
+    ListContainersOptions, ListNetworksOptions, ListSecretsOptions, ListServicesOptions, ListTasksOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StatsOptions,
+    UpdateServiceOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -122,6 +122,7 @@ impl Engine for Bollard {
                         Some(NodeSpecAvailabilityEnum::PAUSE) => "pause".into(),
                         _ => "active".into(),
                     },
+                    addr: n.status.as_ref().and_then(|s| s.addr.clone()).unwrap_or_default(),
                     state: match n.status.and_then(|s| s.state) {
                         Some(NodeState::READY) => "ready".into(),
                         Some(other) => other.to_string(),
@@ -196,9 +197,9 @@ impl Engine for Bollard {
         self.docker.create_config(spec).await.map(|_| ()).map_err(|e| api(format!("create config {name}"), e))
     }
 
-    async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError> {
+    async fn create_secret(&self, spec: SecretSpec) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
-        self.docker.create_secret(spec).await.map(|_| ()).map_err(|e| api(format!("create secret {name}"), e))
+        self.docker.create_secret(spec).await.map(|r| r.id).map_err(|e| api(format!("create secret {name}"), e))
     }
 
     async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
@@ -346,6 +347,15 @@ impl Engine for Bollard {
             .kill_container(container, Some(KillContainerOptions { signal: signal.into() }))
             .await
             .map_err(|e| api(format!("send {signal} to container {}", short(container)), e))
+    }
+
+    async fn container_labels(&self, container: &str) -> Result<HashMap<String, String>, EngineError> {
+        let c = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api(format!("inspect container {}", short(container)), e))?;
+        Ok(c.config.and_then(|c| c.labels).unwrap_or_default())
     }
 
     /// One sample (the engine answers at once with `one-shot`).

@@ -49,6 +49,8 @@ struct State {
     services: BTreeMap<String, Service>,
     tasks: Vec<(String, Task)>,
     fates: BTreeMap<String, Fate>,
+    /// Fates of a service's new tasks on one node, before `fates`.
+    node_fates: BTreeMap<(String, String), Fate>,
     images: BTreeSet<String>,
     /// The node whose containers this engine can act on; `None`: every node's.
     local: Option<String>,
@@ -83,6 +85,7 @@ impl Fake {
                     state: "ready".into(),
                     nano_cpus: 2_000_000_000,
                     memory_bytes: 8 << 30,
+                    addr: format!("127.0.0.{}", 11 + i),
                 });
             }
         }
@@ -106,6 +109,11 @@ impl Fake {
     /// What new tasks of `service` do from now on.
     pub fn set_fate(&self, service: &str, fate: Fate) {
         self.lock().fates.insert(service.into(), fate);
+    }
+
+    /// What new tasks of `service` do on `node` from now on.
+    pub fn set_node_fate(&self, service: &str, node: &str, fate: Fate) {
+        self.lock().node_fates.insert((service.into(), node.into()), fate);
     }
 
     /// Marks `service`'s latest update so.
@@ -164,7 +172,7 @@ impl State {
     }
 
     /// Creates a network, config or secret; a name taken is refused, as the engine does.
-    fn create(&mut self, kind: Object, name: String, namespace: Option<String>) -> Result<(), EngineError> {
+    fn create(&mut self, kind: Object, name: String, namespace: Option<String>) -> Result<String, EngineError> {
         let what = format!("{kind:?}").to_lowercase();
         if self.objects(kind).contains_key(&name) {
             return Err(Fake::refused(format!("create {what} {name}"), "name already exists (HTTP 409)"));
@@ -175,8 +183,8 @@ impl State {
             _ => "sec",
         });
         self.calls.push(format!("create {what} {name}"));
-        self.objects(kind).insert(name, (id, namespace));
-        Ok(())
+        self.objects(kind).insert(name, (id.clone(), namespace));
+        Ok(id)
     }
 
     fn id(&mut self, prefix: &str) -> String {
@@ -188,12 +196,15 @@ impl State {
         crate::units::unix_now_ms()
     }
 
-    /// A new task for `slot` of `service`, doing what the service's fate says.
-    fn start_task(&mut self, service: &str, slot: i64) {
-        let fate = self.fates.get(service).cloned().unwrap_or(Fate::Run);
+    /// A new task for `slot` of `service` on `node`, doing what the service's fate says.
+    fn start_task(&mut self, service: &str, slot: i64, node: String) {
+        let fate = self
+            .node_fates
+            .get(&(service.to_string(), node.clone()))
+            .or_else(|| self.fates.get(service))
+            .cloned()
+            .unwrap_or(Fate::Run);
         let id = self.id("task");
-        let node = self.nodes.get((slot as usize).saturating_sub(1) % self.nodes.len().max(1));
-        let node = node.map(|n| n.id.clone()).unwrap_or_default();
         let now = self.now();
         let (state, error, container) = match fate {
             Fate::Run => ("running", None, Some(self.id("container"))),
@@ -218,20 +229,41 @@ impl State {
         self.tasks.push((service.into(), task));
     }
 
-    /// Brings `service`'s running tasks to its replica count: new slots started, surplus ones
-    /// shut down. Tasks of an earlier spec are replaced when `respec`.
+    /// Brings `service`'s running tasks to its replica count (slots spread over the nodes
+    /// round-robin), or a global service's to one on each node its constraints allow: new ones
+    /// started, surplus ones shut down. Tasks of an earlier spec are replaced when `respec`.
     fn reconcile(&mut self, service: &str, respec: bool) {
-        let replicas = self.services.get(service).map(|s| crate::plan::replicas(&s.spec).unwrap_or(1)).unwrap_or(0);
+        let Some(spec) = self.services.get(service).map(|s| s.spec.clone()) else { return };
         if respec {
             for (_, t) in self.tasks.iter_mut().filter(|(s, t)| s == service && t.desired_running) {
                 t.desired_running = false;
                 t.state = "shutdown".into();
             }
         }
+        if spec.mode.as_ref().is_some_and(|m| m.global.is_some()) {
+            let constraints =
+                spec.task_template.and_then(|t| t.placement).and_then(|p| p.constraints).unwrap_or_default();
+            let nodes: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| constraints.iter().all(|c| crate::plan::topology::satisfies(n, c) != Some(false)))
+                .map(|n| n.id.clone())
+                .collect();
+            for node in nodes {
+                let alive = self.tasks.iter().any(|(s, t)| s == service && t.node == node && t.desired_running);
+                if !alive {
+                    self.start_task(service, 0, node);
+                }
+            }
+            return;
+        }
+        let replicas = crate::plan::replicas(&spec).unwrap_or(1);
         for slot in 1..=replicas as i64 {
             let alive = self.tasks.iter().any(|(s, t)| s == service && t.slot == slot && t.desired_running);
             if !alive {
-                self.start_task(service, slot);
+                let node = self.nodes.get((slot as usize).saturating_sub(1) % self.nodes.len().max(1));
+                let node = node.map(|n| n.id.clone()).unwrap_or_default();
+                self.start_task(service, slot, node);
             }
         }
         for (_, t) in self.tasks.iter_mut().filter(|(s, t)| s == service && t.slot > replicas as i64) {
@@ -299,14 +331,14 @@ impl Engine for Fake {
 
     async fn create_network(&self, spec: NetworkCreateRequest) -> Result<(), EngineError> {
         let ns = namespace(&spec.labels);
-        self.lock().create(Object::Network, spec.name, ns)
+        self.lock().create(Object::Network, spec.name, ns).map(drop)
     }
 
     async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError> {
-        self.lock().create(Object::Config, spec.name.clone().unwrap_or_default(), namespace(&spec.labels))
+        self.lock().create(Object::Config, spec.name.clone().unwrap_or_default(), namespace(&spec.labels)).map(drop)
     }
 
-    async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError> {
+    async fn create_secret(&self, spec: SecretSpec) -> Result<String, EngineError> {
         self.lock().create(Object::Secret, spec.name.clone().unwrap_or_default(), namespace(&spec.labels))
     }
 
@@ -433,6 +465,19 @@ impl Engine for Fake {
         s.calls.push(format!("kill {container} {signal}"));
         s.reconcile(&service, false);
         Ok(())
+    }
+
+    async fn container_labels(
+        &self,
+        container: &str,
+    ) -> Result<std::collections::HashMap<String, String>, EngineError> {
+        let s = self.lock();
+        let Some((service, _)) = s.tasks.iter().find(|(_, t)| t.container.as_deref() == Some(container)) else {
+            return Err(Fake::refused(format!("inspect container {container}"), "No such container (HTTP 404)"));
+        };
+        let mut labels = s.services.get(service).and_then(|svc| svc.spec.labels.clone()).unwrap_or_default();
+        labels.insert("com.docker.swarm.service.name".into(), service.clone());
+        Ok(labels)
     }
 
     async fn usage(&self, container: &str) -> Result<Usage, EngineError> {

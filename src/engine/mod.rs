@@ -52,8 +52,8 @@ pub trait Engine: Send + Sync {
     async fn create_network(&self, spec: NetworkCreateRequest) -> Result<(), EngineError>;
     /// Creates a config.
     async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError>;
-    /// Creates a secret.
-    async fn create_secret(&self, spec: SecretSpec) -> Result<(), EngineError>;
+    /// Creates a secret; its ID.
+    async fn create_secret(&self, spec: SecretSpec) -> Result<String, EngineError>;
     /// Creates a service; the engine's warnings.
     async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError>;
     /// Replaces a service's spec (at its current version, keeping its force-update counter);
@@ -77,6 +77,8 @@ pub trait Engine: Send + Sync {
     async fn tasks(&self, service: &str, current_only: bool) -> Result<Vec<Task>, EngineError>;
     /// Sends a signal to a container (SIGKILL: a crash, not a stop).
     async fn kill(&self, container: &str, signal: &str) -> Result<(), EngineError>;
+    /// A container's labels (swarm labels a task's container with its stack and service).
+    async fn container_labels(&self, container: &str) -> Result<HashMap<String, String>, EngineError>;
     /// One sample of a container's CPU time and memory.
     async fn usage(&self, container: &str) -> Result<Usage, EngineError>;
     /// The logs of a service's tasks, at most `tail` lines, and whether they came whole within

@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{run_load, Ctx};
+use crate::agent::reach::{Reach, ReachError};
 use crate::config::{FailoverTarget, KillCount};
-use crate::engine::{Engine, Task};
+use crate::engine::Task;
 use crate::exit::Verdict;
 use crate::load::engine::Live;
 use crate::report::{Failover, Kill, Phase};
@@ -53,13 +54,13 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         anyhow::bail!("{service} has no running task to kill: is the stack up (`swarmctl up`)?");
     }
     let k = plan.kill.of(running.len() as u64) as usize;
-    let node = ctx.engine.membership().await?.node_id;
-    let victims = victims(&before, k, &node).map_err(|e| anyhow::anyhow!("--kill {k} of {service}: {e}"))?;
-    let elsewhere = running.iter().filter(|t| t.node != node).count();
-    if elsewhere > 0 {
+    let victims = victims(&before, k, &ctx.reach).map_err(|e| anyhow::anyhow!("--kill {k} of {service}: {e}"))?;
+    let out_of_reach = running.iter().filter(|t| ctx.reach.why_not(&t.node).is_some()).count();
+    if out_of_reach > 0 {
         ctx.say(format!(
-            "[failover] {elsewhere} of {} running {service} tasks are on other nodes; the kills are chosen among this engine's node's",
-            running.len()
+            "[failover] {out_of_reach} of {} running {service} tasks are on nodes swarmctl cannot act on ({}); the kills are chosen among the others",
+            running.len(),
+            ctx.reach.missing().iter().map(|(n, why)| format!("{n}: {why}")).collect::<Vec<_>>().join("; ")
         ));
     }
 
@@ -91,9 +92,14 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let kill_ms = unix_now_ms();
-    let mut kills = kill(ctx.engine.as_ref(), &victims).await?;
-    for v in &victims {
-        ctx.rec.event_at(kill_ms, "kill", format!("{service} slot {} (task {})", v.slot, &v.id[..v.id.len().min(12)]));
+    let mut kills = kill(&ctx.reach, &victims).await?;
+    for (v, k) in victims.iter().zip(&kills) {
+        let on = if k.node.is_empty() { String::new() } else { format!(" on node {}", k.node) };
+        ctx.rec.event_at(
+            k.killed_ms.unwrap_or(kill_ms),
+            "kill",
+            format!("{service} slot {} (task {}){on}", v.slot, &v.id[..v.id.len().min(12)]),
+        );
     }
     ctx.say(format!("[failover] killed {k} task(s) of {service}"));
 
@@ -177,31 +183,59 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     Ok(Phase { verdict, reasons, load: Some(result), failover: Some(failover), ..Default::default() })
 }
 
-/// The tasks to kill: the last `k` running ones that have a container (highest slots first),
-/// among those on `node`, the node of the engine swarmctl talks to: the Engine API has no
-/// container calls across nodes. Fewer than `k` there is an error that says so.
-pub fn victims(tasks: &[Task], k: usize, node: &str) -> Result<Vec<Task>, String> {
+/// The tasks to kill: `k` running ones that have a container, spread over the nodes swarmctl
+/// can act on (one per node in turn, in `reach`'s order, highest slots first on each), so that
+/// a kill of several replicas is a loss on several nodes, as a real one would be. Fewer than
+/// `k` within reach is an error that says why the others are not.
+pub fn victims(tasks: &[Task], k: usize, reach: &Reach) -> Result<Vec<Task>, String> {
     let running: Vec<&Task> = tasks.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
-    // Fewer than `k` here means `take` kept them all: `here` is then every one on the node.
-    let here: Vec<Task> = running.iter().rev().filter(|t| t.node == node).take(k).map(|t| (*t).clone()).collect();
-    if here.len() < k {
+    let mut queues: Vec<Vec<&Task>> = reach
+        .nodes()
+        .iter()
+        .map(|n| running.iter().rev().filter(|t| reach.node_of(t) == n).copied().collect())
+        .collect();
+    let mut chosen: Vec<Task> = Vec::with_capacity(k);
+    while chosen.len() < k && queues.iter().any(|q| !q.is_empty()) {
+        for q in queues.iter_mut().filter(|q| !q.is_empty()) {
+            if chosen.len() < k {
+                chosen.push(q.remove(0).clone());
+            }
+        }
+    }
+    if chosen.len() < k {
+        let out: BTreeSet<String> = running
+            .iter()
+            .filter_map(|t| reach.why_not(&t.node).map(|why| format!("node {}: {why}", t.node)))
+            .collect();
         return Err(format!(
-            "{} of the {} running tasks are on this engine's node, and swarmctl cannot yet kill a container on another node (docs/multi-node.md); kill at most {0}, or place more replicas on this node",
-            here.len(),
+            "{} of the {} running tasks are on nodes swarmctl can act on; kill at most {0}{}",
+            chosen.len(),
             running.len(),
+            if out.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", out.into_iter().collect::<Vec<_>>().join("; "))
+            }
         ));
     }
-    Ok(here)
+    Ok(chosen)
 }
 
-/// Kills every victim's container with SIGKILL, one right after the other: a crash, not a
-/// stop. What was killed, where, for the report.
-pub async fn kill(engine: &dyn Engine, victims: &[Task]) -> Result<Vec<Kill>, crate::engine::EngineError> {
+/// Kills every victim's container with SIGKILL, all at once, each by its own node: a crash,
+/// not a stop. What was killed, where and when its node's engine did it, for the report.
+pub async fn kill(reach: &Reach, victims: &[Task]) -> Result<Vec<Kill>, ReachError> {
+    let sent = futures_util::future::join_all(victims.iter().map(|v| reach.signal(v, "SIGKILL"))).await;
     let mut kills = Vec::with_capacity(victims.len());
-    for v in victims {
-        let container = v.container.clone().unwrap_or_default();
-        engine.kill(&container, "SIGKILL").await?;
-        kills.push(Kill { slot: v.slot, task: v.id.clone(), container, node: v.node.clone(), ..Default::default() });
+    for (v, sent) in victims.iter().zip(sent) {
+        let sent = sent?;
+        kills.push(Kill {
+            slot: v.slot,
+            task: v.id.clone(),
+            container: sent.container,
+            node: v.node.clone(),
+            killed_ms: Some(sent.done_ms),
+            ..Default::default()
+        });
     }
     Ok(kills)
 }
@@ -268,17 +302,21 @@ fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (Verdict, Vec<S
 mod tests {
     use super::*;
     use crate::engine::fake::with_stack;
+    use crate::engine::Engine;
 
     #[tokio::test]
     async fn kills_are_crashes_and_their_replacements_are_found_with_their_nodes() {
         let service = "swarmctl-ci_server";
         let (fake, _) = with_stack(0, &["server.replicas=6"]).await;
+        let fake = Arc::new(fake);
+        let reach = Reach::local(fake.clone(), "node0");
         let before = fake.tasks(service, false).await.unwrap();
-        let victims = victims(&before, 2, "node0").unwrap();
+        let victims = victims(&before, 2, &reach).unwrap();
         assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [6, 5], "the highest slots");
         let kill_ms = unix_now_ms();
-        let mut kills = kill(&fake, &victims).await.unwrap();
+        let mut kills = kill(&reach, &victims).await.unwrap();
         assert!(kills.iter().all(|k| k.node == "node0"), "where each ran: {kills:?}");
+        assert!(kills.iter().all(|k| k.killed_ms.is_some_and(|at| at >= kill_ms)), "when: {kills:?}");
         let killed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("kill ")).collect();
         assert_eq!(killed.len(), 2);
         assert!(killed.iter().all(|c| c.ends_with(" SIGKILL")), "a crash, not a stop: {killed:?}");
@@ -293,22 +331,35 @@ mod tests {
         }
         assert_eq!(after.iter().filter(|t| t.is_running()).count(), 6, "every slot runs again");
         // A container that is gone cannot be killed twice: the engine's refusal is the error.
-        let err = kill(&fake, &victims).await.unwrap_err().to_string();
+        let err = kill(&reach, &victims).await.unwrap_err().to_string();
         assert!(err.contains("No such container"), "{err}");
     }
 
     #[tokio::test]
-    async fn on_several_nodes_only_this_engines_tasks_are_chosen_and_too_few_is_said() {
+    async fn kills_spread_over_the_nodes_in_reach_and_the_rest_are_said_with_their_reason() {
         let service = "swarmctl-ci_server";
         let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
-        fake.local_node("node0");
         let before = fake.tasks(service, false).await.unwrap();
-        let victims = victims(&before, 2, "node0").unwrap();
-        assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [4, 1], "the manager's two");
-        kill(&fake, &victims).await.unwrap();
-        let err = super::victims(&before, 5, "node0").unwrap_err();
-        assert!(err.starts_with("2 of the 6 running tasks are on this engine's node"), "{err}");
-        assert!(err.contains("kill at most 2"), "{err}");
+        let fake = Arc::new(fake);
+        // Slots 1 and 4 on node0, 2 and 5 on node1, 3 and 6 on node2. As if agents ran on both
+        // workers: the fake's engine acts on every node.
+        let everywhere = Reach::with_agents(fake.clone(), "node0", &["node1", "node2"]);
+        let two = victims(&before, 2, &everywhere).unwrap();
+        assert_eq!(two.iter().map(|v| (v.slot, v.node.as_str())).collect::<Vec<_>>(), [(5, "node1"), (6, "node2")]);
+        let four = victims(&before, 4, &everywhere).unwrap();
+        assert_eq!(four.iter().map(|v| v.slot).collect::<Vec<_>>(), [5, 6, 4, 2], "one per node in turn");
+
+        fake.local_node("node0");
+        let alone = Reach::local(fake.clone(), "node0");
+        let mine = victims(&before, 2, &alone).unwrap();
+        assert_eq!(mine.iter().map(|v| v.slot).collect::<Vec<_>>(), [4, 1], "the manager's two");
+        kill(&alone, &mine).await.unwrap();
+        let err = victims(&before, 5, &alone).unwrap_err();
+        assert!(
+            err.starts_with("2 of the 6 running tasks are on nodes swarmctl can act on; kill at most 2 (node node1: "),
+            "{err}"
+        );
+        assert!(err.contains("node node2: ") && err.contains("deployed no agent"), "{err}");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Ctx {
     pub client_image: Option<String>,
     /// What the failover phase kills.
     pub failover: failover::Plan,
+    /// Hands on every node's containers (this engine's directly, the others' through agents).
+    pub reach: std::sync::Arc<crate::agent::Reach>,
 }
 
 /// How the baseline, stress and incremental loads reach the servers. Failover and scaling

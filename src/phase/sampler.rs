@@ -1,14 +1,17 @@
-//! CPU and memory of every running server replica, sampled through the Engine API every few
-//! seconds while the phases run. CPU is the container's CPU time between two samples over
-//! the wall time between them. A replica the engine cannot read (its container is on another
-//! node: the Engine API has no container calls across nodes) is named, never counted as 0.
+//! CPU and memory of every running server replica, on every node, sampled every few seconds
+//! while the phases run: through the Engine API on this engine's node, through the run's agent
+//! on the others (`agent::Reach`). CPU is the container's CPU time between two samples over
+//! the wall time between them. A replica that cannot be read (a node whose agent could not
+//! start) is named with the reason, never counted as 0.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Handle, Usage};
+use crate::agent::Reach;
+use crate::engine::Usage;
 use crate::report::{ResourceSample, Unmeasured};
 
 /// What the sampler saw.
@@ -42,14 +45,14 @@ impl Sampled {
 /// Reads every running replica once (the baseline, before any load), then samples every
 /// `every` until `stop`; the task returns what it saw, baseline first.
 pub async fn start(
-    engine: Handle,
+    reach: Arc<Reach>,
     service: String,
     every: Duration,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<Sampled> {
     let mut out = Sampled::default();
     let mut last: HashMap<String, Usage> = HashMap::new();
-    round(engine.as_ref(), &service, &mut last, &mut out, true).await;
+    round(&reach, &service, &mut last, &mut out, true).await;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await; // the first tick is now: the baseline was just read
@@ -58,7 +61,7 @@ pub async fn start(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            round(engine.as_ref(), &service, &mut last, &mut out, false).await;
+            round(&reach, &service, &mut last, &mut out, false).await;
         }
         // A slot read at some point was measured, whatever its replacement did.
         let read: std::collections::BTreeSet<i64> = out.samples.iter().map(|s| s.slot).collect();
@@ -69,17 +72,11 @@ pub async fn start(
 
 /// One reading of every running replica: the baseline (memory only), or a sample against
 /// the container's previous reading (a container first seen now gets none yet).
-async fn round(
-    engine: &dyn Engine,
-    service: &str,
-    last: &mut HashMap<String, Usage>,
-    out: &mut Sampled,
-    baseline: bool,
-) {
-    let Ok(tasks) = engine.tasks(service, false).await else { return };
+async fn round(reach: &Reach, service: &str, last: &mut HashMap<String, Usage>, out: &mut Sampled, baseline: bool) {
+    let Ok(tasks) = reach.engine().tasks(service, false).await else { return };
     for t in tasks.iter().filter(|t| t.is_running()) {
         let Some(c) = &t.container else { continue };
-        let u = match engine.usage(c).await {
+        let u = match reach.usage(t).await {
             Ok(u) => u,
             Err(e) => {
                 out.unread.entry(t.slot).or_insert_with(|| Unmeasured {
@@ -113,8 +110,6 @@ async fn round(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::engine::fake::with_stack;
 
@@ -125,7 +120,9 @@ mod tests {
         fake.local_node("node0");
         let service = "swarmctl-ci_server";
         let stop = CancellationToken::new();
-        let task = start(Arc::new(fake), service.into(), Duration::from_millis(20), stop.clone()).await;
+        // A run that deployed no agent (or whose agents could not start).
+        let reach = Arc::new(Reach::local(Arc::new(fake), "node0"));
+        let task = start(reach, service.into(), Duration::from_millis(20), stop.clone()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         stop.cancel();
         let sampled = task.await.unwrap();
@@ -135,6 +132,6 @@ mod tests {
         assert_eq!(sampled.unread.keys().copied().collect::<Vec<_>>(), [2, 3, 5, 6]);
         let gap = sampled.gap(service).unwrap();
         assert!(gap.contains("4 replica(s) not measured (slots 2, 3, 5, 6, on node(s) node1, node2"), "{gap}");
-        assert!(gap.contains("No such container") && gap.contains("cover the 2 measured"), "{gap}");
+        assert!(gap.contains("no agent on node node1: ") && gap.contains("cover the 2 measured"), "{gap}");
     }
 }

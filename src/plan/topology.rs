@@ -22,11 +22,15 @@ pub struct NodeInfo {
     pub nano_cpus: i64,
     /// Memory in bytes.
     pub memory_bytes: i64,
+    /// The address the node reports to the swarm (`Status.Addr`): where its host-mode ports
+    /// answer.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub addr: String,
 }
 
 /// Whether `node` satisfies one constraint; `None` for a constraint this check cannot judge
 /// (labels, engine properties), which is then assumed satisfiable.
-fn satisfies(node: &NodeInfo, constraint: &str) -> Option<bool> {
+pub(crate) fn satisfies(node: &NodeInfo, constraint: &str) -> Option<bool> {
     let (key, want, equal) = if let Some((k, v)) = constraint.split_once("!=") {
         (k, v, false)
     } else if let Some((k, v)) = constraint.split_once("==") {
@@ -126,6 +130,7 @@ mod tests {
             state: "ready".into(),
             nano_cpus: cpus * 1_000_000_000,
             memory_bytes: mem_gib << 30,
+            addr: String::new(),
         }
     }
 

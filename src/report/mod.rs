@@ -181,6 +181,9 @@ pub struct Kill {
     /// The node it ran on (its ID).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// When the engine of its node had killed it (that node's clock, Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_ms: Option<u64>,
     /// The node its replacement was scheduled on.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub replacement_node: String,

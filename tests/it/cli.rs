@@ -120,3 +120,34 @@ fn logs_go_to_stderr_never_into_data() {
     assert!(!stdout.contains("configuration loaded"));
     serde_yaml::from_str::<serde_yaml::Value>(&stdout).expect("stdout is pure YAML");
 }
+
+#[test]
+fn the_agent_refuses_to_start_without_a_usable_token() {
+    let state = tempfile::tempdir().unwrap();
+    let missing = state.path().join("nope");
+    let res = swarmctl(
+        &[
+            "agent",
+            "--stack",
+            "st",
+            "--node",
+            "n1",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            missing.to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    assert_eq!(res.status.code(), Some(1));
+    let stderr = text(&res).1;
+    assert!(stderr.contains(&format!("cannot read the token file {} (--token-file)", missing.display())), "{stderr}");
+    let short = state.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let res = swarmctl(
+        &["agent", "--stack", "st", "--node", "n1", "--listen", "127.0.0.1:0", "--token-file", short.to_str().unwrap()],
+        state.path(),
+    );
+    assert_eq!(res.status.code(), Some(1));
+    assert!(text(&res).1.contains("too short to protect anything"), "{}", text(&res).1);
+}

@@ -332,6 +332,75 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(running_tasks(&docker).await, 3, "restored to 3 replicas after Ctrl-C");
     assert!(int.join("report.html").exists() && int.join("FINAL_REPORT.md").exists());
 
+    // 7. The agent (what every other node of a swarm runs for the length of a run) on this real
+    // engine: it reads and kills the stack's replicas for the run's token, and nothing else.
+    agent_acts_on_the_stack_only(&docker).await;
+
     let out = run(&["down", "--volumes"], state.path());
     assert!(out.status.success(), "{}", text(&out).1);
+}
+
+async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
+    use std::sync::Arc;
+    use swarmctl::agent::client::Client;
+    use swarmctl::agent::serve::{serve, Agent};
+
+    let engine: swarmctl::engine::Handle = Arc::new(swarmctl::engine::connect().await.unwrap());
+    let node = engine.membership().await.unwrap().node_id;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = "it-token-0123456789abcdef";
+    let agent = Agent { engine: engine.clone(), stack: "swit-ph".into(), node: node.clone(), token: token.into() };
+    let served = tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
+    let client = Client::new(&addr, token);
+    assert_eq!(client.hello().await.unwrap().node, node);
+
+    let tasks = engine.tasks("swit-ph_server", false).await.unwrap();
+    let victim = tasks.iter().find(|t| t.is_running()).expect("a running replica").clone();
+    let container = victim.container.clone().unwrap();
+    let u = client.usage(&container).await.unwrap();
+    assert!(u.memory_bytes > 1 << 20 && u.cpu_ns > 0, "{u:?}");
+    let err = Client::new(&addr, "guess").signal(&container, "SIGKILL").await.unwrap_err().to_string();
+    assert!(err.contains("(401)"), "{err}");
+
+    // A container that is no task of the stack: refused whatever the token.
+    let image = swarmctl::deploy::builtin_reference("").unwrap();
+    let outsider = docker
+        .client()
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some("swit-ph-outsider".into()),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody { image: Some(image), ..Default::default() },
+        )
+        .await
+        .unwrap()
+        .id;
+    let refused = client.signal(&outsider, "SIGKILL").await;
+    docker
+        .client()
+        .remove_container(&outsider, None::<bollard::query_parameters::RemoveContainerOptions>)
+        .await
+        .unwrap();
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("(403)") && err.contains("not a task of stack swit-ph"), "{err}");
+
+    // The kill, timed by this node's clock; swarm replaces the replica.
+    let before = swarmctl::units::unix_now_ms();
+    let sent = client.signal(&container, "SIGKILL").await.unwrap();
+    assert!(before <= sent.asked_ms && sent.asked_ms <= sent.done_ms && sent.node == node, "{sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks = engine.tasks("swit-ph_server", false).await.unwrap();
+        let dead = tasks.iter().any(|t| t.id == victim.id && !t.is_running());
+        if dead && tasks.iter().filter(|t| t.is_running()).count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the killed replica was not replaced within 60 s: {tasks:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+    served.await.unwrap();
 }

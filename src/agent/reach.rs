@@ -1,0 +1,408 @@
+//! Acting on any task of the stack: on this engine's node through the Engine API, on every
+//! other node through the agent deployed there for the run. A node whose agent could not start
+//! keeps its reason, so that what could not be done there is named, not silently skipped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bollard::models::SecretSpec;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{AgentError, Client};
+use super::{service_name, Sent, LABEL};
+use crate::engine::{Engine, EngineError, Handle, NodeInfo, Object, Task, Usage};
+use crate::units::unix_now_ms;
+
+/// Why swarmctl could not act on a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    /// This engine refused.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The node's agent refused or did not answer.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The node has no agent.
+    #[error("no agent on node {node}: {reason}")]
+    NoAgent {
+        /// The node's ID.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How the agents are deployed.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The stack they act on.
+    pub stack: String,
+    /// Their image (the builtin image, pullable on every node).
+    pub image: String,
+    /// Their host-mode port.
+    pub port: u16,
+    /// The run's token (`agent::token`).
+    pub token: String,
+    /// How long to wait for them to answer.
+    pub wait: Duration,
+}
+
+/// Hands on every node of the run.
+pub struct Reach {
+    engine: Handle,
+    local: String,
+    agents: BTreeMap<String, Client>,
+    missing: BTreeMap<String, String>,
+    /// The stack whose agent service and secret exist for this run.
+    deployed: Option<String>,
+}
+
+/// The nodes other than this engine's that can run tasks (ready, not drained): where a run
+/// needs agents.
+pub async fn other_nodes(engine: &dyn Engine) -> Result<(String, Vec<NodeInfo>), EngineError> {
+    let local = engine.membership().await?.node_id;
+    let nodes = engine.nodes().await?;
+    let others =
+        nodes.into_iter().filter(|n| n.id != local && n.state == "ready" && n.availability != "drain").collect();
+    Ok((local, others))
+}
+
+/// Removes a stack's agent service and token secret (left by a run that was stopped hard); true
+/// when there was something to remove.
+pub async fn remove(engine: &dyn Engine, stack: &str) -> Result<bool, EngineError> {
+    let name = service_name(stack);
+    let service = engine.remove(Object::Service, &name).await?;
+    // The engine refuses to remove a secret while a service still names it; removing the
+    // service frees it, though not always at once.
+    let mut secret = Ok(false);
+    for _ in 0..40 {
+        secret = engine.remove(Object::Secret, &name).await;
+        if secret.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(service | secret?)
+}
+
+impl Reach {
+    /// This engine's node only: a one-node swarm needs no agent.
+    pub fn local(engine: Handle, node: impl Into<String>) -> Reach {
+        Reach { engine, local: node.into(), agents: BTreeMap::new(), missing: BTreeMap::new(), deployed: None }
+    }
+
+    /// As if agents answered on `nodes`, for tests of what acts through a `Reach` (the agents
+    /// themselves are tested against real sockets below).
+    #[cfg(test)]
+    pub fn with_agents(engine: Handle, local: &str, nodes: &[&str]) -> Reach {
+        let mut reach = Reach::local(engine, local);
+        reach.agents = nodes.iter().map(|n| (n.to_string(), Client::new("127.0.0.1:1", "-"))).collect();
+        reach
+    }
+
+    /// Deploys the agents on `nodes` (every node but this engine's `local` one) and waits, at
+    /// most `setup.wait`, until each answers or has said why it cannot run. A node without an
+    /// agent is kept with its reason; only an engine that refuses the service is an error.
+    pub async fn start(
+        engine: Handle,
+        local: &str,
+        nodes: &[NodeInfo],
+        setup: &Setup,
+        cancel: &CancellationToken,
+    ) -> Result<Reach, EngineError> {
+        let name = service_name(&setup.stack);
+        remove(engine.as_ref(), &setup.stack).await?;
+        let labels = std::collections::HashMap::from([(LABEL.to_string(), setup.stack.clone())]);
+        let secret_id = engine
+            .create_secret(SecretSpec {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                data: Some(base64::engine::general_purpose::STANDARD.encode(&setup.token)),
+                ..Default::default()
+            })
+            .await?;
+        let spec = super::spec(&setup.stack, &setup.image, setup.port, (&secret_id, &name), local);
+        let mut reach = Reach {
+            engine: engine.clone(),
+            local: local.into(),
+            agents: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            deployed: Some(setup.stack.clone()),
+        };
+        if let Err(e) = engine.create_service(spec).await {
+            let _ = remove(engine.as_ref(), &setup.stack).await;
+            return Err(e);
+        }
+
+        let deadline = tokio::time::Instant::now() + setup.wait;
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let tasks = engine.tasks(&name, false).await?;
+            for node in nodes {
+                if reach.agents.contains_key(&node.id) || reach.missing.contains_key(&node.id) {
+                    continue;
+                }
+                if node.addr.is_empty() || node.addr == "0.0.0.0" {
+                    reach.missing.insert(node.id.clone(), "the swarm knows no address for this node".into());
+                    continue;
+                }
+                let Some(task) = tasks.iter().filter(|t| t.node == node.id).max_by_key(|t| t.created_ms) else {
+                    last.insert(node.id.clone(), "no agent task was scheduled there".into());
+                    continue;
+                };
+                if task.is_running() {
+                    let client = Client::new(format!("{}:{}", node.addr, setup.port), &setup.token);
+                    match client.hello().await {
+                        Ok(h) if h.node == node.id && h.stack == setup.stack => {
+                            reach.agents.insert(node.id.clone(), client);
+                        }
+                        Ok(h) => {
+                            reach.missing.insert(
+                                node.id.clone(),
+                                format!(
+                                    "{} answers as node {} of stack {}: the node's address leads elsewhere",
+                                    client.addr(),
+                                    h.node,
+                                    h.stack
+                                ),
+                            );
+                        }
+                        Err(e) => {
+                            last.insert(node.id.clone(), e.to_string());
+                        }
+                    }
+                } else if matches!(task.state.as_str(), "failed" | "rejected") {
+                    let why = task.error.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| task.message.clone());
+                    reach.missing.insert(node.id.clone(), format!("its agent task {}: {why}", task.state));
+                } else {
+                    last.insert(node.id.clone(), format!("its agent task is {}", task.state));
+                }
+            }
+            let open = nodes.iter().any(|n| !reach.agents.contains_key(&n.id) && !reach.missing.contains_key(&n.id));
+            if !open || cancel.is_cancelled() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        for node in nodes {
+            if !reach.agents.contains_key(&node.id) && !reach.missing.contains_key(&node.id) {
+                let why = last.remove(&node.id).unwrap_or_else(|| "no answer".into());
+                reach.missing.insert(
+                    node.id.clone(),
+                    format!("no agent answered within {} s ({why})", setup.wait.as_secs_f64()),
+                );
+            }
+        }
+        Ok(reach)
+    }
+
+    /// The engine swarmctl talks to.
+    pub fn engine(&self) -> &Handle {
+        &self.engine
+    }
+
+    /// Nodes with an agent, by ID.
+    pub fn agents(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// Nodes swarmctl cannot act on, with the reason.
+    pub fn missing(&self) -> &BTreeMap<String, String> {
+        &self.missing
+    }
+
+    /// The nodes it can act on, those across the network first: a replica on another node is
+    /// the case one engine alone could never test.
+    pub fn nodes(&self) -> Vec<String> {
+        self.agents.keys().cloned().chain(std::iter::once(self.local.clone())).collect()
+    }
+
+    /// The node a task runs on (a task the engine placed nowhere yet counts as this engine's).
+    pub fn node_of<'a>(&'a self, task: &'a Task) -> &'a str {
+        if task.node.is_empty() {
+            &self.local
+        } else {
+            &task.node
+        }
+    }
+
+    /// Why `node` is out of reach, when it is.
+    pub fn why_not(&self, node: &str) -> Option<String> {
+        if node == self.local || self.agents.contains_key(node) {
+            return None;
+        }
+        Some(self.missing.get(node).cloned().unwrap_or_else(|| {
+            if self.deployed.is_some() {
+                "the node was not ready when the run deployed its agents".into()
+            } else {
+                "this engine acts only on its own node's containers, and the run deployed no agent (a one-node swarm when it started)".into()
+            }
+        }))
+    }
+
+    /// Sends `signal` to `task`'s container, on whichever node it runs.
+    pub async fn signal(&self, task: &Task, signal: &str) -> Result<Sent, ReachError> {
+        let container = task.container.clone().unwrap_or_default();
+        if self.node_of(task) == self.local {
+            let asked_ms = unix_now_ms();
+            self.engine.kill(&container, signal).await?;
+            return Ok(Sent { node: self.local.clone(), container, asked_ms, done_ms: unix_now_ms() });
+        }
+        match self.agents.get(&task.node) {
+            Some(agent) => Ok(agent.signal(&container, signal).await?),
+            None => Err(self.no_agent(&task.node)),
+        }
+    }
+
+    /// One sample of `task`'s container, on whichever node it runs.
+    pub async fn usage(&self, task: &Task) -> Result<Usage, ReachError> {
+        let container = task.container.clone().unwrap_or_default();
+        if self.node_of(task) == self.local {
+            return Ok(self.engine.usage(&container).await?);
+        }
+        match self.agents.get(&task.node) {
+            Some(agent) => Ok(agent.usage(&container).await?),
+            None => Err(self.no_agent(&task.node)),
+        }
+    }
+
+    fn no_agent(&self, node: &str) -> ReachError {
+        ReachError::NoAgent { node: node.into(), reason: self.why_not(node).unwrap_or_default() }
+    }
+
+    /// Removes the run's agents (their service and token secret); what could not be removed,
+    /// said so that it is not left unnoticed.
+    pub async fn stop(&self) -> Option<String> {
+        let stack = self.deployed.as_ref()?;
+        match remove(self.engine.as_ref(), stack).await {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "the run's agent ({}) could not be removed: {e}; `swarmctl down` removes it",
+                service_name(stack)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::agent::serve::{serve, Agent};
+    use crate::engine::fake::{with_stack, Fake, Fate};
+
+    const STACK: &str = "swarmctl-ci";
+    const SERVICE: &str = "swarmctl-ci_server";
+
+    /// Agents for `nodes` of a fake swarm, each on its node's loopback address and one port.
+    async fn agents(fake: &Arc<Fake>, nodes: &[&str], token: &str, stop: &CancellationToken) -> u16 {
+        let all = fake.nodes().await.unwrap();
+        let mut port = 0;
+        for id in nodes {
+            let addr = &all.iter().find(|n| n.id == *id).unwrap().addr;
+            let listener = tokio::net::TcpListener::bind((addr.as_str(), port)).await.unwrap();
+            port = listener.local_addr().unwrap().port();
+            let agent = Agent { engine: fake.clone(), stack: STACK.into(), node: id.to_string(), token: token.into() };
+            tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
+        }
+        port
+    }
+
+    fn setup(port: u16) -> Setup {
+        Setup {
+            stack: STACK.into(),
+            image: "swarmctl/mcp-server:test".into(),
+            port,
+            token: "t0ken".into(),
+            wait: Duration::from_secs(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn agents_act_on_every_node_and_only_on_the_stacks_containers() {
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        let fake = Arc::new(fake);
+        let stop = CancellationToken::new();
+        let port = agents(&fake, &["node1", "node2"], "t0ken", &stop).await;
+        let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
+        assert_eq!(local, "node0");
+        let reach = Reach::start(fake.clone(), &local, &others, &setup(port), &stop).await.unwrap();
+        assert_eq!(reach.agents().collect::<Vec<_>>(), ["node1", "node2"], "{:?}", reach.missing());
+        assert_eq!(reach.nodes(), ["node1", "node2", "node0"], "other nodes first");
+        let spec = fake.spec("swarmctl-agent-swarmctl-ci").expect("the agent service");
+        assert!(spec.mode.unwrap().global.is_some());
+
+        let tasks = fake.tasks(SERVICE, false).await.unwrap();
+        for t in &tasks {
+            let u = reach.usage(t).await.unwrap();
+            assert!(u.memory_bytes > 0, "{t:?}");
+        }
+        for t in tasks.iter().filter(|t| t.slot <= 3) {
+            let sent = reach.signal(t, "SIGKILL").await.unwrap();
+            assert_eq!(sent.node, t.node, "acted on by the task's own node");
+            assert!(sent.asked_ms <= sent.done_ms);
+        }
+        let killed = fake.calls().iter().filter(|c| c.starts_with("kill ")).count();
+        assert_eq!(killed, 3, "one per node: the manager's through the engine, the others' through their agents");
+
+        // Without the token, or for a container of something else, the agent does nothing.
+        let addr = format!("127.0.0.12:{port}");
+        let err = Client::new(&addr, "guess").usage("container1").await.unwrap_err().to_string();
+        assert!(err.contains("(401)"), "{err}");
+        let agent_task = &fake.tasks("swarmctl-agent-swarmctl-ci", false).await.unwrap()[0];
+        let own = agent_task.container.clone().unwrap();
+        let err = Client::new(&addr, "t0ken").signal(&own, "SIGKILL").await.unwrap_err().to_string();
+        assert!(err.contains("(403)") && err.contains("not a task of stack swarmctl-ci"), "{err}");
+        let err = Client::new(&addr, "t0ken").signal(&own, "SIGHUP").await.unwrap_err().to_string();
+        assert!(err.contains("(400)"), "{err}");
+
+        assert!(reach.stop().await.is_none());
+        let calls = fake.calls();
+        assert!(calls.contains(&"remove service swarmctl-agent-swarmctl-ci".to_string()), "{calls:?}");
+        assert!(calls.contains(&"remove secret swarmctl-agent-swarmctl-ci".to_string()), "{calls:?}");
+        assert!(fake.spec("swarmctl-agent-swarmctl-ci").is_none());
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_agent_cannot_start_is_named_and_the_others_still_act() {
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        let fake = Arc::new(fake);
+        fake.set_node_fate(
+            "swarmctl-agent-swarmctl-ci",
+            "node2",
+            Fate::Fail("No such image: swarmctl/mcp-server:test".into()),
+        );
+        let stop = CancellationToken::new();
+        let port = agents(&fake, &["node1"], "t0ken", &stop).await;
+        let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let reach = Reach::start(fake.clone(), &local, &others, &setup(port), &stop).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "a failed agent task is not waited for");
+        assert_eq!(reach.agents().collect::<Vec<_>>(), ["node1"]);
+        let why = reach.why_not("node2").unwrap();
+        assert!(why.contains("failed") && why.contains("No such image"), "{why}");
+        let task = fake.tasks(SERVICE, false).await.unwrap().into_iter().find(|t| t.node == "node2").unwrap();
+        let err = reach.usage(&task).await.unwrap_err().to_string();
+        assert!(err.starts_with("no agent on node node2: its agent task failed: No such image"), "{err}");
+        reach.stop().await;
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_never_answers_is_given_up_on_in_time() {
+        let (fake, _) = with_stack(1, &[]).await;
+        let fake = Arc::new(fake);
+        let stop = CancellationToken::new();
+        let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
+        // Nothing listens on node1's address: its task runs, its agent never answers.
+        let mut s = setup(1);
+        s.wait = Duration::from_millis(600);
+        let reach = Reach::start(fake.clone(), &local, &others, &s, &stop).await.unwrap();
+        let why = reach.why_not("node1").unwrap();
+        assert!(why.starts_with("no agent answered within 0.6 s") && why.contains("does not answer"), "{why}");
+        reach.stop().await;
+    }
+}

@@ -1,0 +1,175 @@
+//! `swarmctl agent`: a small HTTP/1.1 server on one node that acts on that node's containers of
+//! one stack, for the swarmctl that holds its token.
+//!
+//! - `GET /v1/hello`: its node, stack and version.
+//! - `POST /v1/signal` `{"container", "signal"}`: sends the signal; when the engine was asked
+//!   and when it answered, by this node's clock.
+//! - `GET /v1/usage/<container>`: one sample of the container's CPU time and memory.
+//!
+//! Every call needs `Authorization: Bearer <token>`; a container that is not a task of the
+//! stack's services is refused (403) whatever the token: the socket it holds could do anything
+//! on the node, the agent does only this.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hello, Sent, Signal, LABEL_SERVICE, SIGNALS};
+use crate::engine::{EngineError, Handle};
+use crate::units::unix_now_ms;
+
+/// One node's agent.
+pub struct Agent {
+    /// This node's engine.
+    pub engine: Handle,
+    /// The stack it acts on.
+    pub stack: String,
+    /// This node's ID.
+    pub node: String,
+    /// The token callers must present.
+    pub token: String,
+}
+
+/// Serves on `listener` until `stop`.
+pub async fn serve(agent: Arc<Agent>, listener: tokio::net::TcpListener, stop: CancellationToken) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("agent: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let agent = agent.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let svc = service_fn(move |req| {
+                let agent = agent.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&agent, req).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+fn reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    res
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
+    reply(status, &serde_json::json!({ "error": message.into() }))
+}
+
+/// Equal without an early exit, so that timing does not tell how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(agent: &Agent, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let presented = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(presented.as_bytes(), agent.token.as_bytes()) {
+        return error(StatusCode::UNAUTHORIZED, "a valid token is needed (Authorization: Bearer …)");
+    }
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/v1/hello") => reply(
+            StatusCode::OK,
+            &Hello { node: agent.node.clone(), stack: agent.stack.clone(), version: env!("CARGO_PKG_VERSION").into() },
+        ),
+        (Method::POST, "/v1/signal") => {
+            let body = match Limited::new(req.into_body(), 4096).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the request: {e}")),
+            };
+            let order: Signal = match serde_json::from_slice(&body) {
+                Ok(o) => o,
+                Err(e) => {
+                    return error(StatusCode::BAD_REQUEST, format!("expected {{\"container\", \"signal\"}}: {e}"))
+                }
+            };
+            if !SIGNALS.contains(&order.signal.as_str()) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("signal {} is not one the agent sends ({})", order.signal, SIGNALS.join(", ")),
+                );
+            }
+            if let Err(res) = of_the_stack(agent, &order.container).await {
+                return res;
+            }
+            let asked_ms = unix_now_ms();
+            match agent.engine.kill(&order.container, &order.signal).await {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    &Sent { node: agent.node.clone(), container: order.container, asked_ms, done_ms: unix_now_ms() },
+                ),
+                Err(e) => engine_error(e),
+            }
+        }
+        (Method::GET, p) if p.starts_with("/v1/usage/") => {
+            let container = &p["/v1/usage/".len()..];
+            if let Err(res) = of_the_stack(agent, container).await {
+                return res;
+            }
+            match agent.engine.usage(container).await {
+                Ok(u) => reply(StatusCode::OK, &u),
+                Err(e) => engine_error(e),
+            }
+        }
+        _ => {
+            error(StatusCode::NOT_FOUND, "the agent answers GET /v1/hello, POST /v1/signal, GET /v1/usage/<container>")
+        }
+    }
+}
+
+fn engine_error(e: EngineError) -> Response<Full<Bytes>> {
+    let status =
+        if e.to_string().contains("No such container") { StatusCode::NOT_FOUND } else { StatusCode::BAD_GATEWAY };
+    error(status, e.to_string())
+}
+
+/// The container is a task of one of the stack's services, on this node.
+async fn of_the_stack(agent: &Agent, container: &str) -> Result<(), Response<Full<Bytes>>> {
+    let labels = agent.engine.container_labels(container).await.map_err(engine_error)?;
+    let service = labels.get(LABEL_SERVICE).map(String::as_str).unwrap_or("");
+    if service.strip_prefix(agent.stack.as_str()).is_some_and(|rest| rest.starts_with('_')) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "container {container} is not a task of stack {} (service `{service}`): the agent acts on nothing else",
+                agent.stack
+            ),
+        ))
+    }
+}
