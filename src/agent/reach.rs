@@ -86,6 +86,15 @@ pub async fn remove(engine: &dyn Engine, stack: &str) -> Result<bool, EngineErro
     Ok(service | secret?)
 }
 
+/// Whether an image reference names a registry host (Docker's rule: a first path component
+/// with a dot or a port, or `localhost`).
+fn has_registry(image: &str) -> bool {
+    match image.split_once('/') {
+        Some((host, _)) => host.contains('.') || host.contains(':') || host == "localhost",
+        None => false,
+    }
+}
+
 impl Reach {
     /// This engine's node only: a one-node swarm needs no agent.
     pub fn local(engine: Handle, node: impl Into<String>) -> Reach {
@@ -192,6 +201,14 @@ impl Reach {
                     node.id.clone(),
                     format!("no agent answered within {} s ({why})", setup.wait.as_secs_f64()),
                 );
+            }
+        }
+        if !has_registry(&setup.image) {
+            for why in reach.missing.values_mut() {
+                why.push_str(&format!(
+                    "; its image {} names no registry, so a node has it only if it was copied there by hand: set the stack key `registry` (docs/multi-node.md)",
+                    setup.image
+                ));
             }
         }
         Ok(reach)
@@ -384,11 +401,21 @@ mod tests {
         assert_eq!(reach.agents().collect::<Vec<_>>(), ["node1"]);
         let why = reach.why_not("node2").unwrap();
         assert!(why.contains("failed") && why.contains("No such image"), "{why}");
+        assert!(why.contains("names no registry") && why.contains("set the stack key `registry`"), "{why}");
         let task = fake.tasks(SERVICE, false).await.unwrap().into_iter().find(|t| t.node == "node2").unwrap();
         let err = reach.usage(&task).await.unwrap_err().to_string();
         assert!(err.starts_with("no agent on node node2: its agent task failed: No such image"), "{err}");
         reach.stop().await;
         stop.cancel();
+    }
+
+    #[test]
+    fn registry_hosts_are_told_from_repositories() {
+        assert!(has_registry("10.99.0.1:5000/swarmctl/mcp-server:1"));
+        assert!(has_registry("registry.example.com/x"));
+        assert!(has_registry("localhost/x:1"));
+        assert!(!has_registry("swarmctl/mcp-server:0.1.0"));
+        assert!(!has_registry("busybox"));
     }
 
     #[tokio::test]

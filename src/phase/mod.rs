@@ -484,13 +484,22 @@ pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<
     let settled_by = tokio::time::Instant::now() + ctx.config.prometheus.discovery_refresh.0 + scrape * 2;
     let want = ctx.config.server.replicas as usize;
     loop {
-        let up = p.query(r#"up{job="mcp"} == 1"#).await.map_err(|e| format!("Prometheus: {e:#}"))?;
+        // Only targets scraped just now: a Prometheus restarted on its volume (`down` then `up`
+        // within minutes) still answers with the last samples of the replicas before it.
+        // (`timestamp` of a selector: of an expression it is the evaluation time.)
+        let fresh = format!(
+            r#"(time() - timestamp(up{{job="mcp"}})) < {} and on(instance) (up{{job="mcp"}} == 1)"#,
+            (scrape * 3).as_secs_f64()
+        );
+        let up = p.query(&fresh).await.map_err(|e| format!("Prometheus: {e:#}"))?;
         if up.len() < want && tokio::time::Instant::now() < settled_by {
             tokio::time::sleep(scrape).await;
             continue;
         }
         let total = p
-            .query(r#"sum(mcp_requests_total{job="mcp",method!~"initialize|notifications/initialized"})"#)
+            .query(&format!(
+                r#"sum(mcp_requests_total{{job="mcp",method!~"initialize|notifications/initialized"}} and on(instance) ({fresh}))"#
+            ))
             .await
             .map_err(|e| format!("Prometheus: {e:#}"))?;
         let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();

@@ -228,7 +228,7 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(baseline_slots, (1..=6).collect(), "every replica read before the load: {resources:?}");
     let sampled_nodes: BTreeSet<&str> = resources.iter().map(|s| s["node"].as_str().unwrap()).collect();
     assert_eq!(sampled_nodes.len(), 3, "samples from every node: {sampled_nodes:?}");
-    assert!(resources.iter().any(|s| s["baseline"] == false && s["node"] != manager.as_str()), "under load too");
+    assert!(resources.iter().any(|s| s["baseline"] != true && s["node"] != manager.as_str()), "under load too");
     assert!(r["unmeasured"].as_array().map_or(true, |u| u.is_empty()), "{}", r["unmeasured"]);
     let report = std::fs::read_to_string(results.join("FINAL_REPORT.md")).unwrap();
     assert!(report.contains("| slot | node | samples |"), "each replica with its node: {report}");
@@ -236,8 +236,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_no_agent(&engine).await;
 
     // An agent that cannot start: without the registry the workers have no builtin image. The
-    // run says so per node, its kills and samples stay within reach, and asking for more kills
-    // than that is refused with the reason.
+    // run says so per node (within the agents' 60 s wait), its kills and samples stay within
+    // reach, and asking for more kills than that is refused with the reason.
     let results = state.path().join("no-agent");
     let mut args = vec!["validate", "--phase", "failover", "--kill", "3", "--out", results.to_str().unwrap()];
     args.extend(stack(&[]));
@@ -251,7 +251,9 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(r["phases"][0]["verdict"], "error");
     let reason = r["phases"][0]["reasons"][0].as_str().unwrap();
     assert!(reason.contains("2 of the 6 running tasks are on nodes swarmctl can act on; kill at most 2"), "{reason}");
-    assert!(reason.to_lowercase().contains("no such image"), "{reason}");
+    // The workers either rejected the task ("No such image") or were still trying to pull it
+    // when the wait ended, depending on how fast the pull fails here; either way, what to do.
+    assert!(reason.contains("set the stack key `registry`"), "{reason}");
     let notes = r["notes"].as_array().unwrap();
     for w in &workers {
         assert!(notes.iter().any(|n| n.as_str().unwrap().starts_with(&format!("no agent on node {w}: "))), "{notes:?}");
