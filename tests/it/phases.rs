@@ -365,7 +365,9 @@ async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
     assert!(err.contains("(401)"), "{err}");
 
     // A container that is no task of the stack: refused whatever the token.
-    let image = swarmctl::deploy::builtin_reference("").unwrap();
+    // The image the replicas run (the builtin one, packed by `up` from the swarmctl binary).
+    let server = docker.client().inspect_service("swit-ph_server", None).await.unwrap();
+    let image = server.spec.and_then(|s| s.task_template?.container_spec?.image).expect("the server's image");
     let outsider = docker
         .client()
         .create_container(
