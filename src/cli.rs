@@ -31,6 +31,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub templates: Option<PathBuf>,
 
+    /// Where the stack's published ports answer, for the endpoints and the load: by default
+    /// the host of DOCKER_HOST (tcp://, https://, ssh://), else 127.0.0.1. Set it when the
+    /// cluster is reached through a load balancer or another address than its engine's.
+    #[arg(long, global = true, env = "SWARMCTL_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -45,6 +51,11 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Where the stack's published ports answer: `--host`, else the engine's host.
+    pub fn public_host(&self) -> String {
+        self.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(crate::deploy::public_host)
+    }
+
     /// The stack the global flags select.
     pub fn source(&self) -> crate::deploy::Source {
         crate::deploy::Source { stack: self.stack.clone(), sets: self.sets.clone(), templates: self.templates.clone() }

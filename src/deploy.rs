@@ -75,13 +75,24 @@ pub struct Endpoint {
 }
 
 /// The host the stack's host-mode ports are reached at: DOCKER_HOST's host for a remote
-/// engine, else loopback.
+/// engine (tcp://, https://, ssh://), else loopback.
 pub fn public_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("tcp://").map(|rest| rest.split(':').next().unwrap_or("").to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "127.0.0.1".into())
+    std::env::var("DOCKER_HOST").ok().and_then(|h| engine_host(&h)).unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// The host part of a DOCKER_HOST URL that names a remote engine.
+fn engine_host(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "tcp" | "http" | "https" | "ssh") {
+        return None;
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// The endpoints of a stack, from its configuration and its load balancer's entries (one
@@ -217,6 +228,8 @@ pub struct UpOptions {
     pub prune: bool,
     /// Give up waiting for convergence after this long.
     pub timeout: Duration,
+    /// Where the stack's published ports answer (`public_host`, or `--host`).
+    pub host: String,
 }
 
 /// What `up` did.
@@ -310,7 +323,7 @@ pub async fn up(
     // for a moment after convergence the endpoints answer 404.
     if config.server.transports.http.is_some() {
         let path = &config.server.health_path;
-        if let Err(url) = prom::routes_answer(&public_host(), &entries, path, 1, Duration::from_secs(30)).await {
+        if let Err(url) = prom::routes_answer(&opts.host, &entries, path, 1, Duration::from_secs(30)).await {
             progress
                 .say(&format!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)"));
         }
@@ -320,12 +333,22 @@ pub async fn up(
         config.name,
         states.iter().map(|s| format!("{} {}/{}", s.name, s.running, s.desired)).collect::<Vec<_>>().join(", ")
     ));
-    let endpoints = endpoints(&config, &public_host(), &entries);
+    let endpoints = endpoints(&config, &opts.host, &entries);
     Ok(Up::Deployed { config: Box::new(config), plan, states, endpoints })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoints_use_the_remote_engines_host() {
+        assert_eq!(super::engine_host("tcp://10.0.0.5:2376").as_deref(), Some("10.0.0.5"));
+        assert_eq!(super::engine_host("https://swarm.example.com:2376").as_deref(), Some("swarm.example.com"));
+        assert_eq!(super::engine_host("ssh://ops@manager-1").as_deref(), Some("manager-1"));
+        assert_eq!(super::engine_host("ssh://ops@manager-1:2222").as_deref(), Some("manager-1"));
+        assert_eq!(super::engine_host("tcp://[fd00::5]:2376").as_deref(), Some("fd00::5"));
+        assert_eq!(super::engine_host("unix:///var/run/docker.sock"), None);
+    }
+
     use super::*;
     use crate::engine::fake::{Fake, Fate};
     use crate::progress::Recording;
@@ -343,7 +366,7 @@ mod tests {
     }
 
     fn opts() -> UpOptions {
-        UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(60) }
+        UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(60), host: "127.0.0.1".into() }
     }
 
     #[tokio::test(start_paused = true)]

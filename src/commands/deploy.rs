@@ -79,7 +79,7 @@ pub async fn init(cli: &Cli, args: &InitArgs) -> anyhow::Result<ExitCode> {
 pub async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let engine = engine::connect().await?;
     let progress = crate::progress::stderr(cli.quiet || args.json);
-    let opts = UpOptions { dry_run: args.dry_run, prune: args.prune, timeout: args.timeout.0 };
+    let opts = UpOptions { dry_run: args.dry_run, prune: args.prune, timeout: args.timeout.0, host: cli.public_host() };
     let cancel = crate::shutdown::on_signals();
     match deploy::up(&engine, &cli.source(), &opts, progress.as_ref(), &cancel).await? {
         Up::Planned(plan) => {
@@ -147,7 +147,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     // A stack that is down has no tasks to read ports from: its configured ports then.
     let entries = fleet::lb_entries(&engine, &config).await.unwrap_or_else(|_| vec![config.lb_entry()]);
-    let list = deploy::endpoints(&config, &deploy::public_host(), &entries);
+    let list = deploy::endpoints(&config, &cli.public_host(), &entries);
     let deployed = !services.is_empty();
     if args.json {
         println!(

@@ -66,7 +66,7 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let progress = crate::progress::stderr(cli.quiet);
     if !args.no_deploy {
         let engine = engine::connect().await?;
-        let up = UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(300) };
+        let up = UpOptions { dry_run: false, prune: false, timeout: Duration::from_secs(300), host: cli.public_host() };
         let cancel = crate::shutdown::on_signals();
         deploy::up(&engine, &cli.source(), &up, progress.as_ref(), &cancel)
             .await
@@ -284,7 +284,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         rec: Recorder::to_file(timeline, deployed),
         cancel,
         out: out.clone(),
-        host: deploy::public_host(),
+        host: cli.public_host(),
         progress,
         config,
         desired,

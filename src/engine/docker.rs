@@ -34,6 +34,12 @@ impl Bollard {
     /// Connects and pings, failing within a few seconds when nothing answers.
     pub async fn connect() -> Result<Bollard, EngineError> {
         let unreachable = |reason: String| EngineError::Unreachable { place: endpoint(), reason };
+        if let Some(port) = std::env::var("DOCKER_HOST").ok().as_deref().and_then(ssh_port) {
+            // bollard hands `user@host:port` to the ssh client, which takes it all as a host name.
+            return Err(unreachable(format!(
+                "the ssh transport cannot pass a port (:{port}) on to the ssh client: name the host in ~/.ssh/config (Host NAME, HostName …, Port {port}) and use ssh://USER@NAME"
+            )));
+        }
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
         match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
             Ok(Ok(_)) => Ok(Bollard { docker }),
@@ -46,6 +52,13 @@ impl Bollard {
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+}
+
+/// The port of an `ssh://[user@]host:port` URL.
+fn ssh_port(url: &str) -> Option<&str> {
+    let authority = url.strip_prefix("ssh://")?.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.rsplit_once(':').map(|(_, port)| port).filter(|p| !p.is_empty())
 }
 
 /// Wraps a bollard error with what was being done.
@@ -580,7 +593,15 @@ pub fn unix_ms(s: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::unix_ms;
+    use super::{ssh_port, unix_ms};
+
+    #[test]
+    fn an_ssh_port_is_found_so_that_it_is_not_silently_lost() {
+        assert_eq!(ssh_port("ssh://ops@10.0.0.5:2222"), Some("2222"));
+        assert_eq!(ssh_port("ssh://10.0.0.5:2222"), Some("2222"));
+        assert_eq!(ssh_port("ssh://ops@manager-1"), None);
+        assert_eq!(ssh_port("tcp://10.0.0.5:2376"), None);
+    }
 
     #[test]
     fn engine_timestamps_parse_to_unix_ms() {

@@ -243,11 +243,21 @@ impl EngineError {
 
 /// Where a connection will look, for messages.
 pub fn endpoint() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(|h| format!("{h} (from DOCKER_HOST)"))
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+    let certs = std::env::var("DOCKER_CERT_PATH").unwrap_or_else(|_| "~/.docker".into());
+    match std::env::var("DOCKER_HOST").ok().filter(|v| !v.is_empty()) {
+        Some(h) if tls && (h.starts_with("tcp://") || h.starts_with("https://")) => format!(
+            "{h} (from DOCKER_HOST, over TLS with ca.pem, cert.pem and key.pem from {certs} (DOCKER_CERT_PATH))"
+        ),
+        Some(h) if h.starts_with("https://") => {
+            format!("{h} (from DOCKER_HOST, over TLS with the certificates in {certs} (DOCKER_CERT_PATH))")
+        }
+        Some(h) if h.starts_with("ssh://") => {
+            format!("{h} (from DOCKER_HOST, through the ssh client: its keys and ~/.ssh/config apply)")
+        }
+        Some(h) => format!("{h} (from DOCKER_HOST)"),
+        None => "unix:///var/run/docker.sock".into(),
+    }
 }
 
 /// Connects to the engine DOCKER_HOST (or the local socket) names and pings it, failing within
