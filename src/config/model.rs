@@ -104,6 +104,9 @@ pub struct Placement {
     pub constraints: Vec<String>,
     /// At most this many tasks of the service per node.
     pub max_replicas_per_node: Option<u32>,
+    /// Spread the tasks evenly over the values of these node labels, in order
+    /// (`node.labels.zone`): swarm's placement preferences.
+    pub spread: Vec<String>,
 }
 
 /// Limits and reservations.

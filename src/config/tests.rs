@@ -255,3 +255,22 @@ fn a_profile_may_pace_its_sessions_by_period() {
     let e = load_text("", &["test.profiles.stress.period=0s"]).unwrap_err().to_string();
     assert!(e.contains("test.profiles.stress.period") && e.contains("above 0"), "{e}");
 }
+
+#[test]
+fn spread_preferences_name_node_or_engine_labels_and_reach_the_spec() {
+    let c = load_text("", &["server.placement.spread=[node.labels.zone, node.labels.rack]"]).unwrap();
+    assert_eq!(c.server.placement.spread, ["node.labels.zone", "node.labels.rack"]);
+    let err = load_text("", &["lb.placement.spread=[zone]"]).unwrap_err().to_string();
+    assert!(err.contains("lb.placement.spread[0]") && err.contains("use node.labels.NAME"), "{err}");
+
+    let source = crate::deploy::Source {
+        stack: Some("ci".into()),
+        sets: vec!["server.placement.spread=[node.labels.zone, node.labels.rack]".into()],
+        templates: None,
+    };
+    let (_, desired) = source.prepare(Some("swarmctl/mcp-server:test".into())).unwrap();
+    let server = desired.services.iter().find(|s| s.name.as_deref() == Some("swarmctl-ci_server")).unwrap();
+    let prefs = server.task_template.as_ref().unwrap().placement.as_ref().unwrap().preferences.as_ref().unwrap();
+    let spread: Vec<&str> = prefs.iter().filter_map(|p| p.spread.as_ref()?.spread_descriptor.as_deref()).collect();
+    assert_eq!(spread, ["node.labels.zone", "node.labels.rack"]);
+}

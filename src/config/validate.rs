@@ -79,6 +79,8 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
     });
     k.ensure(c.lb.failure_window.0.as_nanos() > 0, "lb.failure_window", || "must be longer than 0s".into());
     resources(&mut k, "lb.resources", &c.lb.resources);
+    placement(&mut k, "lb.placement", &c.lb.placement);
+    placement(&mut k, "server.placement", &c.server.placement);
 
     if c.prometheus.enabled {
         k.ensure(!c.prometheus.image.is_empty(), "prometheus.image", || "must name an image".into());
@@ -281,6 +283,16 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
     for (name, target) in &s.volumes {
         k.ensure(target.starts_with('/'), &format!("server.volumes.{name}"), || {
             format!("the mount path must be absolute (got `{target}`)")
+        });
+    }
+}
+
+fn placement(k: &mut Checker, key: &str, p: &super::model::Placement) {
+    for (i, label) in p.spread.iter().enumerate() {
+        let known =
+            ["node.labels.", "engine.labels."].iter().any(|pre| label.len() > pre.len() && label.starts_with(pre));
+        k.ensure(known, &format!("{key}.spread[{i}]"), || {
+            format!("`{label}` is not a label swarm can spread over: use node.labels.NAME or engine.labels.NAME")
         });
     }
 }

@@ -71,15 +71,6 @@ pub fn check(desired: &DesiredStack, nodes: &[NodeInfo]) -> Vec<String> {
             continue;
         }
         let replicas = spec.mode.as_ref().and_then(|m| m.replicated.as_ref()).and_then(|r| r.replicas).unwrap_or(1);
-        if let Some(max) = placement.max_replicas.filter(|m| *m > 0) {
-            if replicas > max * eligible.len() as i64 {
-                problems.push(format!(
-                    "service {name}: {replicas} replicas at most {max} per node need {} nodes, {} are eligible",
-                    (replicas + max - 1) / max,
-                    eligible.len()
-                ));
-            }
-        }
         let resources = task.resources.unwrap_or_default();
         let biggest = eligible.iter().map(|n| n.nano_cpus).max().unwrap_or(0);
         if let Some(limit) = resources.limits.as_ref().and_then(|l| l.nano_cpus).filter(|l| *l > biggest && biggest > 0)
@@ -90,27 +81,59 @@ pub fn check(desired: &DesiredStack, nodes: &[NodeInfo]) -> Vec<String> {
                 biggest as f64 / 1e9
             ));
         }
+        // A replica runs on one node: what it reserves must fit there, next to the others the
+        // node holds. Summed over the nodes, 4 replicas of 2 CPUs "fit" three nodes of 3.
         let reserved = resources.reservations.unwrap_or_default();
-        let cpus: i64 = eligible.iter().map(|n| n.nano_cpus).sum();
-        let memory: i64 = eligible.iter().map(|n| n.memory_bytes).sum();
-        if let Some(per) = reserved.nano_cpus.filter(|c| *c > 0) {
-            if per * replicas > cpus {
-                problems.push(format!(
-                    "service {name}: {replicas} replicas reserve {:.1} CPUs, the eligible nodes have {:.1}",
-                    (per * replicas) as f64 / 1e9,
-                    cpus as f64 / 1e9
-                ));
-            }
+        let per_cpu = reserved.nano_cpus.filter(|c| *c > 0);
+        let per_mem = reserved.memory_bytes.filter(|m| *m > 0);
+        let max = placement.max_replicas.filter(|m| *m > 0);
+        let by_resources = |n: &NodeInfo| -> i64 {
+            let cpu = per_cpu.map_or(i64::MAX, |per| n.nano_cpus / per);
+            let mem = per_mem.map_or(i64::MAX, |per| n.memory_bytes / per);
+            cpu.min(mem)
+        };
+        let fit: i64 =
+            eligible.iter().map(|n| by_resources(n).min(max.unwrap_or(i64::MAX))).fold(0, i64::saturating_add);
+        if fit >= replicas {
+            continue;
         }
-        if let Some(per) = reserved.memory_bytes.filter(|m| *m > 0) {
-            if per * replicas > memory {
-                problems.push(format!(
-                    "service {name}: {replicas} replicas reserve {} MiB, the eligible nodes have {} MiB",
-                    (per * replicas) >> 20,
-                    memory >> 20
-                ));
-            }
+        let unbounded: i64 = eligible.iter().map(|n| by_resources(n)).fold(0, i64::saturating_add);
+        if unbounded >= replicas {
+            let max = max.unwrap_or(0);
+            problems.push(format!(
+                "service {name}: {replicas} replicas at most {max} per node need {} nodes, {} are eligible",
+                (replicas + max - 1) / max.max(1),
+                eligible.len()
+            ));
+            continue;
         }
+        let each =
+            [per_cpu.map(|c| format!("{:.1} CPUs", c as f64 / 1e9)), per_mem.map(|m| format!("{} MiB", m >> 20))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ");
+        let duplicate = |n: &NodeInfo| eligible.iter().filter(|o| o.hostname == n.hostname).count() > 1;
+        let per_node: Vec<String> = eligible
+            .iter()
+            .map(|n| {
+                let label = if duplicate(n) {
+                    format!("{} {}", n.hostname, &n.id[..n.id.len().min(12)])
+                } else {
+                    n.hostname.clone()
+                };
+                format!(
+                    "{label} ({:.1} CPUs, {} MiB): {}",
+                    n.nano_cpus as f64 / 1e9,
+                    n.memory_bytes >> 20,
+                    by_resources(n).min(max.unwrap_or(i64::MAX))
+                )
+            })
+            .collect();
+        problems.push(format!(
+            "service {name}: {replicas} replicas reserving {each} each, and only {fit} fit on the eligible nodes ({}): lower the reservations or the replicas, or add nodes",
+            per_node.join(", ")
+        ));
     }
     problems
 }
@@ -174,14 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn reservations_are_summed_over_eligible_nodes() {
+    fn reservations_are_checked_against_the_eligible_nodes() {
         let nodes = [node("m", "manager", 2, 24), node("w1", "worker", 16, 64), node("w2", "worker", 16, 64)];
         assert!(check(&stack(&["node.role == worker"], 12, Some(2.0), Some(1)), &nodes).is_empty());
         let problems = check(&stack(&["node.role == worker"], 12, Some(4.0), Some(1)), &nodes);
-        assert_eq!(problems, ["service st_server: 12 replicas reserve 48.0 CPUs, the eligible nodes have 32.0"]);
+        assert_eq!(
+            problems,
+            ["service st_server: 12 replicas reserving 4.0 CPUs and 1024 MiB each, and only 8 fit on the eligible nodes (w1 (16.0 CPUs, 65536 MiB): 4, w2 (16.0 CPUs, 65536 MiB): 4): lower the reservations or the replicas, or add nodes"]
+        );
         assert!(
             check(&stack(&[], 12, None, None), &[node("vm", "manager", 2, 24)]).is_empty(),
             "the default stack fits one node"
+        );
+    }
+
+    #[test]
+    fn each_replica_must_fit_on_one_node_not_on_their_sum() {
+        // 9 CPUs in all, 8 reserved: yet a node of 3 holds one replica of 2.
+        let nodes = [node("a", "worker", 3, 8), node("b", "worker", 3, 8), node("c", "worker", 3, 8)];
+        let problems = check(&stack(&[], 4, Some(2.0), None), &nodes);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("only 3 fit on the eligible nodes (a (3.0 CPUs, 8192 MiB): 1, b"), "{problems:?}");
+        assert!(check(&stack(&[], 3, Some(2.0), None), &nodes).is_empty());
+        // Memory decides as well, and a per-node cap is said as such.
+        assert!(check(&stack(&[], 3, None, Some(5)), &nodes).is_empty(), "one of 5 GiB on each 8 GiB node");
+        let problems = check(&stack(&[], 4, None, Some(5)), &nodes);
+        assert!(problems[0].contains("reserving 5120 MiB each, and only 3 fit"), "{problems:?}");
+        let mut capped = stack(&[], 4, None, None);
+        capped.services[0].task_template.as_mut().unwrap().placement.as_mut().unwrap().max_replicas = Some(1);
+        assert_eq!(
+            check(&capped, &nodes),
+            ["service st_server: 4 replicas at most 1 per node need 4 nodes, 3 are eligible"]
         );
     }
 
