@@ -189,6 +189,37 @@ fn replicas_not_measured_are_listed_and_still_hold_their_share() {
 }
 
 #[test]
+fn kills_on_several_nodes_say_where_and_when_each_node_acted() {
+    let mut r = fixture();
+    let one = markdown(&r);
+    assert!(one.contains("| slot | task killed | replacement created | replacement running |"), "{one}");
+    let f = r.phases.iter_mut().find_map(|p| p.failover.as_mut()).unwrap();
+    let k = f.kills[0].clone();
+    f.kills = vec![
+        Kill {
+            node: "w1node0000001".into(),
+            replacement_node: "w2node0000002".into(),
+            killed_ms: Some(f.kill_ms + 12),
+            ..k.clone()
+        },
+        Kill {
+            slot: 5,
+            node: "w2node0000002".into(),
+            replacement_node: "w1node0000001".into(),
+            killed_ms: Some(f.kill_ms + 15),
+            ..k
+        },
+    ];
+    let md = markdown(&r);
+    assert!(
+        md.contains("| slot | task killed | node | killed | replacement created | replacement running | replacement node |\n|---|---|---|---|---|---|---|"),
+        "{md}"
+    );
+    assert!(md.contains("| 2 | k1x7c0ffee00 | w1node000000 | +0.01 s | +0.30 s | +2.10 s | w2node000000 |"), "{md}");
+    assert!(md.contains("| 5 | k1x7c0ffee00 | w2node000000 | +0.01 s |"), "{md}");
+}
+
+#[test]
 fn verdict_follows_the_phases() {
     let mut r = fixture();
     r.judge();

@@ -150,17 +150,39 @@ pub fn markdown(r: &TestRun) -> String {
             }
         }
         if let Some(f) = &p.failover {
-            let _ =
-                writeln!(md, "\n| slot | task killed | replacement created | replacement running |\n|---|---|---|---|");
+            // On several nodes, where each kill and its replacement ran; with the agent's clock,
+            // when the node's engine had done the kill.
+            let nodes: std::collections::BTreeSet<&str> = f
+                .kills
+                .iter()
+                .flat_map(|k| [k.node.as_str(), k.replacement_node.as_str()])
+                .filter(|n| !n.is_empty())
+                .collect();
+            let several = nodes.len() > 1;
+            let timed = f.kills.iter().any(|k| k.killed_ms.is_some());
+            let short = |n: &str| if n.is_empty() { "—".to_string() } else { n[..n.len().min(12)].to_string() };
+            let _ = writeln!(
+                md,
+                "\n| slot | task killed |{}{} replacement created | replacement running |{}\n|---|---|{}{}---|---|{}",
+                if several { " node |" } else { "" },
+                if timed { " killed |" } else { "" },
+                if several { " replacement node |" } else { "" },
+                if several { "---|" } else { "" },
+                if timed { "---|" } else { "" },
+                if several { "---|" } else { "" },
+            );
             for k in &f.kills {
                 let at = |v: Option<u64>| v.map(|ms| format!("+{:.2} s", secs(ms, f.kill_ms))).unwrap_or("—".into());
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} |{}{} {} | {} |{}",
                     k.slot,
                     &k.task[..k.task.len().min(12)],
+                    if several { format!(" {} |", short(&k.node)) } else { String::new() },
+                    if timed { format!(" {} |", at(k.killed_ms)) } else { String::new() },
                     at(k.replacement_created_ms),
-                    at(k.replacement_running_ms)
+                    at(k.replacement_running_ms),
+                    if several { format!(" {} |", short(&k.replacement_node)) } else { String::new() },
                 );
             }
             let _ = writeln!(
