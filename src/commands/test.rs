@@ -172,6 +172,28 @@ fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<Strin
     notes
 }
 
+/// A note when fewer than `replicas` of `service` run after the run (a node left, tasks that
+/// cannot be placed), with the scheduler's reasons.
+async fn short_of(engine: &dyn engine::Engine, service: &str, replicas: u64) -> Option<String> {
+    let tasks = engine.tasks(service, true).await.ok()?;
+    let running = tasks.iter().filter(|t| t.is_running()).count() as u64;
+    if running >= replicas {
+        return None;
+    }
+    let waiting: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.desired_running && !t.is_running())
+        .map(|t| {
+            let why = t.error.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| t.message.clone());
+            format!("slot {} {}: {why}", t.slot, t.state)
+        })
+        .collect();
+    Some(format!(
+        "{service}: {running} of {replicas} replicas run after the run{}",
+        if waiting.is_empty() { String::new() } else { format!(" ({})", waiting.join("; ")) }
+    ))
+}
+
 /// Deploys the run's agents on the other nodes; a note for each node they could not start on.
 async fn start_agents(
     engine: Handle,
@@ -319,6 +341,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     let sampled = sampler.await.unwrap_or_default();
     notes.extend(ctx.reach.stop().await);
     notes.extend(sampled.gap(&server));
+    notes.extend(sampled.losses(&server, started_ms));
     let unmeasured = sampled.unread.into_values().collect();
     let resources = sampled.samples;
 
@@ -327,7 +350,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     match engine.service(&server).await.map(|s| s.replicas) {
         Ok(n) if n != configured => notes
             .push(format!("{server} is left at {n} replicas, the stack says {configured}: `swarmctl up` restores it")),
-        Ok(_) => {}
+        Ok(n) => notes.extend(short_of(engine.as_ref(), &server, n).await),
         Err(e) => notes.push(format!("cannot check {server} after the run: {e}")),
     }
     collect(&ctx, started_ms, &mut notes).await;

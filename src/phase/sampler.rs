@@ -21,9 +21,28 @@ pub struct Sampled {
     pub samples: Vec<ResourceSample>,
     /// Replicas never read, by slot, with the node they ran on and the engine's reason.
     pub unread: BTreeMap<i64, Unmeasured>,
+    /// Replicas read at first that could not be read any more (their node left, its agent
+    /// stopped answering): by container, when the first reading failed and why.
+    pub lost: BTreeMap<String, (u64, Unmeasured)>,
 }
 
 impl Sampled {
+    /// A line for each replica whose samples stop before the run did.
+    pub fn losses(&self, service: &str, started_ms: u64) -> Vec<String> {
+        self.lost
+            .values()
+            .map(|(at, u)| {
+                format!(
+                    "resources of {service}: slot {} (node {}) could not be read from +{:.1} s on: {}",
+                    u.slot,
+                    u.node,
+                    at.saturating_sub(started_ms) as f64 / 1000.0,
+                    u.reason
+                )
+            })
+            .collect()
+    }
+
     /// A line for the report when some replicas could not be read.
     pub fn gap(&self, service: &str) -> Option<String> {
         if self.unread.is_empty() {
@@ -77,13 +96,20 @@ async fn round(reach: &Reach, service: &str, last: &mut HashMap<String, Usage>, 
     for t in tasks.iter().filter(|t| t.is_running()) {
         let Some(c) = &t.container else { continue };
         let u = match reach.usage(t).await {
-            Ok(u) => u,
+            Ok(u) => {
+                out.lost.remove(c);
+                u
+            }
             Err(e) => {
-                out.unread.entry(t.slot).or_insert_with(|| Unmeasured {
-                    slot: t.slot,
-                    node: t.node.clone(),
-                    reason: e.to_string(),
-                });
+                let gap = Unmeasured { slot: t.slot, node: t.node.clone(), reason: e.to_string() };
+                // A container read before and gone now ended between the task list and the
+                // read (a failover kill, a scale-down): its replacement is read in its turn.
+                let ended = gap.reason.contains("No such container");
+                if last.contains_key(c) && !ended {
+                    out.lost.entry(c.clone()).or_insert_with(|| (crate::units::unix_now_ms(), gap));
+                } else if !last.contains_key(c) {
+                    out.unread.entry(t.slot).or_insert(gap);
+                }
                 continue;
             }
         };
@@ -112,6 +138,52 @@ async fn round(reach: &Reach, service: &str, last: &mut HashMap<String, Usage>, 
 mod tests {
     use super::*;
     use crate::engine::fake::with_stack;
+
+    #[tokio::test]
+    async fn a_node_that_stops_answering_is_named_with_when() {
+        use crate::agent::reach::{other_nodes, Setup};
+        use crate::agent::serve::{serve, Agent};
+        use crate::engine::Engine;
+        let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
+        let fake = Arc::new(fake);
+        let nodes = fake.nodes().await.unwrap();
+        let (mut port, mut gone) = (0, CancellationToken::new());
+        for id in ["node1", "node2"] {
+            let addr = &nodes.iter().find(|n| n.id == id).unwrap().addr;
+            let listener = tokio::net::TcpListener::bind((addr.as_str(), port)).await.unwrap();
+            port = listener.local_addr().unwrap().port();
+            let agent =
+                Agent { engine: fake.clone(), stack: "swarmctl-ci".into(), node: id.into(), token: "t0ken".into() };
+            let stop = CancellationToken::new();
+            tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
+            gone = stop;
+        }
+        let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
+        let setup = Setup {
+            stack: "swarmctl-ci".into(),
+            image: "swarmctl/mcp-server:test".into(),
+            port,
+            token: "t0ken".into(),
+            wait: Duration::from_secs(3),
+        };
+        let reach =
+            Arc::new(Reach::start(fake.clone(), &local, &others, &setup, &CancellationToken::new()).await.unwrap());
+        let started = crate::units::unix_now_ms();
+        let stop = CancellationToken::new();
+        let task = start(reach.clone(), "swarmctl-ci_server".into(), Duration::from_millis(50), stop.clone()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        gone.cancel(); // node2's agent: the node left the network
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stop.cancel();
+        let sampled = task.await.unwrap();
+        assert!(sampled.unread.is_empty(), "every replica was read at first: {:?}", sampled.unread);
+        let lines = sampled.losses("swarmctl-ci_server", started);
+        assert_eq!(lines.len(), 2, "node2's two replicas: {lines:?}");
+        for l in &lines {
+            assert!(l.contains("(node node2) could not be read from +0.") && l.contains("does not answer"), "{l}");
+        }
+        reach.stop().await;
+    }
 
     #[tokio::test]
     async fn replicas_the_engine_cannot_read_are_named_not_counted() {

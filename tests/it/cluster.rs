@@ -235,6 +235,77 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert!(!report.contains(" not measured: "), "{report}");
     assert_no_agent(&engine).await;
 
+    // A node that leaves mid-run (its link cut: a partition, a power loss). The run ends on
+    // its own, names the replicas whose samples stop from then on, and once the node is back
+    // swarm has the stack whole again.
+    let lost = nodes.iter().find(|n| n.addr == "10.99.0.3").expect("swnode3's node").id.clone();
+    let results = state.path().join("node-lost");
+    let mut args = vec![
+        "test",
+        "baseline",
+        "--no-deploy",
+        "--sessions",
+        "60",
+        "--ramp",
+        "100",
+        "--hold",
+        "40s",
+        "--think",
+        "200ms",
+        "--out",
+        results.to_str().unwrap(),
+    ];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(&args)
+        .env("SWARMCTL_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(state.path().join("node-lost.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(results.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"phase\"") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the baseline did not start");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    run("ip", &["link", "set", "sw3h", "down"]);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(240) {
+            let _ = child.kill();
+            run("ip", &["link", "set", "sw3h", "up"]);
+            panic!("the run did not end within 240 s of its start with a node gone");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    run("ip", &["link", "set", "sw3h", "up"]);
+    let stderr = std::fs::read_to_string(state.path().join("node-lost.stderr")).unwrap_or_default();
+    assert!(matches!(status.code(), Some(0 | 3)), "a verdict, not an error: {status}\n{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    let notes: Vec<&str> = r["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let stopped: Vec<&&str> =
+        notes.iter().filter(|n| n.contains(&format!("(node {lost}) could not be read from +"))).collect();
+    assert_eq!(stopped.len(), 2, "its two replicas, named: {notes:?}");
+    assert!(stopped.iter().all(|n| n.contains("does not answer")), "{notes:?}");
+    // Back on the network, the node rejoins and every replica runs again (nothing to redeploy).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ready = engine.nodes().await.unwrap().iter().any(|n| n.id == lost && n.state == "ready");
+        let running = engine.tasks("swit-mn_server", true).await.unwrap().iter().filter(|t| t.is_running()).count();
+        if ready && running == 6 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not whole again 120 s after the node came back: {running} running"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_no_agent(&engine).await;
+
     // An agent that cannot start: without the registry the workers have no builtin image. The
     // run says so per node (within the agents' 60 s wait), its kills and samples stay within
     // reach, and asking for more kills than that is refused with the reason.
