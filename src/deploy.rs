@@ -80,19 +80,21 @@ pub fn public_host() -> String {
     std::env::var("DOCKER_HOST").ok().and_then(|h| engine_host(&h)).unwrap_or_else(|| "127.0.0.1".into())
 }
 
-/// The host part of a DOCKER_HOST URL that names a remote engine.
+/// The host part of a DOCKER_HOST URL that names a remote engine; for `ssh://`, the address
+/// the ssh client would connect to (a `~/.ssh/config` alias is no name the network knows).
 fn engine_host(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if !matches!(scheme, "tcp" | "http" | "https" | "ssh") {
-        return None;
+    let (scheme, host, _) = crate::engine::remote_host(url)?;
+    if scheme == "ssh" {
+        return Some(ssh_hostname(host).unwrap_or_else(|| host.to_string()));
     }
-    let authority = rest.split('/').next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    (!host.is_empty()).then(|| host.to_string())
+    Some(host.to_string())
+}
+
+/// `ssh -G`'s `hostname` for `alias`: what ~/.ssh/config makes of it.
+fn ssh_hostname(alias: &str) -> Option<String> {
+    let out = std::process::Command::new("ssh").args(["-G", alias]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("hostname ")).map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
 }
 
 /// The endpoints of a stack, from its configuration and its load balancer's entries (one

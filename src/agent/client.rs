@@ -48,6 +48,12 @@ impl Client {
         Client { addr: addr.into(), token: token.into(), timeout: Duration::from_secs(5) }
     }
 
+    /// The same agent, each call given at most `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
     /// Where it is.
     pub fn addr(&self) -> &str {
         &self.addr

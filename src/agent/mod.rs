@@ -67,7 +67,8 @@ pub struct Signal {
     pub signal: String,
 }
 
-/// A signal sent, with its node's clock around the engine's call.
+/// A signal sent, with the node's clock around the engine's call (`Reach` moves the times onto
+/// the caller's clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     /// Where.

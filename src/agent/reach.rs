@@ -147,7 +147,13 @@ impl Reach {
         let deadline = tokio::time::Instant::now() + setup.wait;
         let mut last: BTreeMap<String, String> = BTreeMap::new();
         loop {
-            let tasks = engine.tasks(&name, false).await?;
+            let tasks = match engine.tasks(&name, false).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    let _ = remove(engine.as_ref(), &setup.stack).await;
+                    return Err(e);
+                }
+            };
             for node in nodes {
                 if reach.agents.contains_key(&node.id) || reach.missing.contains_key(&node.id) {
                     continue;
@@ -161,8 +167,10 @@ impl Reach {
                     continue;
                 };
                 if task.is_running() {
+                    // Asked again every round until the wait ends: a short bound each time keeps
+                    // the wait near `setup.wait` however many nodes do not answer.
                     let client = Client::new(format!("{}:{}", node.addr, setup.port), &setup.token);
-                    match client.hello().await {
+                    match client.clone().with_timeout(Duration::from_secs(1)).hello().await {
                         Ok(h) if h.node == node.id && h.stack == setup.stack => {
                             reach.agents.insert(node.id.clone(), client);
                         }
@@ -182,8 +190,7 @@ impl Reach {
                         }
                     }
                 } else if matches!(task.state.as_str(), "failed" | "rejected") {
-                    let why = task.error.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| task.message.clone());
-                    reach.missing.insert(node.id.clone(), format!("its agent task {}: {why}", task.state));
+                    reach.missing.insert(node.id.clone(), format!("its agent task {}: {}", task.state, task.reason()));
                 } else {
                     last.insert(node.id.clone(), format!("its agent task is {}", task.state));
                 }
@@ -253,7 +260,7 @@ impl Reach {
             if self.deployed.is_some() {
                 "the node was not ready when the run deployed its agents".into()
             } else {
-                "this engine acts only on its own node's containers, and the run deployed no agent (a one-node swarm when it started)".into()
+                "this engine acts only on its own node's containers, and the run has no agent (a one-node swarm when it started, or the run's notes say why)".into()
             }
         }))
     }
@@ -266,10 +273,17 @@ impl Reach {
             self.engine.kill(&container, signal).await?;
             return Ok(Sent { node: self.local.clone(), container, asked_ms, done_ms: unix_now_ms() });
         }
-        match self.agents.get(&task.node) {
-            Some(agent) => Ok(agent.signal(&container, signal).await?),
-            None => Err(self.no_agent(&task.node)),
-        }
+        let Some(agent) = self.agents.get(&task.node) else { return Err(self.no_agent(&task.node)) };
+        // The agent's times are its node's clock: moved onto this one by the offset seen around
+        // the call (half the round trip of uncertainty), so that they sit on the run's timeline.
+        let sent_ms = unix_now_ms();
+        let mut sent = agent.signal(&container, signal).await?;
+        let back_ms = unix_now_ms();
+        let offset = (sent.asked_ms + sent.done_ms) as i64 / 2 - (sent_ms + back_ms) as i64 / 2;
+        let local = |at: u64| (at as i64 - offset).clamp(sent_ms as i64, back_ms as i64) as u64;
+        sent.asked_ms = local(sent.asked_ms);
+        sent.done_ms = local(sent.done_ms);
+        Ok(sent)
     }
 
     /// One sample of `task`'s container, on whichever node it runs.
@@ -303,7 +317,7 @@ impl Reach {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -313,21 +327,25 @@ mod tests {
     const STACK: &str = "swarmctl-ci";
     const SERVICE: &str = "swarmctl-ci_server";
 
-    /// Agents for `nodes` of a fake swarm, each on its node's loopback address and one port.
-    async fn agents(fake: &Arc<Fake>, nodes: &[&str], token: &str, stop: &CancellationToken) -> u16 {
+    /// Agents for `nodes` of a fake swarm, each on its node's loopback address and one port
+    /// (the port; each agent's stop, in order).
+    pub(crate) async fn agents(fake: &Arc<Fake>, nodes: &[&str], token: &str) -> (u16, Vec<CancellationToken>) {
         let all = fake.nodes().await.unwrap();
-        let mut port = 0;
+        let (mut port, mut stops) = (0, Vec::new());
         for id in nodes {
             let addr = &all.iter().find(|n| n.id == *id).unwrap().addr;
             let listener = tokio::net::TcpListener::bind((addr.as_str(), port)).await.unwrap();
             port = listener.local_addr().unwrap().port();
             let agent = Agent { engine: fake.clone(), stack: STACK.into(), node: id.to_string(), token: token.into() };
+            let stop = CancellationToken::new();
             tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
+            stops.push(stop);
         }
-        port
+        (port, stops)
     }
 
-    fn setup(port: u16) -> Setup {
+    /// How the tests deploy agents: a short wait.
+    pub(crate) fn setup(port: u16) -> Setup {
         Setup {
             stack: STACK.into(),
             image: "swarmctl/mcp-server:test".into(),
@@ -337,12 +355,13 @@ mod tests {
         }
     }
 
+
     #[tokio::test]
     async fn agents_act_on_every_node_and_only_on_the_stacks_containers() {
         let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
         let fake = Arc::new(fake);
         let stop = CancellationToken::new();
-        let port = agents(&fake, &["node1", "node2"], "t0ken", &stop).await;
+        let (port, _agents) = agents(&fake, &["node1", "node2"], "t0ken").await;
         let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
         assert_eq!(local, "node0");
         let reach = Reach::start(fake.clone(), &local, &others, &setup(port), &stop).await.unwrap();
@@ -393,7 +412,7 @@ mod tests {
             Fate::Fail("No such image: swarmctl/mcp-server:test".into()),
         );
         let stop = CancellationToken::new();
-        let port = agents(&fake, &["node1"], "t0ken", &stop).await;
+        let (port, _agents) = agents(&fake, &["node1"], "t0ken").await;
         let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
         let started = tokio::time::Instant::now();
         let reach = Reach::start(fake.clone(), &local, &others, &setup(port), &stop).await.unwrap();
@@ -424,12 +443,18 @@ mod tests {
         let fake = Arc::new(fake);
         let stop = CancellationToken::new();
         let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
-        // Nothing listens on node1's address: its task runs, its agent never answers.
-        let mut s = setup(1);
-        s.wait = Duration::from_millis(600);
+        // Something listens on node1's address and never answers (a hung agent, a firewall
+        // that swallows packets would do the same): each call gives up after its own bound.
+        let silent = tokio::net::TcpListener::bind("127.0.0.12:0").await.unwrap();
+        let mut s = setup(silent.local_addr().unwrap().port());
+        s.wait = Duration::from_millis(1500);
+        let started = tokio::time::Instant::now();
         let reach = Reach::start(fake.clone(), &local, &others, &s, &stop).await.unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(3500), "the wait stays near its bound: {took:?}");
         let why = reach.why_not("node1").unwrap();
-        assert!(why.starts_with("no agent answered within 0.6 s") && why.contains("does not answer"), "{why}");
+        assert!(why.starts_with("no agent answered within 1.5 s") && why.contains("no answer within 1 s"), "{why}");
         reach.stop().await;
+        drop(silent);
     }
 }

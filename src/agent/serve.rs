@@ -157,17 +157,30 @@ fn engine_error(e: EngineError) -> Response<Full<Bytes>> {
     error(status, e.to_string())
 }
 
-/// The container is a task of one of the stack's services, on this node.
+/// A container ID or name as the engine makes them: nothing that could change the Engine API
+/// path it is put into.
+fn plausible_id(container: &str) -> bool {
+    container.len() <= 128
+        && container.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && container.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The container is a swarm task of the stack (its namespace label is the stack's, exactly:
+/// a service-name prefix would also match stack `demo_prod` for stack `demo`), on this node.
 async fn of_the_stack(agent: &Agent, container: &str) -> Result<(), Response<Full<Bytes>>> {
+    if !plausible_id(container) {
+        return Err(error(StatusCode::BAD_REQUEST, format!("`{container}` is not a container ID or name")));
+    }
     let labels = agent.engine.container_labels(container).await.map_err(engine_error)?;
+    let stack = labels.get(crate::convert::LABEL_NAMESPACE).map(String::as_str).unwrap_or("");
     let service = labels.get(LABEL_SERVICE).map(String::as_str).unwrap_or("");
-    if service.strip_prefix(agent.stack.as_str()).is_some_and(|rest| rest.starts_with('_')) {
+    if stack == agent.stack && !service.is_empty() {
         Ok(())
     } else {
         Err(error(
             StatusCode::FORBIDDEN,
             format!(
-                "container {container} is not a task of stack {} (service `{service}`): the agent acts on nothing else",
+                "container {container} is not a task of stack {} (stack `{stack}`, service `{service}`): the agent acts on nothing else",
                 agent.stack
             ),
         ))

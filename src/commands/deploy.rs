@@ -180,12 +180,11 @@ pub async fn down(cli: &Cli, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let in_swarm = swarm::require_manager(&engine).await.is_ok();
     if in_swarm {
         // A run stopped hard (a second Ctrl-C, a killed process) leaves its agent behind.
-        if crate::agent::reach::remove(&engine, &config.name)
-            .await
-            .context("cannot remove the agent a test run left")?
-        {
-            progress
-                .say(&format!("removed {}, left by a run that did not end", crate::agent::service_name(&config.name)));
+        let agent = crate::agent::service_name(&config.name);
+        match crate::agent::reach::remove(&engine, &config.name).await {
+            Ok(true) => progress.say(&format!("removed {agent}, left by a run that did not end")),
+            Ok(false) => {}
+            Err(e) => progress.say(&format!("warning: cannot remove {agent}, left by a run that did not end: {e}")),
         }
         progress.begin("down", &format!("removing stack {}", config.name), 0, "");
         let removed = stack::remove(&engine, &config.name, args.volumes, args.timeout.0, &mut |line| {

@@ -183,10 +183,7 @@ async fn short_of(engine: &dyn engine::Engine, service: &str, replicas: u64) -> 
     let waiting: Vec<String> = tasks
         .iter()
         .filter(|t| t.desired_running && !t.is_running())
-        .map(|t| {
-            let why = t.error.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| t.message.clone());
-            format!("slot {} {}: {why}", t.slot, t.state)
-        })
+        .map(|t| format!("slot {} {}: {}", t.slot, t.state, t.reason()))
         .collect();
     Some(format!(
         "{service}: {running} of {replicas} replicas run after the run{}",
@@ -277,11 +274,21 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     let (_, desired) = cli.source().prepare(builtin)?;
     let (local, others) = reach::other_nodes(engine.as_ref()).await?;
     // A direct load and the agents run in the builtin image (this binary), whatever the
-    // servers run.
-    let image = if via == phase::Via::Direct || !others.is_empty() {
-        Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?)
-    } else {
-        None
+    // servers run. A direct load cannot go without it; the agents can, and are then noted
+    // missing on every other node.
+    let image = match via {
+        phase::Via::Direct => Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?),
+        phase::Via::Lb if others.is_empty() => None,
+        phase::Via::Lb => match deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await {
+            Ok(image) => Some(image),
+            Err(e) => {
+                notes.push(format!(
+                    "no agent on the {} other node(s): {e:#}; their replicas can be neither killed nor measured",
+                    others.len()
+                ));
+                None
+            }
+        },
     };
     let client_image = match via {
         phase::Via::Lb => None,

@@ -56,9 +56,7 @@ impl Bollard {
 
 /// The port of an `ssh://[user@]host:port` URL.
 fn ssh_port(url: &str) -> Option<&str> {
-    let authority = url.strip_prefix("ssh://")?.split('/').next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    host.rsplit_once(':').map(|(_, port)| port).filter(|p| !p.is_empty())
+    super::remote_host(url).filter(|(scheme, _, _)| *scheme == "ssh").and_then(|(_, _, port)| port)
 }
 
 /// Wraps a bollard error with what was being done.
@@ -601,6 +599,8 @@ mod tests {
         assert_eq!(ssh_port("ssh://10.0.0.5:2222"), Some("2222"));
         assert_eq!(ssh_port("ssh://ops@manager-1"), None);
         assert_eq!(ssh_port("tcp://10.0.0.5:2376"), None);
+        assert_eq!(ssh_port("ssh://ops@[fd00::5]"), None, "an IPv6 host is no port");
+        assert_eq!(ssh_port("ssh://ops@[fd00::5]:2222"), Some("2222"));
     }
 
     #[test]

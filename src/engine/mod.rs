@@ -194,6 +194,11 @@ impl Task {
     pub fn is_running(&self) -> bool {
         self.desired_running && self.state == "running"
     }
+
+    /// Why it is in its state, as the engine says: its error, else its message.
+    pub fn reason(&self) -> String {
+        self.error.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| self.message.clone())
+    }
 }
 
 /// A container's cumulative CPU time and current memory, as one sample.
@@ -239,6 +244,28 @@ impl EngineError {
     pub fn refused(action: impl Into<String>, message: impl Into<String>) -> Self {
         EngineError::Api { action: action.into(), message: message.into() }
     }
+}
+
+/// The scheme, host and port of a DOCKER_HOST URL that names a remote engine (`tcp://`,
+/// `http://`, `https://`, `ssh://[user@]host[:port]`, IPv6 hosts in brackets).
+pub fn remote_host(url: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "tcp" | "http" | "https" | "ssh") {
+        return None;
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    (!host.is_empty()).then_some((scheme, host, port.filter(|p| !p.is_empty())))
 }
 
 /// Where a connection will look, for messages.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{run_load, Ctx};
-use crate::agent::reach::{Reach, ReachError};
+use crate::agent::reach::Reach;
 use crate::config::{FailoverTarget, KillCount};
 use crate::engine::Task;
 use crate::exit::Verdict;
@@ -92,7 +92,13 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let kill_ms = unix_now_ms();
-    let mut kills = kill(&ctx.reach, &victims).await?;
+    let (mut kills, failed) = kill(&ctx.reach, &victims).await;
+    if kills.is_empty() {
+        // Nothing was killed: the load goes on for nothing; stop it and say why.
+        stop.cancel();
+        let _ = (&mut load).await;
+        anyhow::bail!("no kill succeeded: {}", failed.join("; "));
+    }
     for (v, k) in victims.iter().zip(&kills) {
         let on = if k.node.is_empty() { String::new() } else { format!(" on node {}", k.node) };
         ctx.rec.event_at(
@@ -179,7 +185,8 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         p99_during_recovery_ms: p99_during,
         success_ratio: result.summary.success_ratio,
     };
-    let (verdict, reasons) = judge(ctx, &result, &failover);
+    let (verdict, mut reasons) = judge(ctx, &result, &failover);
+    reasons.extend(failed.into_iter().map(|f| format!("not killed, so not measured: {f}")));
     Ok(Phase { verdict, reasons, load: Some(result), failover: Some(failover), ..Default::default() })
 }
 
@@ -222,22 +229,25 @@ pub fn victims(tasks: &[Task], k: usize, reach: &Reach) -> Result<Vec<Task>, Str
 }
 
 /// Kills every victim's container with SIGKILL, all at once, each by its own node: a crash,
-/// not a stop. What was killed, where and when its node's engine did it, for the report.
-pub async fn kill(reach: &Reach, victims: &[Task]) -> Result<Vec<Kill>, ReachError> {
+/// not a stop. What was killed, where and when its node's engine did it, for the report; and
+/// each kill that failed, said (the others happened all the same).
+pub async fn kill(reach: &Reach, victims: &[Task]) -> (Vec<Kill>, Vec<String>) {
     let sent = futures_util::future::join_all(victims.iter().map(|v| reach.signal(v, "SIGKILL"))).await;
-    let mut kills = Vec::with_capacity(victims.len());
+    let (mut kills, mut failed) = (Vec::with_capacity(victims.len()), Vec::new());
     for (v, sent) in victims.iter().zip(sent) {
-        let sent = sent?;
-        kills.push(Kill {
-            slot: v.slot,
-            task: v.id.clone(),
-            container: sent.container,
-            node: v.node.clone(),
-            killed_ms: Some(sent.done_ms),
-            ..Default::default()
-        });
+        match sent {
+            Ok(sent) => kills.push(Kill {
+                slot: v.slot,
+                task: v.id.clone(),
+                container: sent.container,
+                node: v.node.clone(),
+                killed_ms: Some(sent.done_ms),
+                ..Default::default()
+            }),
+            Err(e) => failed.push(format!("slot {} on node {}: {e}", v.slot, reach.node_of(v))),
+        }
     }
-    Ok(kills)
+    (kills, failed)
 }
 
 /// Finds each killed task's replacement (a new task in its slot) and notes the engine's
@@ -314,7 +324,8 @@ mod tests {
         let victims = victims(&before, 2, &reach).unwrap();
         assert_eq!(victims.iter().map(|v| v.slot).collect::<Vec<_>>(), [6, 5], "the highest slots");
         let kill_ms = unix_now_ms();
-        let mut kills = kill(&reach, &victims).await.unwrap();
+        let (mut kills, failed) = kill(&reach, &victims).await;
+        assert!(failed.is_empty(), "{failed:?}");
         assert!(kills.iter().all(|k| k.node == "node0"), "where each ran: {kills:?}");
         assert!(kills.iter().all(|k| k.killed_ms.is_some_and(|at| at >= kill_ms)), "when: {kills:?}");
         let killed: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("kill ")).collect();
@@ -330,9 +341,10 @@ mod tests {
             assert!(!k.replacement_node.is_empty(), "{k:?}");
         }
         assert_eq!(after.iter().filter(|t| t.is_running()).count(), 6, "every slot runs again");
-        // A container that is gone cannot be killed twice: the engine's refusal is the error.
-        let err = kill(&reach, &victims).await.unwrap_err().to_string();
-        assert!(err.contains("No such container"), "{err}");
+        // A container that is gone cannot be killed twice: the engine's refusal is said per kill.
+        let (again, failed) = kill(&reach, &victims).await;
+        assert!(again.is_empty() && failed.len() == 2, "{failed:?}");
+        assert!(failed[0].starts_with("slot 6 on node node0: ") && failed[0].contains("No such container"), "{failed:?}");
     }
 
     #[tokio::test]
@@ -353,13 +365,13 @@ mod tests {
         let alone = Reach::local(fake.clone(), "node0");
         let mine = victims(&before, 2, &alone).unwrap();
         assert_eq!(mine.iter().map(|v| v.slot).collect::<Vec<_>>(), [4, 1], "the manager's two");
-        kill(&alone, &mine).await.unwrap();
+        assert!(kill(&alone, &mine).await.1.is_empty());
         let err = victims(&before, 5, &alone).unwrap_err();
         assert!(
             err.starts_with("2 of the 6 running tasks are on nodes swarmctl can act on; kill at most 2 (node node1: "),
             "{err}"
         );
-        assert!(err.contains("node node2: ") && err.contains("deployed no agent"), "{err}");
+        assert!(err.contains("node node2: ") && err.contains("the run has no agent"), "{err}");
     }
 
     #[test]

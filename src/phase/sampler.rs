@@ -93,9 +93,13 @@ pub async fn start(
 /// the container's previous reading (a container first seen now gets none yet).
 async fn round(reach: &Reach, service: &str, last: &mut HashMap<String, Usage>, out: &mut Sampled, baseline: bool) {
     let Ok(tasks) = reach.engine().tasks(service, false).await else { return };
-    for t in tasks.iter().filter(|t| t.is_running()) {
+    // All at once: a node that does not answer costs one agent timeout a round, not one per
+    // replica it held.
+    let running: Vec<&crate::engine::Task> = tasks.iter().filter(|t| t.is_running() && t.container.is_some()).collect();
+    let reads = futures_util::future::join_all(running.iter().map(|t| reach.usage(t))).await;
+    for (t, read) in running.into_iter().zip(reads) {
         let Some(c) = &t.container else { continue };
-        let u = match reach.usage(t).await {
+        let u = match read {
             Ok(u) => {
                 out.lost.remove(c);
                 u
@@ -141,31 +145,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_that_stops_answering_is_named_with_when() {
-        use crate::agent::reach::{other_nodes, Setup};
-        use crate::agent::serve::{serve, Agent};
-        use crate::engine::Engine;
+        use crate::agent::reach::other_nodes;
+        use crate::agent::reach::tests::{agents, setup};
         let (fake, _) = with_stack(2, &["server.replicas=6"]).await;
         let fake = Arc::new(fake);
-        let nodes = fake.nodes().await.unwrap();
-        let (mut port, mut gone) = (0, CancellationToken::new());
-        for id in ["node1", "node2"] {
-            let addr = &nodes.iter().find(|n| n.id == id).unwrap().addr;
-            let listener = tokio::net::TcpListener::bind((addr.as_str(), port)).await.unwrap();
-            port = listener.local_addr().unwrap().port();
-            let agent =
-                Agent { engine: fake.clone(), stack: "swarmctl-ci".into(), node: id.into(), token: "t0ken".into() };
-            let stop = CancellationToken::new();
-            tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
-            gone = stop;
-        }
+        let (port, stops) = agents(&fake, &["node1", "node2"], "t0ken").await;
+        let gone = stops[1].clone();
         let (local, others) = other_nodes(fake.as_ref()).await.unwrap();
-        let setup = Setup {
-            stack: "swarmctl-ci".into(),
-            image: "swarmctl/mcp-server:test".into(),
-            port,
-            token: "t0ken".into(),
-            wait: Duration::from_secs(3),
-        };
+        let setup = setup(port);
         let reach =
             Arc::new(Reach::start(fake.clone(), &local, &others, &setup, &CancellationToken::new()).await.unwrap());
         let started = crate::units::unix_now_ms();

@@ -181,7 +181,8 @@ pub struct Kill {
     /// The node it ran on (its ID).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
-    /// When the engine of its node had killed it (that node's clock, Unix ms).
+    /// When the engine of its node had killed it (Unix ms; an agent's time moved onto this
+    /// machine's clock by the offset seen around the call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed_ms: Option<u64>,
     /// The node its replacement was scheduled on.

@@ -45,7 +45,8 @@ impl Drop for Down {
 
 /// The run's agent service and its token secret are gone.
 async fn assert_no_agent(engine: &swarmctl::engine::Bollard) {
-    assert!(engine.service("swarmctl-agent-swit-mn").await.is_err(), "the agent service is removed after the run");
+    let gone = engine.service("swarmctl-agent-swit-mn").await.map(|s| s.id).unwrap_err().to_string();
+    assert!(gone.contains("(HTTP 404)"), "the agent service is removed after the run: {gone}");
     let removed = engine.remove(swarmctl::engine::Object::Secret, "swarmctl-agent-swit-mn").await.unwrap();
     assert!(!removed, "the agent's token secret is removed after the run");
 }
@@ -265,7 +266,11 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         .unwrap();
     let started = std::time::Instant::now();
     while !std::fs::read_to_string(results.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"phase\"") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the baseline did not start");
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the baseline did not start within 120 s");
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     std::thread::sleep(std::time::Duration::from_secs(10));

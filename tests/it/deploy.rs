@@ -307,3 +307,26 @@ fn init_reports_the_topology_and_refuses_what_cannot_be_placed() {
         assert!(out.status.success(), "{}", text(&out).1);
     }
 }
+
+#[test]
+fn an_unreachable_registry_stops_up_before_anything_is_deployed() {
+    let state = tempfile::tempdir().unwrap();
+    // Nothing listens on this port: the push is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let registry = format!("registry=127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = swarmctl(&["up", "--stack", "ci", "--set", "name=swit-reg", "--set", &registry], state.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot push the builtin image to the registry 127.0.0.1:{port} (stack key `registry`)")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(120), "failed fast: {:?}", started.elapsed());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let left = rt.block_on(async {
+        let engine = swarmctl::engine::connect().await.unwrap();
+        swarmctl::engine::Engine::observe(&engine, "swit-reg").await.unwrap()
+    });
+    assert_eq!(left, swarmctl::engine::Observed::default(), "nothing of the stack was made");
+}

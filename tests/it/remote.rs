@@ -46,7 +46,7 @@ fn plan(env: &[(&str, &str)], state: &Path) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
     cmd.args(["up", "--dry-run", "--json", "--stack", "ci", "--set", "name=swit-remote"])
         .env("SWARMCTL_STATE_DIR", state);
-    for var in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+    for var in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "SWARMCTL_HOST"] {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
@@ -238,8 +238,15 @@ fn a_remote_engine_over_ssh() {
     let mut text_now = before.clone().unwrap_or_default();
     text_now.extend_from_slice(block.as_bytes());
     std::fs::write(&config, &text_now).unwrap();
-    let out =
-        plan(&[("DOCKER_HOST", "ssh://swit-remote"), ("SSH_AUTH_SOCK", agent_sock.to_str().unwrap())], state.path());
+    let env = [("DOCKER_HOST", "ssh://swit-remote"), ("SSH_AUTH_SOCK", agent_sock.to_str().unwrap())];
+    let out = plan(&env, state.path());
+    // The endpoints use the address the alias stands for, not the alias.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
+    cmd.args(["status", "--json", "--stack", "ci", "--set", "name=swit-remote"]).env("SWARMCTL_STATE_DIR", state.path());
+    for var in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "SWARMCTL_HOST"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.envs(env).output().unwrap();
     match before {
         Some(bytes) => std::fs::write(&config, bytes).unwrap(),
         None => std::fs::remove_file(&config).unwrap(),
@@ -250,4 +257,8 @@ fn a_remote_engine_over_ssh() {
     let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
     assert!(out.status.success(), "over ssh: {}\nsshd: {log}", text(&out).1);
     assert_reads_the_swarm(&out, "over ssh");
+    let (stdout, stderr) = text(&status);
+    let status: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("status over ssh: {e}: {stderr}"));
+    let urls: Vec<&str> = status["endpoints"].as_array().unwrap().iter().map(|e| e["url"].as_str().unwrap()).collect();
+    assert!(!urls.is_empty() && urls.iter().all(|u| u.contains("://127.0.0.1:")), "{urls:?}");
 }
