@@ -355,7 +355,6 @@ pub(crate) mod tests {
         }
     }
 
-
     #[tokio::test]
     async fn agents_act_on_every_node_and_only_on_the_stacks_containers() {
         let (fake, _) = with_stack(2, &["server.replicas=6"]).await;

@@ -344,7 +344,10 @@ mod tests {
         // A container that is gone cannot be killed twice: the engine's refusal is said per kill.
         let (again, failed) = kill(&reach, &victims).await;
         assert!(again.is_empty() && failed.len() == 2, "{failed:?}");
-        assert!(failed[0].starts_with("slot 6 on node node0: ") && failed[0].contains("No such container"), "{failed:?}");
+        assert!(
+            failed[0].starts_with("slot 6 on node node0: ") && failed[0].contains("No such container"),
+            "{failed:?}"
+        );
     }
 
     #[tokio::test]

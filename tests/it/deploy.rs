@@ -319,7 +319,9 @@ fn an_unreachable_registry_stops_up_before_anything_is_deployed() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
-        stderr.contains(&format!("cannot push the builtin image to the registry 127.0.0.1:{port} (stack key `registry`)")),
+        stderr.contains(&format!(
+            "cannot push the builtin image to the registry 127.0.0.1:{port} (stack key `registry`)"
+        )),
         "{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(120), "failed fast: {:?}", started.elapsed());

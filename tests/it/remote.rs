@@ -242,7 +242,8 @@ fn a_remote_engine_over_ssh() {
     let out = plan(&env, state.path());
     // The endpoints use the address the alias stands for, not the alias.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
-    cmd.args(["status", "--json", "--stack", "ci", "--set", "name=swit-remote"]).env("SWARMCTL_STATE_DIR", state.path());
+    cmd.args(["status", "--json", "--stack", "ci", "--set", "name=swit-remote"])
+        .env("SWARMCTL_STATE_DIR", state.path());
     for var in ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "SWARMCTL_HOST"] {
         cmd.env_remove(var);
     }
