@@ -26,6 +26,7 @@ pub mod convert;
 pub mod deploy;
 pub mod engine;
 pub mod exit;
+pub mod http;
 pub mod image;
 pub mod load;
 pub mod mix;

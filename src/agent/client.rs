@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 use super::{Hello, Sent, Signal};
@@ -83,34 +82,30 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T, AgentError> {
         let unreachable = |reason: String| AgentError::Unreachable { addr: self.addr.clone(), reason };
-        let attempt = async {
-            let stream = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| unreachable(e.to_string()))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            tokio::spawn(conn);
-            let req = Request::builder()
-                .method(method)
-                .uri(path)
-                .header(hyper::header::HOST, &self.addr)
-                .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token))
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body.unwrap_or_default())))
-                .map_err(|e| unreachable(e.to_string()))?;
-            let res = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
-            let status = res.status().as_u16();
-            let bytes = res.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
-            if status != 200 {
-                let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(String::from))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-                return Err(AgentError::Refused { addr: self.addr.clone(), status, message });
-            }
-            serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("an answer that is not the agent's: {e}")))
-        };
-        tokio::time::timeout(self.timeout, attempt)
+        let (host, port) = self
+            .addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| unreachable("the address is no host:port".into()))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.addr)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (status, bytes) = tokio::time::timeout(self.timeout, crate::http::exchange(host, port, req))
             .await
             .map_err(|_| unreachable(format!("no answer within {} s", self.timeout.as_secs())))?
+            .map_err(|e| unreachable(format!("{e:#}")))?;
+        if status != 200 {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(AgentError::Refused { addr: self.addr.clone(), status, message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("an answer that is not the agent's: {e}")))
     }
 }

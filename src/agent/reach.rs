@@ -33,6 +33,17 @@ pub enum ReachError {
     },
 }
 
+impl ReachError {
+    /// The container is not there any more (on this engine, or on the agent's): it ended.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            ReachError::Engine(e) => e.is_not_found(),
+            ReachError::Agent(AgentError::Refused { status, .. }) => *status == 404,
+            _ => false,
+        }
+    }
+}
+
 /// How the agents are deployed.
 #[derive(Debug, Clone)]
 pub struct Setup {

@@ -152,8 +152,7 @@ async fn handle(agent: &Agent, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 fn engine_error(e: EngineError) -> Response<Full<Bytes>> {
-    let status =
-        if e.to_string().contains("No such container") { StatusCode::NOT_FOUND } else { StatusCode::BAD_GATEWAY };
+    let status = if e.is_not_found() { StatusCode::NOT_FOUND } else { StatusCode::BAD_GATEWAY };
     error(status, e.to_string())
 }
 

@@ -240,6 +240,11 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The engine answered 404: the object (a container, a service) is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, EngineError::Api { message, .. } if message.ends_with("(HTTP 404)"))
+    }
+
     /// A refusal with the engine's message.
     pub fn refused(action: impl Into<String>, message: impl Into<String>) -> Self {
         EngineError::Api { action: action.into(), message: message.into() }

@@ -1,14 +1,12 @@
 //! The stack's Prometheus, through its HTTP API on the host-mode port: instant queries for
-//! per-replica figures and range queries saved with the results. `get` is also the one plain
-//! HTTP GET of the tool (health probes, the builtin image's healthcheck).
+//! per-replica figures and range queries saved with the results.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+
+pub use crate::http::get;
 
 /// A Prometheus reached at `host:port`.
 #[derive(Debug, Clone)]
@@ -64,25 +62,6 @@ pub async fn routes_answer(
         done.map_err(|e| format!("a probe failed: {e}"))??;
     }
     Ok(())
-}
-
-/// GETs `path` (with its query) from `host:port`; the status and the body.
-pub async fn get(host: &str, port: u16, path: &str, timeout: Duration) -> anyhow::Result<(u16, Bytes)> {
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host, port))
-            .await
-            .with_context(|| format!("cannot connect to {host}:{port}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .body(Empty::<Bytes>::new())?;
-        let res = sender.send_request(req).await?;
-        let status = res.status().as_u16();
-        let body = res.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    tokio::time::timeout(timeout, attempt).await.map_err(|_| anyhow::anyhow!("no answer from {host}:{port}{path}"))?
 }
 
 impl Prometheus {

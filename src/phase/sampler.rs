@@ -105,14 +105,17 @@ async fn round(reach: &Reach, service: &str, last: &mut HashMap<String, Usage>, 
                 u
             }
             Err(e) => {
-                let gap = Unmeasured { slot: t.slot, node: t.node.clone(), reason: e.to_string() };
                 // A container read before and gone now ended between the task list and the
                 // read (a failover kill, a scale-down): its replacement is read in its turn.
-                let ended = gap.reason.contains("No such container");
-                if last.contains_key(c) && !ended {
-                    out.lost.entry(c.clone()).or_insert_with(|| (crate::units::unix_now_ms(), gap));
-                } else if !last.contains_key(c) {
-                    out.unread.entry(t.slot).or_insert(gap);
+                let gap = Unmeasured { slot: t.slot, node: t.node.clone(), reason: e.to_string() };
+                match (last.contains_key(c), e.is_gone()) {
+                    (false, _) => {
+                        out.unread.entry(t.slot).or_insert(gap);
+                    }
+                    (true, false) => {
+                        out.lost.entry(c.clone()).or_insert_with(|| (crate::units::unix_now_ms(), gap));
+                    }
+                    (true, true) => {}
                 }
                 continue;
             }
