@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, ClientTransport, Config, Entry};
 use crate::convert::{convert_stack, DesiredStack, Namespace};
 use crate::engine::converge::{self, ServiceState};
-use crate::engine::{fleet, stack, swarm, Engine};
+use crate::engine::{credentials, fleet, stack, swarm, Credentials, Engine};
 use crate::phase::prom;
 use crate::plan::{self, topology, Action, Plan};
 use crate::progress::Progress;
@@ -60,10 +60,20 @@ impl Source {
         let rendered = render::render(&config, &templates, &inputs)?;
         let files: BTreeMap<String, String> =
             rendered.files.iter().map(|(k, v)| (k.clone(), v.content.clone())).collect();
-        let desired = convert_stack(&Namespace(config.name.clone()), &rendered.compose, &files)?;
+        let mut desired = convert_stack(&Namespace(config.name.clone()), &rendered.compose, &files)?;
+        // Which services carry a login is part of what is deployed: turning it on updates
+        // them, handing the login over, as any other change would.
+        if config.with_registry_auth {
+            for s in &mut desired.services {
+                s.labels.get_or_insert_with(Default::default).insert(LABEL_WITH_REGISTRY_AUTH.into(), "true".into());
+            }
+        }
         Ok((config, desired))
     }
 }
+
+/// On every service of a stack deployed with `with_registry_auth`.
+pub const LABEL_WITH_REGISTRY_AUTH: &str = "swarmctl.with-registry-auth";
 
 /// One way into the deployed stack.
 #[derive(Debug, Clone, Serialize)]
@@ -195,15 +205,54 @@ pub async fn builtin_image(engine: &dyn Engine, registry: &str, progress: &dyn P
         packed?;
     }
     if !registry.is_empty() {
+        let login = login_for(&reference).await?;
         progress.begin("push", &format!("pushing {reference}"), 0, "");
-        let pushed = engine.push_image(&reference).await;
+        let pushed = engine.push_image(&reference, login.clone()).await;
         progress
             .end("push", if pushed.is_ok() { "pushed the builtin image; every node pulls it from there" } else { "" });
         pushed.with_context(|| {
-            format!("cannot push the builtin image to the registry {registry} (stack key `registry`): is it running, and does this engine trust it (insecure-registries, or TLS)?")
+            let login = match login {
+                Some(_) => "the login kept for it was sent".to_string(),
+                None => format!("if it needs a login: `docker login {registry}`, or DOCKER_CONFIG naming a config that has one"),
+            };
+            format!("cannot push the builtin image to the registry {registry} (stack key `registry`): is it running, does this engine trust it (insecure-registries, or TLS)? {login}")
         })?;
     }
     Ok(reference)
+}
+
+/// The login `docker login` keeps for `image`'s registry (its config file or credential
+/// helper), if any.
+pub async fn login_for(image: &str) -> anyhow::Result<Option<Credentials>> {
+    let store = credentials::Store::load()?;
+    Ok(store.get(credentials::registry_of(image)).await?)
+}
+
+/// What a stack with `with_registry_auth` hands the swarm: the login kept for each of its
+/// images' registries. A registry with none (Docker Hub aside, which serves most images
+/// anonymously) is said: its nodes will pull without one.
+pub async fn logins_to_hand_over(
+    config: &Config,
+    desired: &crate::convert::DesiredStack,
+    progress: &dyn Progress,
+) -> anyhow::Result<BTreeMap<String, Credentials>> {
+    if !config.with_registry_auth {
+        return Ok(BTreeMap::new());
+    }
+    let store = credentials::Store::load()?;
+    let images: Vec<&str> = desired.services.iter().map(stack::image_of).collect();
+    let found = credentials::for_images(&store, images.iter().copied()).await?;
+    let mut missing: Vec<&str> = images.iter().map(|i| credentials::registry_of(i)).collect();
+    missing.retain(|r| *r != "docker.io" && !found.contains_key(*r));
+    missing.sort_unstable();
+    missing.dedup();
+    for r in missing {
+        progress.say(&format!(
+            "warning: with_registry_auth is set but {} keeps no login for {r}: its nodes pull anonymously (`docker login {r}`, or DOCKER_CONFIG)",
+            store.path().display()
+        ));
+    }
+    Ok(found)
 }
 
 /// Makes the engine a manager when it is in no swarm (`init_if_needed`) and checks it is one.
@@ -284,19 +333,16 @@ pub async fn up(
         bail!("the stack cannot be placed as configured; nothing was changed");
     }
     for spec in &desired.services {
-        let image = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        if !engine.image_exists(&image).await? {
+        let image = stack::image_of(spec);
+        if !engine.image_exists(image).await? {
             tracing::warn!("image {image} is not on this node; the nodes must pull it from a registry (for Traefik and Prometheus without one: scripts/offline-images)");
         }
     }
+    // Read before anything changes: a config that cannot be read leaves the stack as it was.
+    let logins = logins_to_hand_over(&config, &desired, progress).await?;
     progress.say(plan.render().trim_end());
     stack::ensure_volumes(engine, &desired).await?;
-    let warnings = stack::apply(engine, &desired, &plan, &mut |line| progress.say(line)).await.context(
+    let warnings = stack::apply(engine, &desired, &plan, &logins, &mut |line| progress.say(line)).await.context(
         "deploy stopped part-way; what was done is listed above, and `swarmctl up` again continues from there",
     )?;
     for w in &warnings {
@@ -436,11 +482,43 @@ mod tests {
         fake.add_image(&reference);
         let mut source = ci();
         source.sets.push("registry=10.99.0.1:5000".into());
+        docker_config_with_a_login();
         up(&fake, &source, &opts(), &Recording::default(), &CancellationToken::new()).await.unwrap();
-        assert!(fake.calls().contains(&format!("push {reference}")), "{:?}", fake.calls());
+        let calls = fake.calls();
+        assert!(calls.contains(&format!("push {reference} with credentials for 10.99.0.1:5000")), "{calls:?}");
+        assert!(calls.contains(&"create service swarmctl-ci_server".to_string()), "no login handed over: {calls:?}");
         let server = fake.spec("swarmctl-ci_server").unwrap();
         let image = server.task_template.unwrap().container_spec.unwrap().image.unwrap();
         assert_eq!(image, reference, "every node pulls it from the registry");
+
+        // Asked to, the swarm gets the login with every service whose image is in that registry.
+        source.sets.push("with_registry_auth=true".into());
+        let said = Recording::default();
+        up(&fake, &source, &opts(), &said, &CancellationToken::new()).await.unwrap();
+        let calls = fake.calls();
+        assert!(calls.contains(&"update service swarmctl-ci_server with credentials for 10.99.0.1:5000".to_string()));
+        assert!(calls.contains(&"update service swarmctl-ci_lb".to_string()), "Traefik's is not there: {calls:?}");
+        assert!(said.events().iter().all(|l| !l.contains("keeps no login")), "Docker Hub is not warned about");
+        let before = fake.calls().len();
+        up(&fake, &source, &opts(), &Recording::default(), &CancellationToken::new()).await.unwrap();
+        assert!(fake.calls()[before..].iter().all(|c| !c.starts_with("update")), "nothing changed, nothing updated");
+    }
+
+    /// One docker config for the whole test binary (DOCKER_CONFIG is the process's), with a
+    /// login for the registry these tests name.
+    fn docker_config_with_a_login() {
+        static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        DIR.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            // base64("swarmctl:pw")
+            std::fs::write(
+                dir.path().join("config.json"),
+                r#"{"auths": {"10.99.0.1:5000": {"auth": "c3dhcm1jdGw6cHc="}}}"#,
+            )
+            .unwrap();
+            std::env::set_var("DOCKER_CONFIG", dir.path());
+            dir
+        });
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,6 +57,8 @@ pub struct Setup {
     pub token: String,
     /// How long to wait for them to answer.
     pub wait: Duration,
+    /// The credentials of the image's registry, when the stack hands them to the swarm.
+    pub auth: Option<crate::engine::Credentials>,
 }
 
 /// Hands on every node of the run.
@@ -150,7 +152,7 @@ impl Reach {
             missing: BTreeMap::new(),
             deployed: Some(setup.stack.clone()),
         };
-        if let Err(e) = engine.create_service(spec).await {
+        if let Err(e) = engine.create_service(spec, setup.auth.clone()).await {
             let _ = remove(engine.as_ref(), &setup.stack).await;
             return Err(e);
         }
@@ -363,6 +365,7 @@ pub(crate) mod tests {
             port,
             token: "t0ken".into(),
             wait: Duration::from_secs(3),
+            auth: None,
         }
     }
 

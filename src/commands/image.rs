@@ -58,8 +58,9 @@ async fn pack(cli: &Cli, args: &PackArgs) -> anyhow::Result<ExitCode> {
         let id = id?;
         if args.push {
             for tag in &args.tags {
+                let login = crate::deploy::login_for(tag).await?;
                 progress.begin("push", &format!("pushing {tag}"), 0, "");
-                let pushed = engine.push_image(tag).await;
+                let pushed = engine.push_image(tag, login).await;
                 progress.end("push", &format!("pushed {tag}"));
                 pushed.with_context(|| {
                     format!("cannot push {tag}: does its registry answer, and does this engine trust it?")

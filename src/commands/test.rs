@@ -203,10 +203,11 @@ async fn start_agents(
 ) -> anyhow::Result<(Reach, Vec<String>)> {
     let setup = reach::Setup {
         stack: config.name.clone(),
-        image,
         port: agent::PORT,
         token: agent::token().context("cannot make the agents' token (/dev/urandom)")?,
         wait: Duration::from_secs(60),
+        auth: if config.with_registry_auth { deploy::login_for(&image).await? } else { None },
+        image,
     };
     progress.begin("agent", &format!("starting the agent on {} other node(s)", others.len()), 0, "");
     let started = Reach::start(engine, local, others, &setup, cancel).await;

@@ -21,6 +21,10 @@ pub struct Config {
     /// server image is pushed there and deployed by that reference. Empty: the image stays on
     /// the engine it was packed on, which is enough for one node.
     pub registry: String,
+    /// Hand the swarm the login `docker login` keeps for each image's registry, so that every
+    /// node can pull from a registry that requires one (`docker stack deploy
+    /// --with-registry-auth`). The swarm keeps it with the service, in its Raft store.
+    pub with_registry_auth: bool,
     /// The MCP server fleet.
     pub server: Server,
     /// The load balancer (Traefik v3) in front of the fleet.

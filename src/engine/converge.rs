@@ -82,6 +82,14 @@ pub enum ConvergeError {
 
 fn hint(reason: &str) -> String {
     let r = reason.to_ascii_lowercase();
+    // What the node could not find, when the engine names it; in a registry, the pull failed.
+    let registry = r
+        .split_once("no such image: ")
+        .map(|(_, image)| super::credentials::registry_of(image.split_whitespace().next().unwrap_or("")))
+        .filter(|registry| *registry != "docker.io");
+    if let Some(registry) = registry {
+        return format!("; the node could not pull it from {registry}: does every node reach that registry and trust it (insecure-registries, or TLS), and if it needs a login, is `docker login {registry}` done here and the stack key `with_registry_auth` set?");
+    }
     let h = if r.contains("no such image") || r.contains("not found") && r.contains("image") {
         "; the image is not on the node: build it there (`swarmctl image pack`, scripts/offline-images) or push it to a registry the nodes can reach"
     } else if r.contains("insufficient resources") {
@@ -224,6 +232,14 @@ async fn service_state(
 mod tests {
     use super::*;
     use crate::engine::fake::{with_stack, Fate};
+
+    #[test]
+    fn an_image_missing_from_a_registry_is_a_failed_pull_not_a_missing_build() {
+        let pulled = hint("No such image: 10.99.0.1:5000/swarmctl/mcp-server:0.1.0-3f2a");
+        assert!(pulled.contains("could not pull it from 10.99.0.1:5000") && pulled.contains("with_registry_auth"));
+        let local = hint("No such image: swarmctl/mcp-server:0.1.0-3f2a");
+        assert!(local.contains("swarmctl image pack") && local.contains("push it to a registry"), "{local}");
+    }
     use crate::engine::UpdateState;
 
     const SERVER: &str = "swarmctl-ci_server";

@@ -19,8 +19,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::{
-    endpoint, oneoff, stack_filter, Engine, EngineError, Membership, NodeInfo, Object, Observed, ServiceInfo, Task,
-    UpdateState, Usage,
+    endpoint, oneoff, stack_filter, Credentials, Engine, EngineError, Membership, NodeInfo, Object, Observed,
+    ServiceInfo, Task, UpdateState, Usage,
 };
 use crate::plan::{ObservedObject, ObservedService, LABEL_SPEC_HASH};
 
@@ -213,15 +213,20 @@ impl Engine for Bollard {
         self.docker.create_secret(spec).await.map(|r| r.id).map_err(|e| api(format!("create secret {name}"), e))
     }
 
-    async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+    async fn create_service(&self, spec: ServiceSpec, auth: Option<Credentials>) -> Result<Vec<String>, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
-        let res = self.docker.create_service(spec, None).await.map_err(|e| api(format!("create service {name}"), e))?;
+        let res = self.docker.create_service(spec, auth).await.map_err(|e| api(format!("create service {name}"), e))?;
         Ok(res.warnings.unwrap_or_default())
     }
 
     /// A full-spec update at the service's current version, keeping its `ForceUpdate` counter;
     /// retried when another writer got in between ("update out of sequence").
-    async fn update_service(&self, name: &str, mut spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+    async fn update_service(
+        &self,
+        name: &str,
+        mut spec: ServiceSpec,
+        auth: Option<Credentials>,
+    ) -> Result<Vec<String>, EngineError> {
         let action = format!("update service {name}");
         for attempt in 0..5 {
             let current = self.docker.inspect_service(name, None).await.map_err(|e| api(&action, e))?;
@@ -232,7 +237,7 @@ impl Engine for Bollard {
             }
             let opts =
                 UpdateServiceOptions { version: version as i32, registry_auth_from: "spec".into(), rollback: None };
-            match self.docker.update_service(name, spec.clone(), opts, None).await {
+            match self.docker.update_service(name, spec.clone(), opts, auth.clone()).await {
                 Ok(res) => return Ok(res.warnings.unwrap_or_default()),
                 Err(e) if message(&e).contains("out of sequence") && attempt < 4 => {
                     tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
@@ -416,14 +421,14 @@ impl Engine for Bollard {
         }
     }
 
-    async fn push_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn push_image(&self, reference: &str, auth: Option<Credentials>) -> Result<(), EngineError> {
         let action = format!("push {reference}");
         let (name, tag) = match reference.rsplit_once(':') {
             Some((n, t)) if !t.contains('/') => (n, t),
             _ => (reference, "latest"),
         };
         let opts = bollard::query_parameters::PushImageOptions { tag: Some(tag.into()), platform: None };
-        let mut stream = self.docker.push_image(name, Some(opts), None);
+        let mut stream = self.docker.push_image(name, Some(opts), auth);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| api(&action, e))?;
             if let Some(detail) = info.error_detail {

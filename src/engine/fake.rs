@@ -12,9 +12,17 @@ use async_trait::async_trait;
 use bollard::models::{ConfigSpec, NetworkCreateRequest, SecretSpec, ServiceSpec};
 
 use super::{
-    oneoff, Engine, EngineError, Membership, NodeInfo, Object, Observed, ServiceInfo, Task, UpdateState, Usage,
+    oneoff, Credentials, Engine, EngineError, Membership, NodeInfo, Object, Observed, ServiceInfo, Task, UpdateState,
+    Usage,
 };
 use crate::plan::{ObservedObject, ObservedService, LABEL_SPEC_HASH};
+
+/// How a call that carried registry credentials is recorded: the server they are for.
+fn with(auth: &Option<Credentials>) -> String {
+    auth.as_ref()
+        .map(|a| format!(" with credentials for {}", a.serveraddress.as_deref().unwrap_or("?")))
+        .unwrap_or_default()
+}
 
 /// What new tasks of a service do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +164,7 @@ pub async fn with_stack(workers: usize, sets: &[&str]) -> (Fake, crate::convert:
     let observed = fake.observe(&desired.namespace).await.expect("observe");
     let plan = crate::plan::diff(&desired, &observed, false);
     super::stack::ensure_volumes(&fake, &desired).await.expect("volumes");
-    super::stack::apply(&fake, &desired, &plan, &mut |_| {}).await.expect("applied");
+    super::stack::apply(&fake, &desired, &plan, &Default::default(), &mut |_| {}).await.expect("applied");
     (fake, desired)
 }
 
@@ -342,20 +350,25 @@ impl Engine for Fake {
         self.lock().create(Object::Secret, spec.name.clone().unwrap_or_default(), namespace(&spec.labels))
     }
 
-    async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+    async fn create_service(&self, spec: ServiceSpec, auth: Option<Credentials>) -> Result<Vec<String>, EngineError> {
         let mut s = self.lock();
         let name = spec.name.clone().unwrap_or_default();
         if s.services.contains_key(&name) {
             return Err(Fake::refused(format!("create service {name}"), "name conflicts (HTTP 409)"));
         }
         let id = s.id("svc");
-        s.calls.push(format!("create service {name}"));
+        s.calls.push(format!("create service {name}{}", with(&auth)));
         s.services.insert(name.clone(), Service { id, spec, version: 1, update: None });
         s.reconcile(&name, false);
         Ok(Vec::new())
     }
 
-    async fn update_service(&self, name: &str, spec: ServiceSpec) -> Result<Vec<String>, EngineError> {
+    async fn update_service(
+        &self,
+        name: &str,
+        spec: ServiceSpec,
+        auth: Option<Credentials>,
+    ) -> Result<Vec<String>, EngineError> {
         let mut s = self.lock();
         let Some(svc) = s.services.get_mut(name) else {
             return Err(Fake::refused(format!("update service {name}"), "service not found (HTTP 404)"));
@@ -365,7 +378,7 @@ impl Engine for Fake {
         svc.spec = spec;
         svc.version += 1;
         svc.update = Some(UpdateState::Fine);
-        s.calls.push(format!("update service {name}"));
+        s.calls.push(format!("update service {name}{}", with(&auth)));
         s.reconcile(name, respec);
         Ok(Vec::new())
     }
@@ -501,12 +514,12 @@ impl Engine for Fake {
         Ok(self.lock().images.contains(tag))
     }
 
-    async fn push_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn push_image(&self, reference: &str, auth: Option<Credentials>) -> Result<(), EngineError> {
         let mut s = self.lock();
         if !s.images.contains(reference) {
             return Err(Fake::refused(format!("push {reference}"), "An image does not exist locally with the tag"));
         }
-        s.calls.push(format!("push {reference}"));
+        s.calls.push(format!("push {reference}{}", with(&auth)));
         Ok(())
     }
 

@@ -5,10 +5,12 @@
 //! - `swarm`: swarm membership, init, nodes.
 //! - `stack`: a stack's objects, found by their namespace label; create, update, remove.
 //! - `converge`: waiting until services really run, failing fast with the scheduler's reason.
+//! - `credentials`: registry logins as the docker CLI keeps them, for pushes and pulls.
 //! - `fleet`: a deployed stack's tasks as the phases see them (the load balancer's entries).
 //! - `oneoff`: containers swarmctl runs itself (a load client inside the stack's network).
 
 pub mod converge;
+pub mod credentials;
 pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use bollard::auth::DockerCredentials as Credentials;
 use bollard::models::{ConfigSpec, NetworkCreateRequest, SecretSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
@@ -54,11 +57,17 @@ pub trait Engine: Send + Sync {
     async fn create_config(&self, spec: ConfigSpec) -> Result<(), EngineError>;
     /// Creates a secret; its ID.
     async fn create_secret(&self, spec: SecretSpec) -> Result<String, EngineError>;
-    /// Creates a service; the engine's warnings.
-    async fn create_service(&self, spec: ServiceSpec) -> Result<Vec<String>, EngineError>;
+    /// Creates a service; the engine's warnings. `auth`, when given, goes with it to the
+    /// swarm, which hands it to the nodes that pull the service's image.
+    async fn create_service(&self, spec: ServiceSpec, auth: Option<Credentials>) -> Result<Vec<String>, EngineError>;
     /// Replaces a service's spec (at its current version, keeping its force-update counter);
-    /// the engine's warnings.
-    async fn update_service(&self, name: &str, spec: ServiceSpec) -> Result<Vec<String>, EngineError>;
+    /// the engine's warnings. Without `auth`, the service keeps the credentials it has.
+    async fn update_service(
+        &self,
+        name: &str,
+        spec: ServiceSpec,
+        auth: Option<Credentials>,
+    ) -> Result<Vec<String>, EngineError>;
     /// Removes an object by ID or name; `Ok(false)` when it was not there.
     async fn remove(&self, kind: Object, id: &str) -> Result<bool, EngineError>;
     /// Containers of the stack still on this node, running or not.
@@ -87,8 +96,8 @@ pub trait Engine: Send + Sync {
 
     /// True when an image with this tag is on this node.
     async fn image_exists(&self, tag: &str) -> Result<bool, EngineError>;
-    /// Pushes an image (`registry/repository:tag`) to its registry.
-    async fn push_image(&self, reference: &str) -> Result<(), EngineError>;
+    /// Pushes an image (`registry/repository:tag`) to its registry, logged in with `auth`.
+    async fn push_image(&self, reference: &str, auth: Option<Credentials>) -> Result<(), EngineError>;
     /// Builds `contents` as `tags[0]`, adds the other tags; the image ID.
     async fn build_image(
         &self,

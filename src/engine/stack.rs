@@ -1,12 +1,12 @@
 //! A stack's objects in the engine, found by the `com.docker.stack.namespace` label: observing
 //! them, applying a plan to them, and removing them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::models::ServiceSpec;
 
-use super::{Engine, EngineError, Object};
+use super::{credentials, Credentials, Engine, EngineError, Object};
 use crate::convert::DesiredStack;
 use crate::plan::{spec_hash, Action, Kind, Observed, ObservedObject, Plan, LABEL_SPEC_HASH};
 
@@ -25,12 +25,14 @@ pub async fn ensure_volumes(engine: &dyn Engine, desired: &DesiredStack) -> Resu
 }
 
 /// Executes `plan`: networks, configs and secrets, services (with their config and secret IDs
-/// filled in and their spec hash labelled), then removals. `report` hears each step done;
-/// returns warnings (removals the engine refused, engine warnings on updates).
+/// filled in and their spec hash labelled, and the credentials of their image's registry when
+/// `auths` has them), then removals. `report` hears each step done; returns warnings
+/// (removals the engine refused, engine warnings on updates).
 pub async fn apply(
     engine: &dyn Engine,
     desired: &DesiredStack,
     plan: &Plan,
+    auths: &BTreeMap<String, Credentials>,
     report: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, EngineError> {
     let mut warnings = Vec::new();
@@ -60,13 +62,14 @@ pub async fn apply(
     for spec in &desired.services {
         let name = spec.name.clone().unwrap_or_default();
         let Some(step) = plan.steps.iter().find(|s| s.kind == Kind::Service && s.name == name) else { continue };
+        let auth = auths.get(credentials::registry_of(image_of(spec))).cloned();
         match step.action {
             Action::Create => {
-                warnings.extend(engine.create_service(ready(spec)?).await?);
+                warnings.extend(engine.create_service(ready(spec)?, auth).await?);
                 report(&format!("created service {name}"));
             }
             Action::Update => {
-                warnings.extend(engine.update_service(&name, ready(spec)?).await?);
+                warnings.extend(engine.update_service(&name, ready(spec)?, auth).await?);
                 report(&format!("updated service {name}"));
             }
             _ => {}
@@ -89,6 +92,11 @@ pub async fn apply(
         }
     }
     Ok(warnings)
+}
+
+/// The image a service runs.
+pub fn image_of(spec: &ServiceSpec) -> &str {
+    spec.task_template.as_ref().and_then(|t| t.container_spec.as_ref()).and_then(|c| c.image.as_deref()).unwrap_or("")
 }
 
 /// A service spec as the engine takes it: the spec-hash label set, configs and secrets
@@ -145,7 +153,8 @@ pub async fn scale(engine: &dyn Engine, desired: &DesiredStack, service: &str, n
         replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(n as i64) }),
         ..Default::default()
     });
-    engine.update_service(service, spec).await.map(|_| ())
+    // Without credentials: the service keeps those it was deployed with.
+    engine.update_service(service, spec, None).await.map(|_| ())
 }
 
 /// What `down` removed.
