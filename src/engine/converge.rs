@@ -173,11 +173,26 @@ async fn service_state(
         state: state.into(),
         message: message.into(),
     };
-    match &svc.update {
-        Some(UpdateState::Paused(m)) => return Err(update_failed("paused", m)),
-        Some(UpdateState::RolledBack(m)) => return Err(update_failed("rolled back", m)),
-        Some(UpdateState::RollbackPaused(m)) => return Err(update_failed("rollback paused", m)),
-        Some(UpdateState::Fine) | None => {}
+    let (state, message) = match &svc.update {
+        Some(UpdateState::Paused(m)) => ("paused", m),
+        Some(UpdateState::RolledBack(m)) => ("rolled back", m),
+        Some(UpdateState::RollbackPaused(m)) => ("rollback paused", m),
+        Some(UpdateState::Fine) | None => ("", &String::new()),
+    };
+    if !state.is_empty() {
+        // Swarm's message names a task, not why it failed: the tasks of the spec that was
+        // tried (another image than the one restored) say that.
+        let tried = engine.tasks(name, false).await?;
+        let why = tried
+            .iter()
+            .filter(|t| t.image != svc.image && t.state_since_ms.map_or(true, |w| w >= since_ms))
+            .filter_map(|t| t.error.as_deref().filter(|_| matches!(t.state.as_str(), "failed" | "rejected")))
+            .next_back();
+        let message = match why {
+            Some(e) => format!("{message}; its new tasks failed with: {e}{}", hint(e)),
+            None => message.clone(),
+        };
+        return Err(update_failed(state, &message));
     }
     let tasks = engine.tasks(name, true).await?;
     let mut running: BTreeSet<i64> = BTreeSet::new();

@@ -302,17 +302,21 @@ impl Engine for Bollard {
         let svc =
             self.docker.inspect_service(name, None).await.map_err(|e| api(format!("inspect service {name}"), e))?;
         let spec = svc.spec.clone().unwrap_or_default();
+        let image = crate::engine::stack::image_of(&spec).to_string();
         let replicas = spec.mode.and_then(|m| m.replicated).and_then(|r| r.replicas).unwrap_or(1).max(0) as u64;
         let update = svc.update_status.map(|status| {
             let message = status.message.unwrap_or_default();
             match status.state {
                 Some(ServiceUpdateStatusStateEnum::PAUSED) => UpdateState::Paused(message),
-                Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => UpdateState::RolledBack(message),
+                // Swarm rolls back on its own the moment the update fails: the wait is over.
+                Some(
+                    ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED,
+                ) => UpdateState::RolledBack(message),
                 Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => UpdateState::RollbackPaused(message),
                 _ => UpdateState::Fine,
             }
         });
-        Ok(ServiceInfo { id: svc.id.unwrap_or_default(), replicas, update })
+        Ok(ServiceInfo { id: svc.id.unwrap_or_default(), replicas, update, image })
     }
 
     async fn tasks(&self, service: &str, current_only: bool) -> Result<Vec<Task>, EngineError> {
@@ -331,7 +335,9 @@ impl Engine for Bollard {
             .map(|t| {
                 let status = t.status.unwrap_or_default();
                 let error = status.err.clone().filter(|e| !e.is_empty());
+                let image = t.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.image.clone());
                 Task {
+                    image: image.unwrap_or_default(),
                     id: t.id.unwrap_or_default(),
                     slot: t.slot.unwrap_or(0),
                     node: t.node_id.unwrap_or_default(),

@@ -232,6 +232,7 @@ impl State {
             state_since_ms: Some(now),
             message: error.clone().unwrap_or_default(),
             error,
+            image: self.services.get(service).map(|s| super::stack::image_of(&s.spec).to_string()).unwrap_or_default(),
             ports: Vec::new(),
         };
         self.tasks.push((service.into(), task));
@@ -443,6 +444,7 @@ impl Engine for Fake {
             id: svc.id.clone(),
             replicas: crate::plan::replicas(&svc.spec).unwrap_or(1),
             update: svc.update.clone(),
+            image: super::stack::image_of(&svc.spec).to_string(),
         })
     }
 

@@ -153,6 +153,8 @@ pub struct ServiceInfo {
     pub replicas: u64,
     /// Where its latest update stands, when it had one.
     pub update: Option<UpdateState>,
+    /// The image its current spec runs.
+    pub image: String,
 }
 
 /// An update that did not complete.
@@ -162,7 +164,7 @@ pub enum UpdateState {
     Fine,
     /// Paused (its failure action).
     Paused(String),
-    /// Rolled back.
+    /// Being rolled back (its failure action), or rolled back.
     RolledBack(String),
     /// The rollback itself paused.
     RollbackPaused(String),
@@ -193,6 +195,9 @@ pub struct Task {
     pub error: Option<String>,
     /// The task's message or error.
     pub message: String,
+    /// The image the task runs (its spec's, as swarm pinned it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
     /// Host-mode ports the engine published for this task: (container port, host port).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<(u16, u16)>,
