@@ -15,6 +15,20 @@ use swarmctl::engine::Engine;
 use crate::util::{swarmctl, text};
 
 const REGISTRY: &str = "10.99.0.1:5000";
+/// Where dev-cluster keeps the registry's login, as `docker login` would (DOCKER_CONFIG).
+const LOGIN: &str = "/run/swarmctl-cluster/docker";
+
+/// swarmctl with `docker_config` as the docker CLI's config folder (its registry logins).
+fn swarmctl_as(docker_config: &str, args: &[&str], state: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(args)
+        .env("SWARMCTL_STATE_DIR", state)
+        .env("DOCKER_CONFIG", docker_config)
+        .env_remove("SWARMCTL_STACK")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run swarmctl")
+}
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
@@ -132,10 +146,37 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert!(stderr.contains("push it to a registry"), "with what to do: {stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(100), "failed fast: {:?}", started.elapsed());
 
-    // Through the registry: packed, pushed, pulled by every node.
-    let mut args = vec!["up", "--timeout", "3m"];
+    // The registry requires a login. Without one kept here, the push is refused, and the
+    // error says how to log in; nothing is changed.
+    let nobody = tempfile::tempdir().unwrap();
+    let mut args = vec!["up", "--timeout", "2m"];
     args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
-    let out = swarmctl(&args, state.path());
+    let started = std::time::Instant::now();
+    let out = swarmctl_as(nobody.path().to_str().unwrap(), &args, state.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot push the builtin image") && stderr.contains("`docker login 10.99.0.1:5000`"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "failed fast: {:?}", started.elapsed());
+
+    // With the login kept here the push goes through, but the workers, not handed it, cannot
+    // pull: `up` says so at once, and what to set.
+    let started = std::time::Instant::now();
+    let out = swarmctl_as(LOGIN, &args, state.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not pull it from 10.99.0.1:5000") && stderr.contains("with_registry_auth"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(100), "failed fast: {:?}", started.elapsed());
+
+    // Through the registry, the login handed to the swarm: packed, pushed, pulled by every node.
+    let mut args = vec!["up", "--timeout", "3m"];
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000", "--set", "with_registry_auth=true"]));
+    let out = swarmctl_as(LOGIN, &args, state.path());
     assert!(out.status.success(), "up through the registry:\n{}", text(&out).1);
     let tasks = engine.tasks("swit-mn_server", false).await.unwrap();
     let running: Vec<_> = tasks.iter().filter(|t| t.is_running()).collect();
@@ -153,7 +194,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         &[
             "-c",
             &format!(
-                "import urllib.request;print(urllib.request.urlopen('http://{REGISTRY}/v2/_catalog').read().decode())"
+                "import json, urllib.request as u; a = json.load(open('{LOGIN}/config.json'))['auths']['{REGISTRY}']['auth']; \
+                 print(u.urlopen(u.Request('http://{REGISTRY}/v2/_catalog', headers={{'Authorization': 'Basic ' + a}})).read().decode())"
             ),
         ],
     );
@@ -177,8 +219,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         "--set",
         "test.failover.kill=2",
     ];
-    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
-    let out = swarmctl(&args, state.path());
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000", "--set", "with_registry_auth=true"]));
+    let out = swarmctl_as(LOGIN, &args, state.path());
     let stderr = text(&out).1;
     let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap())
         .unwrap_or_else(|e| panic!("results.json: {e}\n{stderr}"));
@@ -256,10 +298,11 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         "--out",
         results.to_str().unwrap(),
     ];
-    args.extend(stack(&["--set", "registry=10.99.0.1:5000"]));
+    args.extend(stack(&["--set", "registry=10.99.0.1:5000", "--set", "with_registry_auth=true"]));
     let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
         .args(&args)
         .env("SWARMCTL_STATE_DIR", state.path())
+        .env("DOCKER_CONFIG", LOGIN)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(state.path().join("node-lost.stderr")).unwrap())
         .spawn()
