@@ -113,10 +113,13 @@ pub enum Command {
 
     /// Put MCP load on any endpoint and measure it: sessions ramped in, requests scheduled in
     /// advance, latency from when each request was due (coordinated omission corrected) and
-    /// from when it was sent, HDR histograms, error classes, thresholds.
+    /// from when it was sent, HDR histograms, error classes (with the first few of each as
+    /// seen), thresholds. Without --threshold, the stack's slo.success_ratio judges (95 % in the
+    /// default stack), so a run with failures cannot pass unjudged.
     ///
-    /// Exit codes: 0 pass, 3 a threshold failed, 4 the generator could not keep its schedule,
-    /// 130 interrupted (Ctrl-C stops scheduling, drains, and still writes the results).
+    /// Exit codes: 0 pass, 1 no session could open (the cause is said), 3 a threshold failed,
+    /// 4 the generator could not keep its schedule, 130 interrupted (Ctrl-C stops scheduling,
+    /// drains, and still writes the results).
     Load(Box<LoadArgs>),
 
     /// Internal: one worker process of a `load` split over processes (its share of the plan is

@@ -1,6 +1,8 @@
 //! `swarmctl load` (and its hidden worker processes).
 
 use std::io::IsTerminal;
+
+use anyhow::Context;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, LoadArgs};
@@ -8,7 +10,13 @@ use crate::load;
 
 /// Runs the load; prints the summary (or results.json with --json) on stdout.
 pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let plan = args.plan()?;
+    let mut plan = args.plan()?;
+    if plan.thresholds.is_empty() {
+        // A run with failures must not pass for want of a threshold: the stack's SLO judges it.
+        let slo = cli.source().config().context("no --threshold given, so the stack's slo.success_ratio judges")?.slo;
+        let expr = format!("success>={}%", slo.success_ratio * 100.0);
+        plan.thresholds.push(expr.parse().map_err(|e| anyhow::anyhow!("slo.success_ratio: {e}"))?);
+    }
     let cancel = crate::shutdown::on_signals();
     // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.
     let quiet = cli.quiet || (args.json && !std::io::stderr().is_terminal() && cli.verbose == 0);

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::http1::{self, WireError};
-use super::stats::ErrorClass;
+use super::stats::{ErrorClass, Failure};
 use super::ws1;
 
 /// Where the load goes.
@@ -165,8 +165,9 @@ struct Reply<'a> {
 
 #[derive(Deserialize)]
 struct ReplyError {
-    #[allow(dead_code)] // decoded to prove the shape; the class is what is counted
     code: i64,
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -177,26 +178,35 @@ struct ReplyResult {
 
 /// Classifies one JSON-RPC message: `None` if it is not the answer to `id` (a notification or
 /// a server request to skip), else the outcome.
-fn classify(text: &[u8], id: u64) -> Option<Result<(), ErrorClass>> {
-    let Ok(reply) = serde_json::from_slice::<Reply>(text) else { return Some(Err(ErrorClass::Protocol)) };
+fn classify(text: &[u8], id: u64) -> Option<Result<(), Failure>> {
+    let Ok(reply) = serde_json::from_slice::<Reply>(text) else { return Some(Err(not_an_answer(text))) };
     if reply.method.is_some() {
         return None; // a notification or request from the server
     }
-    let Some(got) = reply.id else { return Some(Err(ErrorClass::Protocol)) };
+    let protocol = |what: String| Some(Err(Failure::new(ErrorClass::Protocol, what)));
+    let Some(got) = reply.id else { return protocol(format!("an answer without an id to request {id}")) };
     if got.get().parse::<u64>().ok() != Some(id) || got.get().starts_with('"') {
-        return Some(Err(ErrorClass::Protocol));
+        return protocol(format!("the answer's id is {}, the request's {id}", got.get()));
     }
     Some(match (reply.error, reply.result) {
-        (Some(_), _) => Err(ErrorClass::Jsonrpc),
-        (None, Some(r)) if r.is_error == Some(true) => Err(ErrorClass::ToolError),
+        (Some(e), _) => Err(Failure::new(ErrorClass::Jsonrpc, format!("JSON-RPC error {}: {}", e.code, e.message))),
+        (None, Some(r)) if r.is_error == Some(true) => {
+            Err(Failure::new(ErrorClass::ToolError, "the tool's result has isError: true"))
+        }
         (None, Some(_)) => Ok(()),
-        (None, None) => Err(ErrorClass::Protocol),
+        (None, None) => protocol(format!("answer {id} has neither result nor error")).expect("some"),
     })
+}
+
+/// A reply that is not the JSON-RPC answer it should be: the start of what came instead.
+fn not_an_answer(text: &[u8]) -> Failure {
+    let start = String::from_utf8_lossy(&text[..text.len().min(120)]).split_whitespace().collect::<Vec<_>>().join(" ");
+    Failure::new(ErrorClass::Protocol, format!("not a JSON-RPC answer: {start:?}"))
 }
 
 /// Finds the answer to `id` in an SSE body (WHATWG format: any line ending, comments, events
 /// dispatched on a blank line, `data` lines joined).
-fn classify_sse(body: &[u8], id: u64) -> Result<(), ErrorClass> {
+fn classify_sse(body: &[u8], id: u64) -> Result<(), Failure> {
     // CRLF is one line ending, not a line end followed by an empty line.
     let text = String::from_utf8_lossy(body).replace("\r\n", "\n").replace('\r', "\n");
     let mut data = String::new();
@@ -228,7 +238,7 @@ fn classify_sse(body: &[u8], id: u64) -> Result<(), ErrorClass> {
             _ => {}
         }
     }
-    Err(ErrorClass::Protocol)
+    Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
 }
 
 /// Connects from `source` when given: bound with `IP_BIND_ADDRESS_NO_PORT`, so the port is
@@ -251,19 +261,25 @@ async fn dial(authority: &str, source: Option<std::net::IpAddr>) -> std::io::Res
 
 impl Session {
     /// Opens the connection (nothing MCP yet), from `source` when given.
-    pub async fn connect(target: &Target, source: Option<std::net::IpAddr>) -> Result<Session, ErrorClass> {
+    pub async fn connect(target: &Target, source: Option<std::net::IpAddr>) -> Result<Session, Failure> {
         let authority = target.authority();
-        let tcp = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
+        let tcp = dial(authority, source)
+            .await
+            .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let conn = match target {
             Target::Http { .. } => Conn::Http(Some(http1::Conn::new(tcp))),
-            Target::Ws { path, subprotocol, .. } => Conn::Ws(
-                ws1::Conn::handshake(tcp, authority, path, *subprotocol).await.map_err(|_| ErrorClass::Connect)?,
-            ),
+            Target::Ws { path, subprotocol, .. } => {
+                Conn::Ws(ws1::Conn::handshake(tcp, authority, path, *subprotocol).await.map_err(|e| {
+                    Failure::new(ErrorClass::Connect, format!("WebSocket handshake with {authority}: {e}"))
+                })?)
+            }
             Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
             Target::Sse { path, .. } => {
                 let (events, sid) = EventStream::open(tcp, authority, path, "").await?;
-                let post = dial(authority, source).await.map_err(|_| ErrorClass::Connect)?;
+                let post = dial(authority, source)
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
                 let _ = post.set_nodelay(true);
                 return Ok(Session {
                     target: target.clone(),
@@ -288,7 +304,7 @@ impl Session {
     }
 
     /// `initialize` (id `id`) then `notifications/initialized`.
-    pub async fn initialize(&mut self, id: u64) -> Result<(), ErrorClass> {
+    pub async fn initialize(&mut self, id: u64) -> Result<(), Failure> {
         if !matches!(self.conn, Conn::Sse { .. }) {
             self.session_id = None;
         }
@@ -301,20 +317,23 @@ impl Session {
         self.notify(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).await
     }
 
-    async fn notify(&mut self, bytes: Vec<u8>) -> Result<(), ErrorClass> {
+    async fn notify(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
         match &mut self.conn {
             Conn::Http(_) | Conn::Sse { .. } => {
                 let res = self.post(bytes).await?;
                 if res.0 != 202 && res.0 != 200 {
-                    return Err(ErrorClass::HttpStatus);
+                    return Err(Failure::status(res.0, &res.2));
                 }
                 Ok(())
             }
-            Conn::Ws(ws) => ws.send_text(&frame(bytes, &self.target)).await.map_err(|_| ErrorClass::Disconnect),
+            Conn::Ws(ws) => ws
+                .send_text(&frame(bytes, &self.target))
+                .await
+                .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string())),
             Conn::Tcp(stream) => {
                 let mut b = bytes;
                 b.push(b'\n');
-                stream.get_mut().write_all(&b).await.map_err(|_| ErrorClass::Disconnect)
+                stream.get_mut().write_all(&b).await.map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))
             }
         }
     }
@@ -350,13 +369,15 @@ impl Session {
 
     /// One request on the session's connection (dialled again first if the server closed it
     /// after its last answer); notes the session id and sticky cookies it gets.
-    async fn exchange(&mut self, method: &str, bytes: &[u8]) -> Result<http1::Response, ErrorClass> {
+    async fn exchange(&mut self, method: &str, bytes: &[u8]) -> Result<http1::Response, Failure> {
         let request = self.request_bytes(method, bytes);
         let (Conn::Http(slot) | Conn::Sse { post: slot, .. }) = &mut self.conn else { unreachable!("HTTP only") };
         let conn = match slot {
             Some(conn) => conn,
             None => {
-                let tcp = dial(self.target.authority(), self.source).await.map_err(|_| ErrorClass::Connect)?;
+                let tcp = dial(self.target.authority(), self.source)
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Connect, format!("{}: {e}", self.target.authority())))?;
                 let _ = tcp.set_nodelay(true);
                 slot.insert(http1::Conn::new(tcp))
             }
@@ -382,13 +403,13 @@ impl Session {
     }
 
     /// One POST; returns the status, whether the body is an SSE stream, and the body.
-    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, bool, Vec<u8>), ErrorClass> {
+    async fn post(&mut self, bytes: Vec<u8>) -> Result<(u16, bool, Vec<u8>), Failure> {
         let res = self.exchange("POST", &bytes).await?;
         Ok((res.status, res.sse, res.body))
     }
 
     /// Sends request `bytes` (whose id is `id`) and waits for its answer.
-    pub async fn call(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), ErrorClass> {
+    pub async fn call(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), Failure> {
         if matches!(self.conn, Conn::Sse { .. }) {
             return self.call_sse(bytes, id).await;
         }
@@ -400,18 +421,20 @@ impl Session {
                     200 => {}
                     404 if had_session => {
                         self.expired = true;
-                        return Err(ErrorClass::SessionExpired);
+                        return Err(ErrorClass::SessionExpired.into());
                     }
-                    _ => return Err(ErrorClass::HttpStatus),
+                    _ => return Err(Failure::status(status, &body)),
                 }
                 if sse {
                     classify_sse(&body, id)
                 } else {
-                    classify(&body, id).unwrap_or(Err(ErrorClass::Protocol))
+                    classify(&body, id).unwrap_or_else(|| Err(not_an_answer(&body)))
                 }
             }
             Conn::Ws(ws) => {
-                ws.send_text(&frame(bytes, &self.target)).await.map_err(|_| ErrorClass::Disconnect)?;
+                ws.send_text(&frame(bytes, &self.target))
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
                 loop {
                     match ws.recv().await {
                         Ok(ws1::Message::Text(t)) => {
@@ -419,8 +442,10 @@ impl Session {
                                 return outcome;
                             }
                         }
-                        Ok(ws1::Message::Binary) => return Err(ErrorClass::Protocol),
-                        Err(_) => return Err(ErrorClass::Disconnect),
+                        Ok(ws1::Message::Binary) => {
+                            return Err(Failure::new(ErrorClass::Protocol, "a binary WebSocket frame"))
+                        }
+                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
                     }
                 }
             }
@@ -428,12 +453,19 @@ impl Session {
             Conn::Tcp(stream) => {
                 let mut b = bytes;
                 b.push(b'\n');
-                stream.get_mut().write_all(&b).await.map_err(|_| ErrorClass::Disconnect)?;
+                stream
+                    .get_mut()
+                    .write_all(&b)
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
                 let mut line = String::new();
                 loop {
                     line.clear();
                     match stream.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return Err(ErrorClass::Disconnect),
+                        Ok(0) => {
+                            return Err(Failure::new(ErrorClass::Disconnect, "the connection closed under the request"))
+                        }
+                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
                         Ok(_) => {
                             if let Some(outcome) = classify(line.trim_end().as_bytes(), id) {
                                 return outcome;
@@ -513,16 +545,18 @@ impl Session {
 
     /// Streamable HTTP: opens the session's GET stream (for messages the server starts) and
     /// holds it; a server that offers none (405) is fine.
-    pub async fn listen(&mut self) -> Result<(), ErrorClass> {
+    pub async fn listen(&mut self) -> Result<(), Failure> {
         let (Target::Http { authority, path }, Some(sid)) = (&self.target, &self.session_id) else { return Ok(()) };
-        let tcp = dial(authority, self.source).await.map_err(|_| ErrorClass::Connect)?;
+        let tcp = dial(authority, self.source)
+            .await
+            .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
         let mut extra = format!("Mcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
         if let Some(cookie) = &self.cookie {
             extra.push_str(&format!("Cookie: {cookie}\r\n"));
         }
         match EventStream::open(tcp, authority, path, &extra).await {
             Ok((stream, _)) => self.listen = Some(stream),
-            Err(ErrorClass::HttpStatus) => {} // 405: no stream offered, which the spec allows
+            Err(f) if f.class == ErrorClass::HttpStatus => {} // 405: no stream offered, which the spec allows
             Err(e) => return Err(e),
         }
         Ok(())
@@ -530,7 +564,7 @@ impl Session {
 
     /// Legacy SSE: POST (to the announced endpoint, learnt first), then read the stream
     /// until the answer to `id` comes.
-    async fn call_sse(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), ErrorClass> {
+    async fn call_sse(&mut self, bytes: Vec<u8>, id: u64) -> Result<(), Failure> {
         let wait_endpoint = matches!(&self.conn, Conn::Sse { endpoint: None, .. });
         if wait_endpoint {
             let Conn::Sse { events, endpoint, .. } = &mut self.conn else { unreachable!("SSE") };
@@ -540,7 +574,8 @@ impl Session {
                 path.clone()
             } else {
                 loop {
-                    let (kind, data) = events.next_event().await.map_err(|_| ErrorClass::Disconnect)?;
+                    let (kind, data) =
+                        events.next_event().await.map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
                     if kind == "endpoint" {
                         break endpoint_path(&data);
                     }
@@ -552,9 +587,9 @@ impl Session {
             200 | 202 => {}
             404 => {
                 self.expired = true;
-                return Err(ErrorClass::SessionExpired);
+                return Err(ErrorClass::SessionExpired.into());
             }
-            _ => return Err(ErrorClass::HttpStatus),
+            _ => return Err(Failure::status(res.status, &res.body)),
         }
         // Some servers answer on the POST itself.
         if res.status == 200 && !res.body.is_empty() {
@@ -564,7 +599,8 @@ impl Session {
         }
         let Conn::Sse { events, .. } = &mut self.conn else { unreachable!("SSE") };
         loop {
-            let (kind, data) = events.next_event().await.map_err(|_| ErrorClass::Disconnect)?;
+            let (kind, data) =
+                events.next_event().await.map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
             if kind.is_empty() || kind == "message" {
                 if let Some(outcome) = classify(data.as_bytes(), id) {
                     return outcome;
@@ -601,16 +637,21 @@ impl EventStream {
         authority: &str,
         path: &str,
         extra_headers: &str,
-    ) -> Result<(EventStream, Option<String>), ErrorClass> {
+    ) -> Result<(EventStream, Option<String>), Failure> {
         let _ = tcp.set_nodelay(true);
         let head =
             format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n{extra_headers}\r\n");
-        tcp.write_all(head.as_bytes()).await.map_err(|_| ErrorClass::Connect)?;
+        tcp.write_all(head.as_bytes()).await.map_err(|e| Failure::new(ErrorClass::Connect, e.to_string()))?;
         let mut buf = Vec::with_capacity(2048);
         let (res, len, framing) = loop {
-            let n = tokio::io::AsyncReadExt::read_buf(&mut tcp, &mut buf).await.map_err(|_| ErrorClass::Connect)?;
+            let n = tokio::io::AsyncReadExt::read_buf(&mut tcp, &mut buf)
+                .await
+                .map_err(|e| Failure::new(ErrorClass::Connect, e.to_string()))?;
             if n == 0 {
-                return Err(ErrorClass::Connect);
+                return Err(Failure::new(
+                    ErrorClass::Connect,
+                    format!("{authority} closed the event stream before answering"),
+                ));
             }
             match http1::parse_head(&buf) {
                 Ok(Some(parsed)) => break parsed,
@@ -619,14 +660,19 @@ impl EventStream {
                         buf.reserve(2048);
                     }
                 }
-                _ => return Err(ErrorClass::Protocol),
+                _ => {
+                    return Err(Failure::new(
+                        ErrorClass::Protocol,
+                        format!("{authority} answered the GET with no HTTP head"),
+                    ))
+                }
             }
         };
         if res.status != 200 {
-            return Err(ErrorClass::HttpStatus);
+            return Err(Failure::status(res.status, &buf[len..]));
         }
         if !res.sse {
-            return Err(ErrorClass::Protocol);
+            return Err(Failure::new(ErrorClass::Protocol, "the GET's answer is not text/event-stream"));
         }
         let mut s = EventStream {
             tcp,
@@ -635,7 +681,7 @@ impl EventStream {
             text: Vec::new(),
             ended: false,
         };
-        s.decode().map_err(|_| ErrorClass::Protocol)?;
+        s.decode().map_err(|e| Failure::new(ErrorClass::Protocol, e.to_string()))?;
         Ok((s, res.session_id))
     }
 
@@ -733,28 +779,37 @@ fn frame(mut bytes: Vec<u8>, target: &Target) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// The class and the detail of a classified failure.
+    fn failed(outcome: Option<Result<(), Failure>>) -> (ErrorClass, String) {
+        let f = outcome.expect("an answer").expect_err("a failure");
+        (f.class, f.detail)
+    }
+
     #[test]
     fn replies_are_classified_by_id_error_and_is_error() {
         assert_eq!(classify(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#, 7), Some(Ok(())));
         assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","id":7,"result":{"isError":true,"content":[]}}"#, 7),
-            Some(Err(ErrorClass::ToolError))
+            failed(classify(br#"{"jsonrpc":"2.0","id":7,"result":{"isError":true,"content":[]}}"#, 7)).0,
+            ErrorClass::ToolError
         );
         assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"x"}}"#, 7),
-            Some(Err(ErrorClass::Jsonrpc))
+            failed(classify(br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"no tool x"}}"#, 7)),
+            (ErrorClass::Jsonrpc, "JSON-RPC error -32601: no tool x".into())
         );
         assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","id":8,"result":{}}"#, 7),
-            Some(Err(ErrorClass::Protocol)),
+            failed(classify(br#"{"jsonrpc":"2.0","id":8,"result":{}}"#, 7)),
+            (ErrorClass::Protocol, "the answer's id is 8, the request's 7".into()),
             "wrong id"
         );
         assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","id":"7","result":{}}"#, 7),
-            Some(Err(ErrorClass::Protocol)),
+            failed(classify(br#"{"jsonrpc":"2.0","id":"7","result":{}}"#, 7)).0,
+            ErrorClass::Protocol,
             "a string id is another id"
         );
-        assert_eq!(classify(b"garbage", 7), Some(Err(ErrorClass::Protocol)));
+        assert_eq!(
+            failed(classify(b"<html>\n  <body>Bad Gateway", 7)),
+            (ErrorClass::Protocol, r#"not a JSON-RPC answer: "<html> <body>Bad Gateway""#.into())
+        );
         assert_eq!(classify(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#, 7), None);
     }
 
@@ -764,7 +819,7 @@ mod tests {
         assert_eq!(classify_sse(lf.as_bytes(), 3), Ok(()));
         let crlf = ": ping\r\nid: 1\r\ndata: \r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\r\ndata: \"result\":{}}\r\n\r\n";
         assert_eq!(classify_sse(crlf.as_bytes(), 3), Ok(()), "priming event skipped, data lines joined");
-        assert_eq!(classify_sse(b"event: keepalive\ndata: ping\n\n", 3), Err(ErrorClass::Protocol));
+        assert_eq!(classify_sse(b"event: keepalive\ndata: ping\n\n", 3).unwrap_err().class, ErrorClass::Protocol);
     }
 
     #[test]

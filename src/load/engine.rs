@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Session;
 use super::plan::LoadPlan;
-use super::stats::{ErrorClass, Shards, Stats};
+use super::stats::{ErrorClass, Failure, Shards, Stats};
 use super::workload::Model;
 
 /// Live counters the progress display and the test phases read (relaxed: neither needs
@@ -45,7 +45,16 @@ pub struct Live {
     pub sessions_opened: AtomicU64,
     /// When the latest of those opened (Unix ms): the ramp's real end.
     pub last_opened_ms: AtomicU64,
+    /// Sessions that have made their first attempt to get in, whatever came of it.
+    pub first_attempts: AtomicU64,
 }
+
+/// A run none of whose first this-many sessions could get in, in `GIVE_UP_AFTER_S` seconds of
+/// trying, stops there: the target is not there, or not an MCP server, and more attempts
+/// would only say so again. (A server that comes up within them is waited for.)
+pub const GIVE_UP_AFTER: usize = 100;
+/// See `GIVE_UP_AFTER`.
+pub const GIVE_UP_AFTER_S: u64 = 5;
 
 /// Failures kept with their time; beyond this only counts are kept.
 pub const MAX_FAILURE_EVENTS: usize = 200_000;
@@ -115,9 +124,12 @@ pub async fn run(
         .store(start_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64, Relaxed);
     live.streak_goal.store(plan.streak_goal, Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
+    // The sessions' own stop: the user's, or this run giving up.
+    let stop = cancel.child_token();
+    let give_up_after = plan.sessions.min(GIVE_UP_AFTER) as u64;
     for i in 0..plan.sessions {
         let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);
-        let (plan, shards, live, cancel) = (plan.clone(), shards.clone(), live.clone(), cancel.clone());
+        let (plan, shards, live, cancel) = (plan.clone(), shards.clone(), live.clone(), stop.clone());
         tasks.spawn(session(i, due, end, plan, shards, live, cancel));
     }
     let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
@@ -128,6 +140,10 @@ pub async fn run(
                 t += 1;
                 let s = shards.take_second();
                 on_second(second(t, &s, &live), &s);
+                let nobody_in = live.sessions_opened.load(Relaxed) == 0;
+                if nobody_in && t >= GIVE_UP_AFTER_S && live.first_attempts.load(Relaxed) >= give_up_after {
+                    stop.cancel();
+                }
             }
             done = tasks.join_next() => {
                 if done.is_none() {
@@ -187,7 +203,7 @@ async fn open(
     i: usize,
     shift: usize,
     forgotten: Option<Session>,
-) -> Result<Session, ErrorClass> {
+) -> Result<Session, Failure> {
     let source = (!plan.sources.is_empty()).then(|| plan.sources[i % plan.sources.len()]);
     let target = &plan.targets[(i + shift) % plan.targets.len()];
     let started = Instant::now();
@@ -200,19 +216,29 @@ async fn open(
         if plan.get_stream {
             s.listen().await?;
         }
-        Ok::<_, ErrorClass>(s)
+        Ok::<_, Failure>(s)
     };
     let outcome = match tokio::time::timeout(plan.timeout, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(ErrorClass::Timeout),
+        Err(_) => Err(timed_out(plan, "initialize")),
     };
     let took = us(started.elapsed());
-    shards.with(i, |st| st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|e| *e), took, took, 0));
-    if let Err(e) = outcome {
+    shards.with(i, |st| {
+        st.record("initialize", outcome.as_ref().map(|_| ()).map_err(|f| f.class), took, took, 0);
+        if let Err(f) = &outcome {
+            st.sample(f);
+        }
+    });
+    if let Err(f) = &outcome {
         // A client cannot get in: that is a failure the user sees, like a failed call.
-        live.failed(e);
+        live.failed(f.class);
     }
     outcome
+}
+
+/// A request that got no answer within the plan's timeout.
+fn timed_out(plan: &LoadPlan, what: &str) -> Failure {
+    Failure::new(ErrorClass::Timeout, format!("no answer to {what} within {:?}", plan.timeout))
 }
 
 /// Virtual client `i`: gets in at `due`, then sends its requests on schedule until `end`.
@@ -294,7 +320,11 @@ async fn session(
             break;
         }
         if !ready {
-            match open(&plan, &shards, &live, i, shift, session.take()).await {
+            let got_in = open(&plan, &shards, &live, i, shift, session.take()).await;
+            if !opened && failed == 0 {
+                live.first_attempts.fetch_add(1, Relaxed);
+            }
+            match got_in {
                 Ok(s) => session = Some(s),
                 Err(_) => {
                     shift += 1;
@@ -328,10 +358,11 @@ async fn session(
         let call = plan.mix.pick(n + i as u64);
         let id = n + 2;
         let sent = Instant::now();
-        let outcome = match tokio::time::timeout(plan.timeout, s.call(call.bytes(id), id)).await {
-            Ok(r) => r,
-            Err(_) => Err(ErrorClass::Timeout),
+        let failure = match tokio::time::timeout(plan.timeout, s.call(call.bytes(id), id)).await {
+            Ok(r) => r.err(),
+            Err(_) => Some(timed_out(&plan, &call.label)),
         };
+        let outcome = failure.as_ref().map_or(Ok(()), |f| Err(f.class));
         let done = Instant::now();
         // Lag is the generator's own lateness: from when the request was due, or, if the
         // session was still waiting for its previous answer (or for its session) then, from
@@ -340,7 +371,12 @@ async fn session(
         let lag = sent.saturating_duration_since(next_due.max(free_since));
         let (corrected, raw, lag) = (us(done - next_due.min(sent)), us(done - sent), us(lag));
         free_since = done;
-        shards.with(i, |st| st.record(&call.label, outcome, corrected, raw, lag));
+        shards.with(i, |st| {
+            st.record(&call.label, outcome, corrected, raw, lag);
+            if let Some(f) = &failure {
+                st.sample(f);
+            }
+        });
         live.record(outcome);
         if s.expired {
             live.sessions_dropped.fetch_add(1, Relaxed);

@@ -8,11 +8,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What went wrong on the wire.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// The connection failed or closed under the request.
+    #[error("the connection failed or was closed")]
     Io,
     /// The answer is not HTTP/1.1 as the client reads it.
+    #[error("the answer is not HTTP/1.1 (or not a WebSocket frame) as expected")]
     Malformed,
 }
 

@@ -23,8 +23,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct RunResult {
     /// The contract's version.
     pub schema_version: u32,
-    /// `pass`, `fail` (a threshold failed) or `interrupted`.
+    /// `pass`, `fail` (a threshold failed), `interrupted`, or `error` (it could not run: see
+    /// `error`).
     pub verdict: Verdict,
+    /// Why the run could not go on, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// What was run.
     pub config: RunConfig,
     /// Figures over all methods but `initialize`.
@@ -94,6 +98,10 @@ pub struct Summary {
     pub latency_uncorrected_ms: LatencyMs,
     /// Failures by class.
     pub errors: BTreeMap<String, u64>,
+    /// What the first few distinct failures of each class were (the OS error, the HTTP
+    /// status and the start of the body, the JSON-RPC error).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_samples: BTreeMap<String, Vec<String>>,
 }
 
 /// One method's figures.
@@ -212,7 +220,17 @@ pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow
     let interrupted = m.interrupted;
     let mut result = summarize(plan, &m.stats, m.elapsed, m.sessions, interrupted);
     (result.hold, result.client_memory) = m.tally.finish();
-    let exit_code = if interrupted {
+    if m.sessions.opened == 0 && plan.sessions > 0 && !interrupted {
+        // Whatever it was, the first of its kind says it best.
+        let cause =
+            m.stats.samples.iter().find_map(|(class, seen)| Some(format!("{}: {}", class.name(), seen.first()?)));
+        let counted = result.summary.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+        result.error = Some(format!("no session could open: {}", cause.unwrap_or(counted)));
+        result.verdict = Verdict::Error;
+    }
+    let exit_code = if result.error.is_some() {
+        Code::Error
+    } else if interrupted {
         Code::Interrupted
     } else if result.thresholds.iter().any(|t| !t.pass) {
         Code::Failed
@@ -302,6 +320,7 @@ fn summarize(
     RunResult {
         schema_version: SCHEMA_VERSION,
         verdict: Verdict::judged(interrupted, judged.iter().all(|t| t.pass)),
+        error: None,
         config: RunConfig {
             urls: plan.urls(),
             sessions: plan.sessions,
@@ -325,6 +344,12 @@ fn summarize(
             latency_ms: LatencyMs::of(&corrected),
             latency_uncorrected_ms: LatencyMs::of(&raw),
             errors: stats.errors.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+            error_samples: stats
+                .samples
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.name().to_string(), v.clone()))
+                .collect(),
         },
         by_method,
         thresholds: judged,
@@ -388,8 +413,9 @@ pub fn summary_text(r: &RunResult) -> String {
     let s = &r.summary;
     let l = &s.latency_ms;
     let u = &s.latency_uncorrected_ms;
+    let error = r.error.as_ref().map(|e| format!("error: {e}\n")).unwrap_or_default();
     let mut out = format!(
-        "verdict: {}\nrequests: {} sent, {} ok ({:.3} %), {:.1} req/s over {:.1} s; sessions peak {}\n\
+        "verdict: {}\n{error}requests: {} sent, {} ok ({:.3} %), {:.1} req/s over {:.1} s; sessions peak {}\n\
          latency (ms, from when due):  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n\
          latency (ms, from when sent): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
         r.verdict,
@@ -425,6 +451,11 @@ pub fn summary_text(r: &RunResult) -> String {
             "errors: {}\n",
             s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
         ));
+    }
+    for (class, seen) in &s.error_samples {
+        for d in seen {
+            out.push_str(&format!("  {class}: {d}\n"));
+        }
     }
     for (m, ms) in &r.by_method {
         out.push_str(&format!(

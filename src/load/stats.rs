@@ -58,6 +58,43 @@ impl ErrorClass {
     }
 }
 
+/// A request, or an attempt to get in, that did not succeed: the class it counts under and
+/// what was seen (the OS error, the HTTP status and the start of the body, the JSON-RPC
+/// error), kept for the first few of each class so that a report says how a target failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What it counts as.
+    pub class: ErrorClass,
+    /// What was seen; empty when the class says it all.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure of `class` with what was seen.
+    pub fn new(class: ErrorClass, detail: impl Into<String>) -> Failure {
+        Failure { class, detail: detail.into() }
+    }
+
+    /// An HTTP answer with an unexpected status: the status and the start of the body.
+    pub fn status(status: u16, body: &[u8]) -> Failure {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        Failure::new(
+            ErrorClass::HttpStatus,
+            if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {text}") },
+        )
+    }
+}
+
+impl From<ErrorClass> for Failure {
+    fn from(class: ErrorClass) -> Failure {
+        Failure { class, detail: String::new() }
+    }
+}
+
+/// Samples kept per error class.
+pub const SAMPLES: usize = 3;
+
 fn histogram() -> Histogram<u64> {
     // From 1 µs at 3 significant digits, the counts growing with the largest value recorded.
     // A fixed range up to an hour held 24 k counters each, which the collector allocated,
@@ -104,6 +141,8 @@ pub struct Stats {
     pub send_lag: Option<Histogram<u64>>,
     /// How late sessions started after they were due, µs.
     pub start_lag: Option<Histogram<u64>>,
+    /// The first few distinct details of each class's failures.
+    pub samples: BTreeMap<ErrorClass, Vec<String>>,
 }
 
 impl Stats {
@@ -137,6 +176,14 @@ impl Stats {
         *self.errors.entry(class).or_default() += 1;
     }
 
+    /// Keeps what `f` saw, if its class has fewer than `SAMPLES` distinct ones yet.
+    pub fn sample(&mut self, f: &Failure) {
+        let kept = self.samples.entry(f.class).or_default();
+        if !f.detail.is_empty() && kept.len() < SAMPLES && !kept.contains(&f.detail) {
+            kept.push(f.detail.clone());
+        }
+    }
+
     /// Records how late a session started.
     pub fn session_started(&mut self, lag_us: u64) {
         put(self.start_lag.get_or_insert_with(histogram), lag_us);
@@ -153,6 +200,11 @@ impl Stats {
         }
         for (class, n) in &other.errors {
             *self.errors.entry(*class).or_default() += n;
+        }
+        for (class, details) in &other.samples {
+            for d in details {
+                self.sample(&Failure::new(*class, d.clone()));
+            }
         }
         for (mine, theirs) in [(&mut self.send_lag, &other.send_lag), (&mut self.start_lag, &other.start_lag)] {
             if let Some(h) = theirs {
@@ -335,6 +387,8 @@ pub struct WireStats {
     errors: BTreeMap<ErrorClass, u64>,
     send_lag: Option<String>,
     start_lag: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    samples: BTreeMap<ErrorClass, Vec<String>>,
 }
 
 fn encode(h: &Histogram<u64>) -> String {
@@ -371,6 +425,7 @@ impl From<&Stats> for WireStats {
             errors: s.errors.clone(),
             send_lag: s.send_lag.as_ref().map(encode),
             start_lag: s.start_lag.as_ref().map(encode),
+            samples: s.samples.clone(),
         }
     }
 }
@@ -379,7 +434,7 @@ impl TryFrom<&WireStats> for Stats {
     type Error = String;
 
     fn try_from(w: &WireStats) -> Result<Self, String> {
-        let mut s = Stats { errors: w.errors.clone(), ..Default::default() };
+        let mut s = Stats { errors: w.errors.clone(), samples: w.samples.clone(), ..Default::default() };
         for (label, (count, ok, c, r)) in &w.methods {
             s.methods
                 .insert(label.clone(), MethodStats { count: *count, ok: *ok, corrected: decode(c)?, raw: decode(r)? });

@@ -407,6 +407,11 @@ pub async fn run_via(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientT
 /// Judges a load result against the SLO: success ratio, p99, and whether the generator kept
 /// its schedule (otherwise the figures describe the generator, and the phase cannot pass).
 pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (Verdict, Vec<String>) {
+    // A load that could not get a single session in measured nothing to judge: its cause is
+    // the finding.
+    if let Some(e) = &r.error {
+        return (Verdict::Error, vec![e.clone()]);
+    }
     let s = &r.summary;
     let mut reasons = Vec::new();
     let mut pass = true;

@@ -655,3 +655,88 @@ async fn a_streamable_http_session_dials_again_when_the_server_closes_after_each
     let dialled = connections.load(std::sync::atomic::Ordering::Relaxed);
     assert!(dialled >= r.requests_total + 4, "{dialled} connections for {} requests", r.requests_total);
 }
+
+/// A one-trick HTTP server: answers every request on every connection with `reply` (or never,
+/// when it is empty), until the test ends.
+async fn canned(reply: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !reply.is_empty() && conn.write_all(reply.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `swarmctl load ARGS --out DIR` as a process: (exit code, results.json, SUMMARY.txt, took).
+async fn load_cli(args: &[&str]) -> (Option<i32>, Value, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut argv: Vec<String> = ["load"].iter().chain(args).map(|s| s.to_string()).collect();
+    argv.extend(["--out".to_string(), dir.path().display().to_string()]);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let state = tempfile::tempdir().unwrap();
+        crate::util::swarmctl(&argv.iter().map(String::as_str).collect::<Vec<_>>(), state.path())
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let results = std::fs::read_to_string(dir.path().join("results.json"))
+        .unwrap_or_else(|e| panic!("results.json: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let summary = std::fs::read_to_string(dir.path().join("SUMMARY.txt")).unwrap();
+    (out.status.code(), serde_json::from_str(&results).unwrap(), summary, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_fails_says_how_and_a_run_with_failures_cannot_pass_unjudged() {
+    let _heavy = crate::util::exclusive().await;
+    // Nobody there: the run gives up within seconds of trying, with the OS's word for it.
+    let (code, r, summary, took) =
+        load_cli(&["--url", "http://127.0.0.1:1/mcp", "--sessions", "5", "--duration", "60s"]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(r["verdict"], "error");
+    let error = r["error"].as_str().unwrap();
+    assert_eq!(error, "no session could open: connect: 127.0.0.1:1: Connection refused (os error 111)");
+    assert!(summary.contains(error), "{summary}");
+    assert!(took < Duration::from_secs(20), "gave up early, not after 60 s: {took:?}");
+
+    // Not an MCP server: which status, and what its body said.
+    let broken = canned("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 20\r\n\r\nboom: database down\n").await;
+    let url = format!("http://{broken}/mcp");
+    let (code, r, summary, _) = load_cli(&["--url", &url, "--sessions", "3", "--duration", "60s"]).await;
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(r["error"], "no session could open: http_status: HTTP 500: boom: database down", "{summary}");
+    assert_eq!(r["summary"]["error_samples"]["http_status"][0], "HTTP 500: boom: database down");
+
+    // A server that takes the request and never answers: a timeout, said as one.
+    let silent = canned("").await;
+    let url = format!("http://{silent}/mcp");
+    let (code, r, _, _) = load_cli(&["--url", &url, "--sessions", "2", "--duration", "60s", "--timeout", "1s"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(r["error"], "no session could open: timeout: no answer to initialize within 1s");
+
+    // Sessions that get in and then fail a fifth of their requests: with no --threshold, the
+    // stack's SLO (success 95 %) judges, and the failures are shown as the server sent them.
+    let s = start_server(&["--stateless", "--error-ratio", "0.2"]).await;
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let (code, r, summary, _) =
+        load_cli(&["--url", &url, "--sessions", "4", "--duration", "2s", "--think", "10ms"]).await;
+    assert_eq!(code, Some(3), "{summary}");
+    assert_eq!(r["verdict"], "fail");
+    assert_eq!(r["thresholds"][0]["expr"], "success>=95%");
+    let jsonrpc = r["summary"]["error_samples"]["jsonrpc"][0].as_str().unwrap();
+    assert!(jsonrpc.starts_with("JSON-RPC error -32"), "{jsonrpc}");
+    assert!(summary.contains("threshold success>=95%: FAIL") && summary.contains(&format!("  jsonrpc: {jsonrpc}")));
+}
