@@ -477,6 +477,78 @@ impl Session {
         }
     }
 
+    /// Sends request `bytes` (whose id is `id`) and returns its answer's text, for the few
+    /// questions asked before a run (`tools/list`); `None` on a legacy SSE session, which is
+    /// not asked. `call` is the measured path and keeps nothing.
+    pub async fn ask(&mut self, bytes: Vec<u8>, id: u64) -> Result<Option<String>, Failure> {
+        let answer = |text: &[u8]| match classify(text, id) {
+            Some(Ok(())) => Some(Ok(String::from_utf8_lossy(text).into_owned())),
+            Some(Err(f)) => Some(Err(f)),
+            None => None,
+        };
+        match &mut self.conn {
+            Conn::Http(_) => {
+                let (status, sse, body) = self.post(bytes).await?;
+                if status != 200 {
+                    return Err(Failure::status(status, &body));
+                }
+                if !sse {
+                    return answer(&body).unwrap_or_else(|| Err(not_an_answer(&body))).map(Some);
+                }
+                let text = String::from_utf8_lossy(&body).replace("\r\n", "\n");
+                for event in text.split("\n\n") {
+                    let data: Vec<&str> =
+                        event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+                    if let Some(found) = answer(data.join("\n").as_bytes()) {
+                        return found.map(Some);
+                    }
+                }
+                Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
+            }
+            Conn::Ws(ws) => {
+                ws.send_text(&frame(bytes, &self.target))
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
+                loop {
+                    match ws.recv().await {
+                        Ok(ws1::Message::Text(t)) => {
+                            if let Some(found) = answer(t.trim_ascii_end()) {
+                                return found.map(Some);
+                            }
+                        }
+                        Ok(ws1::Message::Binary) => {}
+                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
+                    }
+                }
+            }
+            Conn::Tcp(stream) => {
+                let mut b = bytes;
+                b.push(b'\n');
+                stream
+                    .get_mut()
+                    .write_all(&b)
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match stream.read_line(&mut line).await {
+                        Ok(0) => {
+                            return Err(Failure::new(ErrorClass::Disconnect, "the connection closed under the request"))
+                        }
+                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
+                        Ok(_) => {
+                            if let Some(found) = answer(line.trim_end().as_bytes()) {
+                                return found.map(Some);
+                            }
+                        }
+                    }
+                }
+            }
+            Conn::Sse { .. } => Ok(None),
+        }
+    }
+
     /// After the connection is lost (a request timed out or broke, or the server closed it
     /// while idle): whether the MCP session survives it.
     /// A Streamable HTTP session lives on the server under its id, so the next request just

@@ -1,15 +1,17 @@
 //! `swarmctl load`: the MCP load engine, usable against any MCP endpoint without a swarm.
 //!
-//! plan (the whole input, as data) → pre-flight (open files, ports) → engine (scheduled
-//! sessions and requests, in this process or split over worker processes) → stats (HDR
-//! histograms, error classes, per-second timeline) → results (`results.json`, the contract,
-//! and `SUMMARY.txt` rendered from it). The load engine never touches the Docker Engine.
+//! plan (the whole input, as data) → pre-flight (open files, ports) → probe (the target has
+//! the tools the mix calls) → engine (scheduled sessions and requests, in this process or
+//! split over worker processes) → stats (HDR histograms, error classes, per-second timeline)
+//! → results (`results.json`, the contract, and `SUMMARY.txt` rendered from it). The load
+//! engine never touches the Docker Engine.
 
 pub mod client;
 pub mod engine;
 mod http1;
 pub mod plan;
 pub mod preflight;
+pub mod probe;
 pub mod results;
 pub mod stats;
 pub mod tally;

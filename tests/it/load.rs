@@ -740,3 +740,35 @@ async fn a_target_that_fails_says_how_and_a_run_with_failures_cannot_pass_unjudg
     assert!(jsonrpc.starts_with("JSON-RPC error -32"), "{jsonrpc}");
     assert!(summary.contains("threshold success>=95%: FAIL") && summary.contains(&format!("  jsonrpc: {jsonrpc}")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_calling_a_tool_the_server_does_not_have_is_refused_before_the_run() {
+    let _heavy = crate::util::exclusive().await;
+    let s = start_server(&[]).await;
+    let urls = [
+        format!("http://{}/mcp", s.addr("--http")),
+        format!("ws://{}/mcp/ws", s.addr("--ws")),
+        format!("tcp://{}", s.addr("--tcp")),
+    ];
+    for url in urls {
+        let args = ["load", "--url", &url, "--sessions", "2", "--duration", "30s", "--mix", "tools/call:nope=1,ping=1"];
+        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            let state = tempfile::tempdir().unwrap();
+            crate::util::swarmctl(&argv.iter().map(String::as_str).collect::<Vec<_>>(), state.path())
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("calls `nope`, which the server at") && stderr.contains("`echo`"), "{url}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "refused before the run: {:?}", started.elapsed());
+    }
+    // A tool it has passes the check, and the run goes on.
+    let url = format!("http://{}/mcp", s.addr("--http"));
+    let (code, r, summary, _) =
+        load_cli(&["--url", &url, "--sessions", "2", "--duration", "1s", "--mix", "tools/call:add=1"]).await;
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(r["summary"]["requests_ok"].as_u64().unwrap() > 0, "{summary}");
+}
