@@ -413,8 +413,9 @@ pub struct CompletionsArgs {
 /// `swarmctl load`: the flags that make a load plan, or a plan file.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Target endpoint (repeatable; sessions go round-robin): http://host:port/mcp (Streamable
-    /// HTTP), ws://host:port/mcp/ws (WebSocket), tcp://host:port (newline-delimited) or
+    /// Target endpoint (repeatable; sessions go round-robin): http[s]://host[:port]/mcp
+    /// (Streamable HTTP), ws[s]://host[:port]/mcp/ws (WebSocket; TLS for https and wss, port
+    /// 443 or 80 when none is given), tcp://host:port (newline-delimited) or
     /// sse://host:port/sse (legacy HTTP+SSE: GET the stream, POST to the endpoint it announces;
     /// erlmcp serves it at /mcp/sse).
     #[arg(long = "url", required_unless_present = "plan", value_name = "URL")]
@@ -424,6 +425,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "urls", "sessions", "ramp", "duration", "think", "rate", "stages", "mix", "timeout",
         "thresholds", "source_ips", "ws_subprotocol", "ws_newline", "no_close", "get_stream", "workers",
+        "headers", "ca_cert", "insecure",
     ])]
     pub plan: Option<PathBuf>,
     /// Concurrent MCP sessions (one connection each).
@@ -475,6 +477,18 @@ pub struct LoadArgs {
     /// starts) and holds it: one more connection per session, as clients that listen have.
     #[arg(long)]
     pub get_stream: bool,
+    /// An extra header on every request and WebSocket handshake (repeatable), e.g.
+    /// 'Authorization: Bearer …'.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// https:// and wss://: check the server's certificate against the CA certificates in this
+    /// PEM file instead of the system's.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca_cert: Option<PathBuf>,
+    /// https:// and wss://: take any certificate (a test server's self-signed one). The
+    /// traffic is still encrypted, but to whoever answers.
+    #[arg(long)]
+    pub insecure: bool,
     /// Split the sessions over N processes of this binary (each process may hold at most
     /// ~19,900 sockets here); their histograms are merged exactly, not averaged.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -528,6 +542,19 @@ impl LoadArgs {
             get_stream: self.get_stream,
             thresholds: self.thresholds.iter().map(|t| t.parse()).collect::<Result<_, _>>().map_err(UsageError)?,
             workers: self.workers,
+            headers: self
+                .headers
+                .iter()
+                .map(|h| match h.split_once(':') {
+                    Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                    None => Err(UsageError::flag("--header", format!("`{h}` has no colon: write 'Name: value'"))),
+                })
+                .collect::<Result<_, _>>()?,
+            trust: match (&self.ca_cert, self.insecure) {
+                (Some(pem), _) => plan::Trust::CaFile(pem.clone()),
+                (None, true) => plan::Trust::Nobody,
+                (None, false) => plan::Trust::System,
+            },
             ..LoadPlan::toward(targets)
         }
         .with_default_sources();

@@ -8,8 +8,11 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use std::sync::Arc;
+
 use super::http1::{self, WireError};
 use super::stats::{ErrorClass, Failure};
+use super::stream::{Stream, Wire};
 use super::ws1;
 
 /// Where the load goes.
@@ -22,6 +25,9 @@ pub enum Target {
         authority: String,
         /// Path (and query).
         path: String,
+        /// `https://`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls: bool,
     },
     /// WebSocket endpoint.
     Ws {
@@ -33,6 +39,9 @@ pub enum Target {
         subprotocol: bool,
         /// End every message with `\n` (erlmcp).
         newline: bool,
+        /// `wss://`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls: bool,
     },
     /// Newline-delimited TCP.
     Tcp {
@@ -51,26 +60,32 @@ pub enum Target {
 }
 
 impl Target {
-    /// `http://…`, `ws://…` or `tcp://host:port`.
+    /// `http[s]://…`, `ws[s]://…`, `tcp://host:port` or `sse://…`; without a port, http and
+    /// ws go to 80, https and wss to 443.
     pub fn parse(url: &str, subprotocol: bool, newline: bool) -> Result<Target, String> {
         let bad = |why: &str| {
-            format!("invalid --url `{url}`: {why}; use http://host:port/mcp, ws://host:port/mcp/ws, tcp://host:port or sse://host:port/sse (legacy HTTP+SSE)")
+            format!("invalid --url `{url}`: {why}; use http[s]://host[:port]/mcp, ws[s]://host[:port]/mcp/ws, tcp://host:port or sse://host:port/sse (legacy HTTP+SSE)")
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() || !authority.contains(':') {
-            return Err(bad("give host:port"));
+        if authority.is_empty() {
+            return Err(bad("no host"));
         }
-        let authority = authority.to_string();
+        // A port is what follows the last colon, unless that colon is inside an IPv6 literal.
+        let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+        let with_port = |default: u16| if has_port { authority.to_string() } else { format!("{authority}:{default}") };
+        let needs_port = || if has_port { Ok(authority.to_string()) } else { Err(bad("give host:port")) };
+        let path = path.to_string();
         match scheme {
-            "http" => Ok(Target::Http { authority, path: path.to_string() }),
-            "ws" => Ok(Target::Ws { authority, path: path.to_string(), subprotocol, newline }),
-            "tcp" => Ok(Target::Tcp { authority }),
-            "sse" => Ok(Target::Sse { authority, path: path.to_string() }),
-            "https" | "wss" => Err(bad("TLS is not supported yet")),
+            "http" => Ok(Target::Http { authority: with_port(80), path, tls: false }),
+            "https" => Ok(Target::Http { authority: with_port(443), path, tls: true }),
+            "ws" => Ok(Target::Ws { authority: with_port(80), path, subprotocol, newline, tls: false }),
+            "wss" => Ok(Target::Ws { authority: with_port(443), path, subprotocol, newline, tls: true }),
+            "tcp" => Ok(Target::Tcp { authority: needs_port()? }),
+            "sse" => Ok(Target::Sse { authority: needs_port()?, path }),
             _ => Err(bad("unknown scheme")),
         }
     }
@@ -81,7 +96,20 @@ impl Target {
             Target::Http { path, .. } | Target::Ws { path, .. } | Target::Sse { path, .. } => path.as_str(),
             Target::Tcp { .. } => "",
         };
-        format!("{}://{}{path}", self.transport(), self.authority())
+        let s = if self.tls() { "s" } else { "" };
+        format!("{}{s}://{}{path}", self.transport(), self.authority())
+    }
+
+    /// Over TLS (`https://`, `wss://`).
+    pub fn tls(&self) -> bool {
+        matches!(self, Target::Http { tls: true, .. } | Target::Ws { tls: true, .. })
+    }
+
+    /// The host, without port (the name TLS checks the certificate against).
+    pub fn host(&self) -> &str {
+        let a = self.authority();
+        let host = a.rsplit_once(':').map_or(a, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// `http`, `ws`, `tcp` or `sse`.
@@ -143,6 +171,8 @@ pub struct Session {
     target: Target,
     conn: Conn,
     source: Option<std::net::IpAddr>,
+    /// The run's TLS settings and extra headers.
+    wire: Arc<Wire>,
     session_id: Option<String>,
     cookie: Option<String>,
     /// The server forgot the session (HTTP 404): initialize again before the next request.
@@ -259,48 +289,62 @@ async fn dial(authority: &str, source: Option<std::net::IpAddr>) -> std::io::Res
     socket.connect(addr).await
 }
 
+/// A new connection to `target` from `source`, through TLS when the target asks for it.
+async fn open_stream(target: &Target, source: Option<std::net::IpAddr>, wire: &Wire) -> Result<Stream, Failure> {
+    let authority = target.authority();
+    let failed = |e: std::io::Error| Failure::new(ErrorClass::Connect, format!("{authority}: {e}"));
+    let tcp = dial(authority, source).await.map_err(failed)?;
+    let _ = tcp.set_nodelay(true);
+    wire.open(tcp, target.tls(), target.host()).await.map_err(failed)
+}
+
 impl Session {
-    /// Opens the connection (nothing MCP yet), from `source` when given.
-    pub async fn connect(target: &Target, source: Option<std::net::IpAddr>) -> Result<Session, Failure> {
+    /// Opens the connection (nothing MCP yet), from `source` when given, with the run's TLS
+    /// settings and headers.
+    pub async fn connect(
+        target: &Target,
+        source: Option<std::net::IpAddr>,
+        wire: Arc<Wire>,
+    ) -> Result<Session, Failure> {
         let authority = target.authority();
-        let tcp = dial(authority, source)
-            .await
-            .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        let conn = match target {
-            Target::Http { .. } => Conn::Http(Some(http1::Conn::new(tcp))),
-            Target::Ws { path, subprotocol, .. } => {
-                Conn::Ws(ws1::Conn::handshake(tcp, authority, path, *subprotocol).await.map_err(|e| {
-                    Failure::new(ErrorClass::Connect, format!("WebSocket handshake with {authority}: {e}"))
-                })?)
-            }
-            Target::Tcp { .. } => Conn::Tcp(BufReader::with_capacity(4096, tcp)),
-            Target::Sse { path, .. } => {
-                let (events, sid) = EventStream::open(tcp, authority, path, "").await?;
-                let post = dial(authority, source)
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
-                let _ = post.set_nodelay(true);
-                return Ok(Session {
-                    target: target.clone(),
-                    conn: Conn::Sse { events, post: Some(http1::Conn::new(post)), endpoint: None },
-                    source,
-                    session_id: sid,
-                    cookie: None,
-                    expired: false,
-                    listen: None,
-                });
-            }
-        };
-        Ok(Session {
+        let mut session = Session {
             target: target.clone(),
-            conn,
+            conn: Conn::Http(None),
             source,
+            wire,
             session_id: None,
             cookie: None,
             expired: false,
             listen: None,
-        })
+        };
+        session.conn = match target {
+            Target::Http { .. } => {
+                Conn::Http(Some(http1::Conn::new(open_stream(target, source, &session.wire).await?)))
+            }
+            Target::Ws { path, subprotocol, .. } => {
+                let stream = open_stream(target, source, &session.wire).await?;
+                Conn::Ws(
+                    ws1::Conn::handshake(stream, authority, path, *subprotocol, &session.wire.headers).await.map_err(
+                        |e| Failure::new(ErrorClass::Connect, format!("WebSocket handshake with {authority}: {e}")),
+                    )?,
+                )
+            }
+            Target::Tcp { .. } => {
+                let tcp = dial(authority, source)
+                    .await
+                    .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
+                let _ = tcp.set_nodelay(true);
+                Conn::Tcp(BufReader::with_capacity(4096, tcp))
+            }
+            Target::Sse { path, .. } => {
+                let stream = open_stream(target, source, &session.wire).await?;
+                let (events, sid) = EventStream::open(stream, authority, path, &session.wire.headers).await?;
+                let post = open_stream(target, source, &session.wire).await?;
+                session.session_id = sid;
+                Conn::Sse { events, post: Some(http1::Conn::new(post)), endpoint: None }
+            }
+        };
+        Ok(session)
     }
 
     /// `initialize` (id `id`) then `notifications/initialized`.
@@ -361,6 +405,7 @@ impl Session {
         if let Some(cookie) = &self.cookie {
             put(&["Cookie: ", cookie, "\r\n"]);
         }
+        put(&[&self.wire.headers]);
         use std::io::Write as _;
         let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
         out.extend_from_slice(body);
@@ -374,13 +419,7 @@ impl Session {
         let (Conn::Http(slot) | Conn::Sse { post: slot, .. }) = &mut self.conn else { unreachable!("HTTP only") };
         let conn = match slot {
             Some(conn) => conn,
-            None => {
-                let tcp = dial(self.target.authority(), self.source)
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Connect, format!("{}: {e}", self.target.authority())))?;
-                let _ = tcp.set_nodelay(true);
-                slot.insert(http1::Conn::new(tcp))
-            }
+            None => slot.insert(http1::Conn::new(open_stream(&self.target, self.source, &self.wire).await?)),
         };
         let res = conn.request(request).await.map_err(|e| match e {
             WireError::Io => ErrorClass::Disconnect,
@@ -618,11 +657,9 @@ impl Session {
     /// Streamable HTTP: opens the session's GET stream (for messages the server starts) and
     /// holds it; a server that offers none (405) is fine.
     pub async fn listen(&mut self) -> Result<(), Failure> {
-        let (Target::Http { authority, path }, Some(sid)) = (&self.target, &self.session_id) else { return Ok(()) };
-        let tcp = dial(authority, self.source)
-            .await
-            .map_err(|e| Failure::new(ErrorClass::Connect, format!("{authority}: {e}")))?;
-        let mut extra = format!("Mcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
+        let (Target::Http { authority, path, .. }, Some(sid)) = (&self.target, &self.session_id) else { return Ok(()) };
+        let tcp = open_stream(&self.target, self.source, &self.wire).await?;
+        let mut extra = format!("Mcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n{}", self.wire.headers);
         if let Some(cookie) = &self.cookie {
             extra.push_str(&format!("Cookie: {cookie}\r\n"));
         }
@@ -695,7 +732,7 @@ fn endpoint_path(data: &str) -> String {
 /// Both buffers are given back to the allocator whenever they run empty, so an idle stream
 /// holds next to nothing.
 struct EventStream {
-    tcp: TcpStream,
+    tcp: Stream,
     chunked: bool,
     raw: Vec<u8>,
     text: Vec<u8>,
@@ -705,12 +742,11 @@ struct EventStream {
 impl EventStream {
     /// GETs the stream; the session id, when the server sends it as a header.
     async fn open(
-        mut tcp: TcpStream,
+        mut tcp: Stream,
         authority: &str,
         path: &str,
         extra_headers: &str,
     ) -> Result<(EventStream, Option<String>), Failure> {
-        let _ = tcp.set_nodelay(true);
         let head =
             format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n{extra_headers}\r\n");
         tcp.write_all(head.as_bytes()).await.map_err(|e| Failure::new(ErrorClass::Connect, e.to_string()))?;
@@ -898,14 +934,21 @@ mod tests {
     fn targets_parse() {
         assert_eq!(
             Target::parse("http://127.0.0.1:8080/mcp", false, false).unwrap(),
-            Target::Http { authority: "127.0.0.1:8080".into(), path: "/mcp".into() }
+            Target::Http { authority: "127.0.0.1:8080".into(), path: "/mcp".into(), tls: false }
         );
+        // Without a port: the scheme's own; TLS for https and wss; the host for the certificate.
+        let https = Target::parse("https://mcp.example.com/mcp", false, false).unwrap();
+        assert_eq!((https.authority(), https.tls(), https.host()), ("mcp.example.com:443", true, "mcp.example.com"));
+        assert_eq!(https.url(), "https://mcp.example.com:443/mcp");
+        let wss = Target::parse("wss://[::1]:8443/mcp/ws", false, false).unwrap();
+        assert_eq!((wss.authority(), wss.tls(), wss.host()), ("[::1]:8443", true, "::1"));
+        assert_eq!(Target::parse("ws://10.0.0.5/ws", false, false).unwrap().authority(), "10.0.0.5:80");
         assert!(matches!(
             Target::parse("ws://127.0.0.1:5555/mcp/ws", true, false).unwrap(),
             Target::Ws { subprotocol: true, .. }
         ));
         assert_eq!(Target::parse("tcp://127.0.0.1:7070", false, false).unwrap().transport(), "tcp");
-        for bad in ["127.0.0.1:8080", "https://x:1/mcp", "http:///mcp", "http://host/mcp"] {
+        for bad in ["127.0.0.1:8080", "ftp://x:1/mcp", "http:///mcp", "tcp://host", "sse://host/sse"] {
             assert!(Target::parse(bad, false, false).is_err(), "{bad}");
         }
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Session;
 use super::plan::LoadPlan;
 use super::stats::{ErrorClass, Failure, Shards, Stats};
+use super::stream::Wire;
 use super::workload::Model;
 
 /// Live counters the progress display and the test phases read (relaxed: neither needs
@@ -84,6 +85,12 @@ impl Live {
     }
 }
 
+/// What every session of a run shares: the plan, and what connections are opened with.
+struct Run {
+    plan: Arc<LoadPlan>,
+    wire: Arc<Wire>,
+}
+
 /// One second of the run, as timeline.jsonl records it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Second {
@@ -127,10 +134,12 @@ pub async fn run(
     // The sessions' own stop: the user's, or this run giving up.
     let stop = cancel.child_token();
     let give_up_after = plan.sessions.min(GIVE_UP_AFTER) as u64;
+    // Checked with the plan; a failure here leaves TLS targets to fail their handshakes.
+    let run = Arc::new(Run { wire: Arc::new(plan.wire().unwrap_or_default()), plan: plan.clone() });
     for i in 0..plan.sessions {
         let due = start + Duration::from_secs_f64(i as f64 / plan.ramp);
-        let (plan, shards, live, cancel) = (plan.clone(), shards.clone(), live.clone(), stop.clone());
-        tasks.spawn(session(i, due, end, plan, shards, live, cancel));
+        let (run, shards, live, cancel) = (run.clone(), shards.clone(), live.clone(), stop.clone());
+        tasks.spawn(session(i, due, end, run, shards, live, cancel));
     }
     let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
     let mut t = 0;
@@ -198,6 +207,7 @@ fn retry_delay(session: usize, failed: u32) -> Duration {
 /// server forgot (HTTP 404) initializes again on the connection it still has.
 async fn open(
     plan: &LoadPlan,
+    wire: &Arc<Wire>,
     shards: &Shards,
     live: &Live,
     i: usize,
@@ -210,7 +220,7 @@ async fn open(
     let attempt = async {
         let mut s = match forgotten {
             Some(s) => s,
-            None => Session::connect(target, source).await?,
+            None => Session::connect(target, source, wire.clone()).await?,
         };
         s.initialize(1).await?;
         if plan.get_stream {
@@ -250,11 +260,12 @@ async fn session(
     i: usize,
     due: Instant,
     end: Instant,
-    plan: Arc<LoadPlan>,
+    run: Arc<Run>,
     shards: Arc<Shards>,
     live: Arc<Live>,
     cancel: CancellationToken,
 ) {
+    let plan: &LoadPlan = &run.plan;
     tokio::select! {
         _ = crate::timer::sleep_until(due) => {}
         _ = cancel.cancelled() => return,
@@ -320,7 +331,7 @@ async fn session(
             break;
         }
         if !ready {
-            let got_in = open(&plan, &shards, &live, i, shift, session.take()).await;
+            let got_in = open(plan, &run.wire, &shards, &live, i, shift, session.take()).await;
             if !opened && failed == 0 {
                 live.first_attempts.fetch_add(1, Relaxed);
             }
@@ -360,7 +371,7 @@ async fn session(
         let sent = Instant::now();
         let failure = match tokio::time::timeout(plan.timeout, s.call(call.bytes(id), id)).await {
             Ok(r) => r.err(),
-            Err(_) => Some(timed_out(&plan, &call.label)),
+            Err(_) => Some(timed_out(plan, &call.label)),
         };
         let outcome = failure.as_ref().map_or(Ok(()), |f| Err(f.class));
         let done = Instant::now();

@@ -4,8 +4,8 @@
 //! which at 100,000 sessions is the difference between fitting and not). Responses are read
 //! with `httparse`; bodies framed by Content-Length, chunked encoding or the connection's end.
 
+use super::stream::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// What went wrong on the wire.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +42,12 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// One keep-alive connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
 }
 
 impl Conn {
     /// Over an open socket.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Stream) -> Self {
         Conn { stream }
     }
 
@@ -62,11 +62,11 @@ impl Conn {
     /// between requests; reads nothing (cancel-safe). Either way the connection is spent: a
     /// server says nothing unasked on HTTP/1.1 except before it closes.
     pub async fn stirred(&self) -> bool {
-        matches!(self.stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
+        matches!(self.stream.tcp().peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
     }
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, WireError> {
+async fn fill(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<usize, WireError> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(buf.capacity().max(4096));
     }
@@ -74,7 +74,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, WireEr
     Ok(n)
 }
 
-async fn read_response(stream: &mut TcpStream) -> Result<Response, WireError> {
+async fn read_response(stream: &mut Stream) -> Result<Response, WireError> {
     // Most answers fit in 1 KiB, which the allocator serves from its per-thread cache; a
     // larger one grows the buffer.
     let mut buf: Vec<u8> = Vec::with_capacity(1024);

@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod probe;
 pub mod results;
 pub mod stats;
+pub mod stream;
 pub mod tally;
 mod workers;
 pub mod workload;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::client::Target;
+pub use super::stream::Trust;
+use super::stream::Wire;
 use super::workload::{Mix, Model, Threshold};
 use crate::exit::UsageError;
 
@@ -52,6 +54,12 @@ pub struct LoadPlan {
     /// recovery); 0: not watched.
     #[serde(default)]
     pub streak_goal: u64,
+    /// Extra headers on every request and handshake (`--header`): `Authorization`, say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// How TLS targets' certificates are checked.
+    #[serde(default)]
+    pub trust: Trust,
 }
 
 fn one() -> usize {
@@ -77,7 +85,15 @@ impl LoadPlan {
             thresholds: Vec::new(),
             workers: 1,
             streak_goal: 0,
+            headers: Vec::new(),
+            trust: Trust::System,
         }
+    }
+
+    /// What every session opens its connections with: TLS when a target needs it, and the
+    /// extra headers.
+    pub fn wire(&self) -> Result<Wire, UsageError> {
+        Wire::new(self.targets.iter().any(Target::tls), &self.trust, &self.headers).map_err(UsageError)
     }
 
     /// The plan read from a JSON file (`-`: standard input), checked as one from flags is.
@@ -106,6 +122,20 @@ impl LoadPlan {
         if self.targets.is_empty() {
             return Err(UsageError::flag("--url", "give at least one target"));
         }
+        for (name, value) in &self.headers {
+            let token =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token || value.contains(['\r', '\n']) {
+                return Err(UsageError::flag(
+                    "--header",
+                    format!("`{name}: {value}` is not a header: write 'Name: value' on one line"),
+                ));
+            }
+        }
+        if self.trust != Trust::System && !self.targets.iter().any(Target::tls) {
+            return Err(UsageError::flag("--ca-cert/--insecure", "apply to https:// and wss:// targets, and none is"));
+        }
+        self.wire()?;
         if self.sessions == 0 {
             return Err(UsageError::flag("--sessions", "must be at least 1"));
         }

@@ -59,7 +59,8 @@ pub async fn check_tools(plan: &LoadPlan) -> anyhow::Result<()> {
     }
     let target = &plan.targets[0];
     let asked = tokio::time::timeout(plan.timeout, async {
-        let mut s = Session::connect(target, plan.sources.first().copied()).await?;
+        let wire = std::sync::Arc::new(plan.wire().map_err(|e| Failure::new(super::stats::ErrorClass::Connect, e.0))?);
+        let mut s = Session::connect(target, plan.sources.first().copied(), wire).await?;
         s.initialize(1).await?;
         let tools = listed(&mut s).await;
         if plan.close {

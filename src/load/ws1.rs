@@ -4,10 +4,10 @@
 //! (9.4 KiB per idle session measured, against 4.8 for HTTP), which decides whether 100,000
 //! sessions fit in 8 KiB each.
 
+use super::stream::Stream;
 use base64::Engine as _;
 use sha1::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::http1::WireError;
 use crate::mix::{splitmix64, GOLDEN};
@@ -28,7 +28,7 @@ pub enum Message {
 
 /// One upgraded connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read past the last whole frame; empty (no allocation) between messages.
     pending: Vec<u8>,
     /// Masking keys: RFC 6455 asks for unpredictable keys to protect intermediaries from
@@ -40,10 +40,11 @@ impl Conn {
     /// Upgrades `stream` to a WebSocket at `path` on `authority`, offering the `mcp`
     /// subprotocol when asked; checks the server's accept key.
     pub async fn handshake(
-        mut stream: TcpStream,
+        mut stream: Stream,
         authority: &str,
         path: &str,
         subprotocol: bool,
+        headers: &str,
     ) -> Result<Conn, WireError> {
         let mut rng = seed();
         let key = base64::engine::general_purpose::STANDARD
@@ -51,7 +52,7 @@ impl Conn {
         let proto = if subprotocol { "Sec-WebSocket-Protocol: mcp\r\n" } else { "" };
         let head = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}{headers}\r\n"
         );
         stream.write_all(head.as_bytes()).await.map_err(|_| WireError::Io)?;
         let mut buf = Vec::with_capacity(1024);
@@ -133,7 +134,7 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
         if !self.pending.is_empty() {
             return false;
         }
-        matches!(self.stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
+        matches!(self.stream.tcp().peek(&mut [0u8; 1]).await, Ok(0) | Err(_))
     }
 
     /// Sends a normal-closure close frame and ends the connection (the server's answer is not

@@ -276,7 +276,14 @@ fn bad_flags_are_refused_with_the_flag_named() {
     // Usage errors (2): the flag or file named, with what would be valid.
     for (args, want) in [
         (vec!["load", "--url", "localhost:8080"], "invalid --url"),
-        (vec!["load", "--url", "https://127.0.0.1:1/mcp"], "invalid --url"),
+        (vec!["load", "--url", "ftp://127.0.0.1:1/mcp"], "invalid --url"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--insecure"], "--ca-cert/--insecure"),
+        (
+            vec!["load", "--url", "https://127.0.0.1:1/mcp", "--ca-cert", "/nonexistent.pem"],
+            "--ca-cert /nonexistent.pem",
+        ),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--header", "Authorization"], "--header"),
+        (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--header", "Bad Name: x"], "--header"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--mix", "nope=1"], "--mix"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<5"], "invalid threshold"),
         (vec!["load", "--url", "http://127.0.0.1:1/mcp", "--threshold", "p99<fast"], "invalid threshold"),
@@ -771,4 +778,133 @@ async fn a_mix_calling_a_tool_the_server_does_not_have_is_refused_before_the_run
         load_cli(&["--url", &url, "--sessions", "2", "--duration", "1s", "--mix", "tools/call:add=1"]).await;
     assert_eq!(code, Some(0), "{summary}");
     assert!(r["summary"]["requests_ok"].as_u64().unwrap() > 0, "{summary}");
+}
+
+/// A TLS endpoint in front of `upstream` (the reference server), as a load balancer or the
+/// server itself would terminate it, with a certificate made for 127.0.0.1 by openssl. It
+/// counts the connections whose first bytes carried `header`.
+struct TlsFront {
+    addr: std::net::SocketAddr,
+    with_header: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A test CA (ca.pem) and a certificate it signed for 127.0.0.1 with its key (cert.pem,
+/// key.pem), in `dir`.
+fn self_signed(dir: &std::path::Path) {
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=swarmctl-test-ca -keyout ca-key.pem -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
+    ] {
+        let out = Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+async fn tls_front(dir: &std::path::Path, upstream: std::net::SocketAddr, header: &'static str) -> TlsFront {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let certs: Vec<_> =
+        rustls_pki_types::CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap().map(|c| c.unwrap()).collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let with_header = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = with_header.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut first = vec![0u8; 16 * 1024];
+                let Ok(n) = tls.read(&mut first).await else { return };
+                if String::from_utf8_lossy(&first[..n]).contains(header) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let mut up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                if up.write_all(&first[..n]).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+    TlsFront { addr, with_header }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_wss_with_headers_and_what_a_failed_handshake_says() {
+    let _heavy = crate::util::exclusive().await;
+    let certs = tempfile::tempdir().unwrap();
+    self_signed(certs.path());
+    let ca = certs.path().join("ca.pem");
+    let s = start_server(&[]).await;
+    const AUTH: &str = "Authorization: Bearer t0ken";
+    let http = tls_front(certs.path(), s.addr("--http"), AUTH).await;
+    let ws = tls_front(certs.path(), s.addr("--ws"), AUTH).await;
+
+    // https, the certificate checked against its CA, a header on every request: every reply
+    // checked and counted on both sides.
+    let url = format!("https://127.0.0.1:{}/mcp", http.addr.port());
+    let before = s.metrics.requests_total("tools/call");
+    let (code, r, summary, _) = load_cli(&[
+        "--url",
+        &url,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "--header",
+        AUTH,
+        "--sessions",
+        "8",
+        "--duration",
+        "2s",
+        "--think",
+        "20ms",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{summary}");
+    let total = r["summary"]["requests_total"].as_u64().unwrap();
+    assert!(total > 100 && r["summary"]["requests_ok"] == total, "{summary}");
+    assert_eq!(s.metrics.requests_total("tools/call") - before, total, "the server saw each one");
+    let http_conns = http.with_header.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(http_conns >= 8, "every connection's first request carried the header: {http_conns}");
+
+    // wss with --insecure (the self-signed certificate taken as it is), the header on the
+    // handshake.
+    let url = format!("wss://127.0.0.1:{}/mcp/ws", ws.addr.port());
+    let args =
+        ["--url", &url, "--insecure", "--header", AUTH, "--sessions", "4", "--duration", "2s", "--think", "20ms"];
+    let (code, r, summary, _) = load_cli(&args).await;
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(r["summary"]["requests_ok"], r["summary"]["requests_total"], "{summary}");
+    let handshakes = ws.with_header.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(handshakes, 5, "the four sessions' handshakes and the tool probe's carried the header");
+
+    // The same certificate against the system's roots: the handshake fails, and says why.
+    let url = format!("https://127.0.0.1:{}/mcp", http.addr.port());
+    let (code, r, _, _) = load_cli(&["--url", &url, "--sessions", "2", "--duration", "30s"]).await;
+    assert_eq!(code, Some(1));
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("no session could open: connect: ") && error.contains("TLS: invalid peer certificate"),
+        "{error}"
+    );
+    // TLS to a port that speaks plain HTTP.
+    let url = format!("https://{}/mcp", s.addr("--http"));
+    let (code, r, _, _) = load_cli(&["--url", &url, "--insecure", "--sessions", "2", "--duration", "30s"]).await;
+    assert_eq!(code, Some(1));
+    assert!(r["error"].as_str().unwrap().contains("TLS: "), "{}", r["error"]);
 }
