@@ -26,7 +26,7 @@ fn default_stack_has_the_documented_values() {
     assert_eq!(c.server.resources.limits.cpus, Some(crate::units::Cpus(4.0)));
     assert_eq!(c.server.resources.limits.memory, Some(crate::units::ByteSize(2 << 30)));
     assert_eq!(c.server.resources.reservations, ResourceAmount::default());
-    assert_eq!(c.server.environment.get("ERL_MAX_PORTS").map(String::as_str), Some("262144"));
+    assert!(c.server.environment.is_empty(), "no image's variables by default: {:?}", c.server.environment);
     assert_eq!(c.test.profiles["baseline"].sessions, 1_000);
     let stress = &c.test.profiles["stress"];
     assert_eq!((stress.sessions, stress.ramp, stress.hold.to_string()), (100_000, 5_000, "5m".to_string()));
@@ -43,7 +43,6 @@ fn stack_files_layer_on_the_default() {
     assert!(!ci.grafana.enabled);
     // Not set in ci.yaml: inherited.
     assert_eq!(ci.server.metrics_port, 9100);
-    assert_eq!(ci.server.environment.get("ERL_EPOLL").map(String::as_str), Some("true"));
 
     let erl = load(Some("erlmcp-100k"), &[]).unwrap();
     assert_eq!(erl.server.image, "erlmcp:latest");
@@ -51,6 +50,8 @@ fn stack_files_layer_on_the_default() {
     assert_eq!(erl.server.placement.constraints, vec!["node.role == worker".to_string()]);
     assert!(erl.server.transports.http.is_none(), "null disables a transport");
     assert!(erl.server.transports.ws.as_ref().unwrap().newline);
+    assert_eq!(erl.server.environment.get("ERL_MAX_PORTS").map(String::as_str), Some("262144"));
+    assert_eq!(erl.server.environment.get("ERLMCP_ENV").map(String::as_str), Some("swarm"));
 }
 
 #[test]
@@ -59,9 +60,11 @@ fn set_beats_file_beats_default() {
     assert_eq!(c.server.replicas, 5);
     let c = load_text("server:\n  replicas: 5\n", &["server.replicas=7"]).unwrap();
     assert_eq!(c.server.replicas, 7);
-    let c = load_text("", &["server.environment.EXTRA=1", "server.environment.ERL_EPOLL=null"]).unwrap();
+    let file = "server:\n  environment:\n    KEPT: 1\n    DROPPED: 2\n";
+    let c = load_text(file, &["server.environment.EXTRA=1", "server.environment.DROPPED=null"]).unwrap();
     assert_eq!(c.server.environment.get("EXTRA").map(String::as_str), Some("1"));
-    assert!(!c.server.environment.contains_key("ERL_EPOLL"), "null removes a key");
+    assert_eq!(c.server.environment.get("KEPT").map(String::as_str), Some("1"));
+    assert!(!c.server.environment.contains_key("DROPPED"), "null removes a key");
     let c = load_text("", &["server.placement.constraints=[\"node.role == worker\"]"]).unwrap();
     assert_eq!(c.server.placement.constraints, vec!["node.role == worker".to_string()]);
 }
