@@ -475,8 +475,10 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (Verdict, Vec<Stri
 }
 
 /// What Prometheus says the replicas received (every method but the handshake's), with the
-/// replicas counted, once the latest requests have surely been scraped; `Err` says why not.
-pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<String>), String> {
+/// replicas counted, once the latest requests have surely been scraped; `None` when they
+/// export no such counter (yet: the reference server's appear with their first request; a
+/// server nobody here wrote may have none at all); `Err` says why not.
+pub async fn server_count(ctx: &Ctx) -> Result<(Option<f64>, std::collections::BTreeSet<String>), String> {
     let Some(p) = ctx.prometheus() else {
         return Err("the stack has no Prometheus (prometheus.enabled)".into());
     };
@@ -508,7 +510,7 @@ pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<
             .await
             .map_err(|e| format!("Prometheus: {e:#}"))?;
         let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();
-        return Ok((total.first().map(|(_, v)| *v).unwrap_or(0.0), instances));
+        return Ok((total.first().map(|(_, v)| *v), instances));
     }
 }
 
@@ -517,8 +519,8 @@ pub async fn server_count(ctx: &Ctx) -> Result<(f64, std::collections::BTreeSet<
 /// nothing failed.
 pub fn reconcile(
     r: &RunResult,
-    before: Result<(f64, std::collections::BTreeSet<String>), String>,
-    after: Result<(f64, std::collections::BTreeSet<String>), String>,
+    before: Result<(Option<f64>, std::collections::BTreeSet<String>), String>,
+    after: Result<(Option<f64>, std::collections::BTreeSet<String>), String>,
 ) -> crate::report::Reconciliation {
     let s = &r.summary;
     let answered =
@@ -528,9 +530,15 @@ pub fn reconcile(
         client_answered: answered,
         ..Default::default()
     };
-    rec.server_before = before.as_ref().ok().map(|(c0, _)| *c0);
+    rec.server_before = before.as_ref().ok().and_then(|(c0, _)| *c0);
     match (before, after) {
-        (Ok((c0, i0)), Ok((c1, i1))) if i0 == i1 => {
+        // Still none after the load: the servers count nothing that could be checked. Not a
+        // count of 0, which would read as every request lost.
+        (Ok(_), Ok((None, _))) => {
+            rec.note = "not measured (the servers export no request counter, mcp_requests_total)".into()
+        }
+        (Ok((c0, i0)), Ok((Some(c1), i1))) if i0 == i1 => {
+            let c0 = c0.unwrap_or(0.0);
             let got = c1 - c0;
             rec.server_received = Some(got);
             rec.holds = answered as f64 <= got && got <= s.requests_total as f64;
@@ -597,8 +605,8 @@ mod tests {
         }
     }
 
-    fn seen(count: f64, replicas: &[&str]) -> Result<(f64, BTreeSet<String>), String> {
-        Ok((count, replicas.iter().map(|s| s.to_string()).collect()))
+    fn seen(count: f64, replicas: &[&str]) -> Result<(Option<f64>, BTreeSet<String>), String> {
+        Ok((Some(count), replicas.iter().map(|s| s.to_string()).collect()))
     }
 
     #[test]
@@ -664,5 +672,13 @@ mod tests {
         assert_eq!(changed.server_before, Some(100.0), "still known");
         let none = reconcile(&r, Err("no Prometheus".into()), seen(1.0, &[]));
         assert!(!none.holds && none.note.contains("no Prometheus"));
+        // Fresh replicas have no counter until their first request: counted from 0.
+        let fresh = reconcile(&r, Ok((None, ["a", "b"].map(String::from).into())), seen(997.0, &["a", "b"]));
+        assert!(fresh.holds && fresh.server_received == Some(997.0), "{fresh:?}");
+        // A server that exports no counter at all: not measured, not "INCONSISTENT" with a 0.
+        let absent = ["a", "b"].map(String::from);
+        let unmeasured = reconcile(&r, Ok((None, absent.clone().into())), Ok((None, absent.into())));
+        assert!(!unmeasured.holds && unmeasured.server_received.is_none(), "{unmeasured:?}");
+        assert_eq!(unmeasured.note, "not measured (the servers export no request counter, mcp_requests_total)");
     }
 }
