@@ -17,7 +17,11 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         let expr = format!("success>={}%", slo.success_ratio * 100.0);
         plan.thresholds.push(expr.parse().map_err(|e| anyhow::anyhow!("slo.success_ratio: {e}"))?);
     }
-    load::probe::check_tools(&plan).await?;
+    // A plan file runs as it is: the phases hand theirs to a container (`--via direct`) and
+    // reconcile every request the servers count, which a probe's would spoil.
+    if args.plan.is_none() {
+        load::probe::check_tools(&plan).await?;
+    }
     let cancel = crate::shutdown::on_signals();
     // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.
     let quiet = cli.quiet || (args.json && !std::io::stderr().is_terminal() && cli.verbose == 0);

@@ -145,6 +145,11 @@ async fn prometheus_follows_every_replica_and_every_panel_and_alert_returns_data
         "50ms",
         "--mix",
         "tools/call:echo=8,tools/call:fail=1,ping=1",
+        // `fail` fails by design (for the alert rules); everything else must succeed.
+        "--threshold",
+        "tools/call:echo:success>=100%",
+        "--threshold",
+        "ping:success>=100%",
     ];
     load.extend_from_slice(&SETS[..2]);
     let out = swarmctl(&load, state.path());
