@@ -237,6 +237,13 @@ fn not_an_answer(text: &[u8]) -> Failure {
 /// Finds the answer to `id` in an SSE body (WHATWG format: any line ending, comments, events
 /// dispatched on a blank line, `data` lines joined).
 fn classify_sse(body: &[u8], id: u64) -> Result<(), Failure> {
+    in_sse(body, |text| classify(text, id)).unwrap_or_else(|| {
+        Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
+    })
+}
+
+/// The first message event of an SSE body that `pick` knows.
+fn in_sse<T>(body: &[u8], mut pick: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
     // CRLF is one line ending, not a line end followed by an empty line.
     let text = String::from_utf8_lossy(body).replace("\r\n", "\n").replace('\r', "\n");
     let mut data = String::new();
@@ -244,8 +251,8 @@ fn classify_sse(body: &[u8], id: u64) -> Result<(), Failure> {
     for line in text.split('\n').chain(std::iter::once("")) {
         if line.is_empty() {
             if !data.is_empty() && (kind.is_empty() || kind == "message") {
-                if let Some(outcome) = classify(data.as_bytes(), id) {
-                    return outcome;
+                if let Some(found) = pick(data.as_bytes()) {
+                    return Some(found);
                 }
             }
             data.clear();
@@ -268,7 +275,7 @@ fn classify_sse(body: &[u8], id: u64) -> Result<(), Failure> {
             _ => {}
         }
     }
-    Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
+    None
 }
 
 /// Connects from `source` when given: bound with `IP_BIND_ADDRESS_NO_PORT`, so the port is
@@ -470,49 +477,8 @@ impl Session {
                     classify(&body, id).unwrap_or_else(|| Err(not_an_answer(&body)))
                 }
             }
-            Conn::Ws(ws) => {
-                ws.send_text(&frame(bytes, &self.target))
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
-                loop {
-                    match ws.recv().await {
-                        Ok(ws1::Message::Text(t)) => {
-                            if let Some(outcome) = classify(t.trim_ascii_end(), id) {
-                                return outcome;
-                            }
-                        }
-                        Ok(ws1::Message::Binary) => {
-                            return Err(Failure::new(ErrorClass::Protocol, "a binary WebSocket frame"))
-                        }
-                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
-                    }
-                }
-            }
+            Conn::Ws(_) | Conn::Tcp(_) => self.send_and_read(bytes, |t| classify(t, id)).await,
             Conn::Sse { .. } => unreachable!("answered by call_sse"),
-            Conn::Tcp(stream) => {
-                let mut b = bytes;
-                b.push(b'\n');
-                stream
-                    .get_mut()
-                    .write_all(&b)
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match stream.read_line(&mut line).await {
-                        Ok(0) => {
-                            return Err(Failure::new(ErrorClass::Disconnect, "the connection closed under the request"))
-                        }
-                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
-                        Ok(_) => {
-                            if let Some(outcome) = classify(line.trim_end().as_bytes(), id) {
-                                return outcome;
-                            }
-                        }
-                    }
-                }
-            }
         }
     }
 
@@ -534,57 +500,64 @@ impl Session {
                 if !sse {
                     return answer(&body).unwrap_or_else(|| Err(not_an_answer(&body))).map(Some);
                 }
-                let text = String::from_utf8_lossy(&body).replace("\r\n", "\n");
-                for event in text.split("\n\n") {
-                    let data: Vec<&str> =
-                        event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
-                    if let Some(found) = answer(data.join("\n").as_bytes()) {
-                        return found.map(Some);
-                    }
-                }
-                Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
+                in_sse(&body, answer)
+                    .unwrap_or_else(|| {
+                        Err(Failure::new(
+                            ErrorClass::Protocol,
+                            format!("no answer to request {id} in the event stream"),
+                        ))
+                    })
+                    .map(Some)
             }
+            Conn::Ws(_) | Conn::Tcp(_) => self.send_and_read(bytes, answer).await.map(Some),
+            Conn::Sse { .. } => Ok(None),
+        }
+    }
+
+    /// On a WebSocket or TCP session: sends `bytes` and reads messages until `pick` knows the
+    /// answer (what the server started meanwhile is skipped).
+    async fn send_and_read<T>(
+        &mut self,
+        bytes: Vec<u8>,
+        mut pick: impl FnMut(&[u8]) -> Option<Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let lost = |e: String| Failure::new(ErrorClass::Disconnect, e);
+        match &mut self.conn {
             Conn::Ws(ws) => {
-                ws.send_text(&frame(bytes, &self.target))
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
+                ws.send_text(&frame(bytes, &self.target)).await.map_err(|e| lost(e.to_string()))?;
                 loop {
                     match ws.recv().await {
                         Ok(ws1::Message::Text(t)) => {
-                            if let Some(found) = answer(t.trim_ascii_end()) {
-                                return found.map(Some);
+                            if let Some(found) = pick(t.trim_ascii_end()) {
+                                return found;
                             }
                         }
-                        Ok(ws1::Message::Binary) => {}
-                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
+                        Ok(ws1::Message::Binary) => {
+                            return Err(Failure::new(ErrorClass::Protocol, "a binary WebSocket frame"))
+                        }
+                        Err(e) => return Err(lost(e.to_string())),
                     }
                 }
             }
             Conn::Tcp(stream) => {
                 let mut b = bytes;
                 b.push(b'\n');
-                stream
-                    .get_mut()
-                    .write_all(&b)
-                    .await
-                    .map_err(|e| Failure::new(ErrorClass::Disconnect, e.to_string()))?;
+                stream.get_mut().write_all(&b).await.map_err(|e| lost(e.to_string()))?;
                 let mut line = String::new();
                 loop {
                     line.clear();
                     match stream.read_line(&mut line).await {
-                        Ok(0) => {
-                            return Err(Failure::new(ErrorClass::Disconnect, "the connection closed under the request"))
-                        }
-                        Err(e) => return Err(Failure::new(ErrorClass::Disconnect, e.to_string())),
+                        Ok(0) => return Err(lost("the connection closed under the request".into())),
+                        Err(e) => return Err(lost(e.to_string())),
                         Ok(_) => {
-                            if let Some(found) = answer(line.trim_end().as_bytes()) {
-                                return found.map(Some);
+                            if let Some(found) = pick(line.trim_end().as_bytes()) {
+                                return found;
                             }
                         }
                     }
                 }
             }
-            Conn::Sse { .. } => Ok(None),
+            Conn::Http(_) | Conn::Sse { .. } => unreachable!("WebSocket and TCP only"),
         }
     }
 
