@@ -101,21 +101,17 @@ impl Store {
         &self.path
     }
 
-    /// The credentials kept for `registry` (`host[:port]`, or `docker.io`), from the helper
-    /// named for it, else the file's own entry, else the default helper; `None` when nothing
-    /// is kept (the registry is then asked anonymously, as the docker CLI does).
+    /// The credentials kept for `registry` (`host[:port]`, or `docker.io`), as the docker CLI
+    /// looks: the helper named for it, else the default helper, else the file's own entry;
+    /// `None` when nothing is kept (the registry is then asked anonymously). With a default
+    /// helper, `docker login` leaves only an empty entry in the file: the helper has the login.
     pub async fn get(&self, registry: &str) -> Result<Option<DockerCredentials>, CredentialsError> {
         let server = if registry == "docker.io" { HUB_KEY } else { registry };
-        if let Some(helper) = self.file.cred_helpers.get(registry) {
+        if let Some(helper) = self.file.cred_helpers.get(registry).or(self.file.creds_store.as_ref()) {
             return ask_helper(helper, server, registry).await;
         }
-        if let Some(e) = self.file.auths.iter().find(|(k, _)| host_of(k) == host_of(server)).map(|(_, e)| e) {
-            return Ok(entry(e, server));
-        }
-        match &self.file.creds_store {
-            Some(helper) => ask_helper(helper, server, registry).await,
-            None => Ok(None),
-        }
+        let kept = self.file.auths.iter().find(|(k, _)| host_of(k) == host_of(server));
+        Ok(kept.and_then(|(_, e)| entry(e, server)))
     }
 }
 
@@ -305,7 +301,10 @@ mod tests {
         let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
         // Only this test changes PATH, and only by putting a folder in front.
         std::env::set_var("PATH", path);
-        let (_d, s) = store(r#"{"credsStore": "test", "credHelpers": {"other.example": "absent"}}"#);
+        // As `docker login` leaves it with a default helper: an empty entry, the login in the helper.
+        let (_d, s) = store(
+            r#"{"auths": {"reg.example:443": {}}, "credsStore": "test", "credHelpers": {"other.example": "absent"}}"#,
+        );
         let c = s.get("reg.example:443").await.unwrap().unwrap();
         assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("u"), Some("p")));
         assert!(s.get("docker.io").await.unwrap().is_none(), "nothing kept is no credentials, not an error");
