@@ -428,9 +428,9 @@ impl Session {
             Some(conn) => conn,
             None => slot.insert(http1::Conn::new(open_stream(&self.target, self.source, &self.wire).await?)),
         };
-        let res = conn.request(request).await.map_err(|e| match e {
-            WireError::Io => ErrorClass::Disconnect,
-            WireError::Malformed => ErrorClass::Protocol,
+        let res = conn.request(request).await.map_err(|e| {
+            let class = if e == WireError::Io { ErrorClass::Disconnect } else { ErrorClass::Protocol };
+            Failure::new(class, format!("{}: {e}", self.target.authority()))
         })?;
         // Closing after its answer is HTTP, not a failure: the next request dials again.
         if res.close {
@@ -722,7 +722,7 @@ impl EventStream {
     ) -> Result<(EventStream, Option<String>), Failure> {
         let head =
             format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n{extra_headers}\r\n");
-        tcp.write_all(head.as_bytes()).await.map_err(|e| Failure::new(ErrorClass::Connect, e.to_string()))?;
+        tcp.send(head.as_bytes()).await.map_err(|e| Failure::new(ErrorClass::Connect, e.to_string()))?;
         let mut buf = Vec::with_capacity(2048);
         let (res, len, framing) = loop {
             let n = tokio::io::AsyncReadExt::read_buf(&mut tcp, &mut buf)

@@ -5,7 +5,7 @@
 //! with `httparse`; bodies framed by Content-Length, chunked encoding or the connection's end.
 
 use super::stream::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// What went wrong on the wire.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +53,7 @@ impl Conn {
 
     /// Sends `request` (head and body, whole) and reads the whole response.
     pub async fn request(&mut self, request: Vec<u8>) -> Result<Response, WireError> {
-        self.stream.write_all(&request).await.map_err(|_| WireError::Io)?;
+        self.stream.send(&request).await.map_err(|_| WireError::Io)?;
         drop(request);
         read_response(&mut self.stream).await
     }

@@ -20,6 +20,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Writes `bytes` and flushes them: a TLS stream may keep records it could not send at
+    /// once until flushed, and nothing else would flush them before the answer is awaited.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.write_all(bytes).await?;
+        self.flush().await
+    }
+
     /// The socket beneath: idle connections are watched by peeking at it, without reading.
     pub fn tcp(&self) -> &TcpStream {
         match self {
@@ -122,6 +130,10 @@ fn client_config(trust: &Trust) -> Result<rustls::ClientConfig, String> {
         Trust::System => {
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                // A slim container has none: every handshake would fail as UnknownIssuer.
+                return Err("no CA certificate found on this system to check https:// and wss:// servers against: give --ca-cert FILE.pem (or --insecure for a test server)".into());
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }

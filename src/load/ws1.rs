@@ -54,7 +54,7 @@ impl Conn {
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}{headers}\r\n"
         );
-        stream.write_all(head.as_bytes()).await.map_err(|_| WireError::Io)?;
+        stream.send(head.as_bytes()).await.map_err(|_| WireError::Io)?;
         let mut buf = Vec::with_capacity(1024);
         let len = loop {
             if stream.read_buf(&mut buf).await.map_err(|_| WireError::Io)? == 0 {
@@ -74,7 +74,7 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}{headers}\r\n"
     /// Sends one text message, in one frame.
     pub async fn send_text(&mut self, payload: &[u8]) -> Result<(), WireError> {
         let frame = encode(0x1, payload, next(&mut self.rng) as u32);
-        self.stream.write_all(&frame).await.map_err(|_| WireError::Io)
+        self.stream.send(&frame).await.map_err(|_| WireError::Io)
     }
 
     /// The next data message; answers pings on the way. A close frame or the end of the
@@ -99,12 +99,12 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}{headers}\r\n"
             }
             match frame.opcode {
                 0x8 => {
-                    let _ = self.stream.write_all(&encode(0x8, &payload, next(&mut self.rng) as u32)).await;
+                    let _ = self.stream.send(&encode(0x8, &payload, next(&mut self.rng) as u32)).await;
                     return Err(WireError::Io);
                 }
                 0x9 => {
                     let pong = encode(0xA, &payload, next(&mut self.rng) as u32);
-                    self.stream.write_all(&pong).await.map_err(|_| WireError::Io)?;
+                    self.stream.send(&pong).await.map_err(|_| WireError::Io)?;
                 }
                 0xA => {}
                 0x0 => {
@@ -141,7 +141,7 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{proto}{headers}\r\n"
     /// waited for: nothing more is read from this session).
     pub async fn close(&mut self) {
         let frame = encode(0x8, &1000u16.to_be_bytes(), next(&mut self.rng) as u32);
-        let _ = self.stream.write_all(&frame).await;
+        let _ = self.stream.send(&frame).await;
         let _ = self.stream.shutdown().await;
     }
 }
