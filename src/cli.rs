@@ -425,7 +425,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "urls", "sessions", "ramp", "duration", "think", "rate", "stages", "mix", "timeout",
         "thresholds", "source_ips", "ws_subprotocol", "ws_newline", "no_close", "get_stream", "workers",
-        "headers", "ca_cert", "insecure",
+        "ca_cert", "insecure",
     ])]
     pub plan: Option<PathBuf>,
     /// Concurrent MCP sessions (one connection each).
@@ -478,7 +478,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub get_stream: bool,
     /// An extra header on every request and WebSocket handshake (repeatable), e.g.
-    /// 'Authorization: Bearer …'.
+    /// 'Authorization: Bearer …'. Its value is not written into --out's plan.json; with
+    /// --plan, give it again.
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
     /// https:// and wss://: check the server's certificate against the CA certificates in this
@@ -509,8 +510,22 @@ impl LoadArgs {
     pub fn plan(&self) -> Result<crate::load::LoadPlan, crate::exit::UsageError> {
         use crate::exit::UsageError;
         use crate::load::{plan, workload::Model, LoadPlan, Target};
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                None => Err(UsageError::flag("--header", format!("`{h}` has no colon: write 'Name: value'"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(path) = &self.plan {
-            return LoadPlan::read(path);
+            // A results folder's plan.json keeps header names, not values: given again here.
+            let mut plan = LoadPlan::read(path)?;
+            if !headers.is_empty() {
+                plan.headers = headers;
+                plan.check()?;
+            }
+            return Ok(plan);
         }
         let targets = self
             .urls
@@ -542,14 +557,7 @@ impl LoadArgs {
             get_stream: self.get_stream,
             thresholds: self.thresholds.iter().map(|t| t.parse()).collect::<Result<_, _>>().map_err(UsageError)?,
             workers: self.workers,
-            headers: self
-                .headers
-                .iter()
-                .map(|h| match h.split_once(':') {
-                    Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
-                    None => Err(UsageError::flag("--header", format!("`{h}` has no colon: write 'Name: value'"))),
-                })
-                .collect::<Result<_, _>>()?,
+            headers,
             trust: match (&self.ca_cert, self.insecure) {
                 (Some(pem), _) => plan::Trust::CaFile(pem.clone()),
                 (None, true) => plan::Trust::Nobody,

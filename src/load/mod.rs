@@ -47,7 +47,7 @@ pub async fn run(
     let mut timeline = match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            plan.write(&dir.join("plan.json"))?;
+            plan.redacted().write(&dir.join("plan.json"))?;
             let path = dir.join("timeline.jsonl");
             Some(std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
         }

@@ -111,10 +111,28 @@ impl LoadPlan {
     }
 
     /// Writes the plan as JSON into `path`.
+    /// Writes the plan as JSON into `path`, readable by its owner only: the plans handed to
+    /// worker processes and containers carry the header values (often tokens).
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         use anyhow::Context;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
         let json = serde_json::to_vec_pretty(self)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write the load plan {}", path.display()))
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot write the load plan {}", path.display()))?;
+        file.write_all(&json).with_context(|| format!("cannot write the load plan {}", path.display()))
+    }
+
+    /// The plan as a results folder keeps it: header values left out (a folder is shared;
+    /// `--plan` with `--header` gives them again).
+    pub fn redacted(&self) -> LoadPlan {
+        let headers = self.headers.iter().map(|(k, _)| (k.clone(), "<not kept: give it again with --header>".into()));
+        LoadPlan { headers: headers.collect(), ..self.clone() }
     }
 
     /// What no run can do, said with the flag that sets it.
@@ -260,6 +278,21 @@ pub fn parse_sources(spec: &str) -> Result<Vec<IpAddr>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_stay_out_of_the_results_folder_and_plans_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut plan = LoadPlan::toward(vec![target("https://127.0.0.1:8443/mcp")]);
+        plan.headers = vec![("Authorization".into(), "Bearer s3cret".into())];
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, handed) = (dir.path().join("kept.json"), dir.path().join("handed.json"));
+        plan.redacted().write(&kept).unwrap();
+        plan.write(&handed).unwrap();
+        let kept = std::fs::read_to_string(&kept).unwrap();
+        assert!(kept.contains("Authorization") && !kept.contains("s3cret"), "{kept}");
+        assert!(std::fs::read_to_string(&handed).unwrap().contains("s3cret"), "a worker needs the value");
+        assert_eq!(std::fs::metadata(&handed).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     fn target(url: &str) -> Target {
         Target::parse(url, false, false).unwrap()
