@@ -44,8 +44,8 @@ impl ReachError {
     }
 }
 
-/// How the agents are deployed.
-#[derive(Debug, Clone)]
+/// How the agents are deployed. (No `Debug`: it holds the run's token and a registry login.)
+#[derive(Clone)]
 pub struct Setup {
     /// The stack they act on.
     pub stack: String,

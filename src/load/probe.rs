@@ -28,8 +28,9 @@ fn page(answer: &str) -> Option<(Vec<String>, Option<String>)> {
     Some((names.collect(), result.get("nextCursor").and_then(|c| c.as_str()).map(str::to_string)))
 }
 
-/// Every tool the server lists (following `nextCursor`, 20 pages at most); `None` when the
-/// session cannot be asked or the answer is not a tool list.
+/// Every tool the server lists (following `nextCursor`); `None` when the session cannot be
+/// asked, the answer is not a tool list, or it runs past 20 pages (not judged then: a tool
+/// may be on the next one).
 async fn listed(session: &mut Session) -> Result<Option<BTreeSet<String>>, Failure> {
     let mut all = BTreeSet::new();
     let mut cursor: Option<String> = None;
@@ -47,7 +48,7 @@ async fn listed(session: &mut Session) -> Result<Option<BTreeSet<String>>, Failu
             _ => return Ok(Some(all)),
         }
     }
-    Ok(Some(all))
+    Ok(None)
 }
 
 /// Refuses (a usage error: exit 2) a mix that calls a tool the target does not list. A target

@@ -221,9 +221,11 @@ pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow
     let mut result = summarize(plan, &m.stats, m.elapsed, m.sessions, interrupted);
     (result.hold, result.client_memory) = m.tally.finish();
     if m.sessions.opened == 0 && plan.sessions > 0 && !interrupted {
-        // Whatever it was, the first of its kind says it best.
+        // The commonest failure, in the words of its first sample: one stray reset must not
+        // stand for a hundred refusals.
+        let commonest = m.stats.errors.iter().max_by_key(|(_, n)| **n).map(|(class, _)| *class);
         let cause =
-            m.stats.samples.iter().find_map(|(class, seen)| Some(format!("{}: {}", class.name(), seen.first()?)));
+            commonest.and_then(|class| Some(format!("{}: {}", class.name(), m.stats.samples.get(&class)?.first()?)));
         let counted = result.summary.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
         result.error = Some(format!("no session could open: {}", cause.unwrap_or(counted)));
         result.verdict = Verdict::Error;

@@ -532,12 +532,18 @@ pub fn reconcile(
     };
     rec.server_before = before.as_ref().ok().and_then(|(c0, _)| *c0);
     match (before, after) {
-        // Still none after the load: the servers count nothing that could be checked. Not a
-        // count of 0, which would read as every request lost.
-        (Ok(_), Ok((None, _))) => {
+        (Ok((_, i0)), Ok((_, i1))) if i0 != i1 => {
+            rec.note = "not reconciled: the set of replicas changed during the phase (their counters with it)".into()
+        }
+        // None before nor after the load: the servers count nothing that could be checked.
+        // Not a count of 0, which would read as every request lost.
+        (Ok((None, _)), Ok((None, _))) => {
             rec.note = "not measured (the servers export no request counter, mcp_requests_total)".into()
         }
-        (Ok((c0, i0)), Ok((Some(c1), i1))) if i0 == i1 => {
+        (Ok(_), Ok((None, _))) => {
+            rec.note = "not reconciled: the servers' request counter was gone after the phase".into()
+        }
+        (Ok((c0, _)), Ok((Some(c1), i1))) => {
             let c0 = c0.unwrap_or(0.0);
             let got = c1 - c0;
             rec.server_received = Some(got);
@@ -548,9 +554,6 @@ pub fn reconcile(
                 s.requests_total,
                 if rec.holds { "consistent" } else { "INCONSISTENT" }
             );
-        }
-        (Ok(_), Ok(_)) => {
-            rec.note = "not reconciled: the set of replicas changed during the phase (their counters with it)".into()
         }
         (Err(e), _) | (_, Err(e)) => rec.note = format!("not reconciled: {e}"),
     }
@@ -680,5 +683,7 @@ mod tests {
         let unmeasured = reconcile(&r, Ok((None, absent.clone().into())), Ok((None, absent.into())));
         assert!(!unmeasured.holds && unmeasured.server_received.is_none(), "{unmeasured:?}");
         assert_eq!(unmeasured.note, "not measured (the servers export no request counter, mcp_requests_total)");
+        let gone = reconcile(&r, seen(100.0, &["a", "b"]), Ok((None, ["a", "b"].map(String::from).into())));
+        assert!(!gone.holds && gone.note.contains("gone after the phase"), "{gone:?}");
     }
 }
