@@ -78,9 +78,10 @@ fn wait_for_a_quiet_machine() {
 
 /// A fixed 20 ms at a constant rate measures as 20 ms: p50 within 20–22 ms, p99 within
 /// 20–25 ms, corrected (from when each request was due). The bound holds for a run during
-/// which other processes and the hypervisor took at most a tenth of the machine; a run they
-/// disturbed more is measured again (three runs at most; the last is judged whatever it was,
-/// with who took what printed beside it).
+/// which other processes took at most a tenth of the machine and the hypervisor at most 2 %:
+/// what it steals comes in slices of tens of milliseconds, and 9 % of it put a run's p99 at
+/// 40 ms here. A disturbed run is measured again, five runs at most; if none was quiet, the
+/// least disturbed is judged, with who took what printed beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_latency_measures_as_itself() {
     let s = util::start_server(&["--latency", "20ms"]).await;
@@ -88,7 +89,8 @@ async fn a_fixed_latency_measures_as_itself() {
     let args =
         ["swarmctl", "load", "--url", &url, "--sessions", "20", "--ramp", "200", "--duration", "5s", "--rate", "200"];
     let Command::Load(args) = Cli::try_parse_from(args).unwrap().command else { unreachable!("parsed as load") };
-    for attempt in 1..=3 {
+    let mut runs = Vec::new();
+    for attempt in 1..=5 {
         wait_for_a_quiet_machine();
         let (m0, o0) = (Ticks::now(), own_ticks());
         let out = load::run(
@@ -109,18 +111,22 @@ async fn a_fixed_latency_measures_as_itself() {
             share(d.irq),
             share(d.steal)
         );
-        let r = &out.result;
-        let l = &r.summary.latency_ms;
+        let l = &out.result.summary.latency_ms;
         eprintln!("run {attempt}: p50 {} ms, p99 {} ms; {seen}", l.p50, l.p99);
-        if share(others + d.steal) > 10.0 && attempt < 3 {
-            eprintln!("run {attempt} was disturbed (p99 {} ms): measuring again", l.p99);
-            continue;
+        // How far past what a run may be disturbed by (0: quiet).
+        let excess = (share(others) - 10.0).max(0.0) + (share(d.steal) - 2.0).max(0.0);
+        let quiet = excess == 0.0;
+        runs.push((excess, out.result, seen));
+        if quiet {
+            break;
         }
-        let context = format!("{l:?}; during the run: {seen}");
-        assert!(r.summary.requests_total >= 900 && r.summary.success_ratio == 1.0, "{:?}", r.summary);
-        assert!((20.0..=22.0).contains(&l.p50), "p50 {} ms: {context}", l.p50);
-        assert!((20.0..=25.0).contains(&l.p99), "p99 {} ms: {context}", l.p99);
-        assert!(l.min >= 20.0, "never faster than the injected latency: {context}");
-        return;
+        eprintln!("run {attempt} was disturbed: measuring again");
     }
+    let (_, r, seen) = runs.into_iter().min_by(|a, b| a.0.total_cmp(&b.0)).expect("at least one run");
+    let l = &r.summary.latency_ms;
+    let context = format!("{l:?}; during the run: {seen}");
+    assert!(r.summary.requests_total >= 900 && r.summary.success_ratio == 1.0, "{:?}", r.summary);
+    assert!((20.0..=22.0).contains(&l.p50), "p50 {} ms: {context}", l.p50);
+    assert!((20.0..=25.0).contains(&l.p99), "p99 {} ms: {context}", l.p99);
+    assert!(l.min >= 20.0, "never faster than the injected latency: {context}");
 }
