@@ -235,9 +235,9 @@ fn not_an_answer(text: &[u8]) -> Failure {
 }
 
 /// Finds the answer to `id` in an SSE body (WHATWG format: any line ending, comments, events
-/// dispatched on a blank line, `data` lines joined).
-fn classify_sse(body: &[u8], id: u64) -> Result<(), Failure> {
-    in_sse(body, |text| classify(text, id)).unwrap_or_else(|| {
+/// dispatched on a blank line, `data` lines joined): what `pick` makes of it.
+fn answer_in_sse<T>(body: &[u8], id: u64, pick: impl FnMut(&[u8]) -> Option<Result<T, Failure>>) -> Result<T, Failure> {
+    in_sse(body, pick).unwrap_or_else(|| {
         Err(Failure::new(ErrorClass::Protocol, format!("no answer to request {id} in the event stream")))
     })
 }
@@ -459,6 +459,33 @@ impl Session {
         if matches!(self.conn, Conn::Sse { .. }) {
             return self.call_sse(bytes, id).await;
         }
+        self.answer(bytes, id, |t| classify(t, id)).await
+    }
+
+    /// Sends request `bytes` (whose id is `id`) and returns its answer's text, for the few
+    /// questions asked before a run (`tools/list`); `None` on a legacy SSE session, which is
+    /// not asked. `call` is the measured path and keeps nothing.
+    pub async fn ask(&mut self, bytes: Vec<u8>, id: u64) -> Result<Option<String>, Failure> {
+        if matches!(self.conn, Conn::Sse { .. }) {
+            return Ok(None);
+        }
+        let text = |text: &[u8]| match classify(text, id) {
+            Some(Ok(())) => Some(Ok(String::from_utf8_lossy(text).into_owned())),
+            Some(Err(f)) => Some(Err(f)),
+            None => None,
+        };
+        self.answer(bytes, id, text).await.map(Some)
+    }
+
+    /// Sends request `bytes` (whose id is `id`) on a Streamable HTTP, WebSocket or TCP session
+    /// and reads until `pick` knows the answer (what the server started meanwhile is skipped).
+    async fn answer<T>(
+        &mut self,
+        bytes: Vec<u8>,
+        id: u64,
+        mut pick: impl FnMut(&[u8]) -> Option<Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let lost = |e: String| Failure::new(ErrorClass::Disconnect, e);
         match &mut self.conn {
             Conn::Http(_) => {
                 let had_session = self.session_id.is_some();
@@ -472,57 +499,11 @@ impl Session {
                     _ => return Err(Failure::status(status, &body)),
                 }
                 if sse {
-                    classify_sse(&body, id)
+                    answer_in_sse(&body, id, pick)
                 } else {
-                    classify(&body, id).unwrap_or_else(|| Err(not_an_answer(&body)))
+                    pick(&body).unwrap_or_else(|| Err(not_an_answer(&body)))
                 }
             }
-            Conn::Ws(_) | Conn::Tcp(_) => self.send_and_read(bytes, |t| classify(t, id)).await,
-            Conn::Sse { .. } => unreachable!("answered by call_sse"),
-        }
-    }
-
-    /// Sends request `bytes` (whose id is `id`) and returns its answer's text, for the few
-    /// questions asked before a run (`tools/list`); `None` on a legacy SSE session, which is
-    /// not asked. `call` is the measured path and keeps nothing.
-    pub async fn ask(&mut self, bytes: Vec<u8>, id: u64) -> Result<Option<String>, Failure> {
-        let answer = |text: &[u8]| match classify(text, id) {
-            Some(Ok(())) => Some(Ok(String::from_utf8_lossy(text).into_owned())),
-            Some(Err(f)) => Some(Err(f)),
-            None => None,
-        };
-        match &mut self.conn {
-            Conn::Http(_) => {
-                let (status, sse, body) = self.post(bytes).await?;
-                if status != 200 {
-                    return Err(Failure::status(status, &body));
-                }
-                if !sse {
-                    return answer(&body).unwrap_or_else(|| Err(not_an_answer(&body))).map(Some);
-                }
-                in_sse(&body, answer)
-                    .unwrap_or_else(|| {
-                        Err(Failure::new(
-                            ErrorClass::Protocol,
-                            format!("no answer to request {id} in the event stream"),
-                        ))
-                    })
-                    .map(Some)
-            }
-            Conn::Ws(_) | Conn::Tcp(_) => self.send_and_read(bytes, answer).await.map(Some),
-            Conn::Sse { .. } => Ok(None),
-        }
-    }
-
-    /// On a WebSocket or TCP session: sends `bytes` and reads messages until `pick` knows the
-    /// answer (what the server started meanwhile is skipped).
-    async fn send_and_read<T>(
-        &mut self,
-        bytes: Vec<u8>,
-        mut pick: impl FnMut(&[u8]) -> Option<Result<T, Failure>>,
-    ) -> Result<T, Failure> {
-        let lost = |e: String| Failure::new(ErrorClass::Disconnect, e);
-        match &mut self.conn {
             Conn::Ws(ws) => {
                 ws.send_text(&frame(bytes, &self.target)).await.map_err(|e| lost(e.to_string()))?;
                 loop {
@@ -557,7 +538,7 @@ impl Session {
                     }
                 }
             }
-            Conn::Http(_) | Conn::Sse { .. } => unreachable!("WebSocket and TCP only"),
+            Conn::Sse { .. } => unreachable!("legacy SSE answers on its stream: call_sse"),
         }
     }
 
@@ -897,6 +878,7 @@ mod tests {
     #[test]
     fn sse_bodies_in_every_line_ending_and_with_notifications() {
         let lf = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n";
+        let classify_sse = |body: &[u8], id| answer_in_sse(body, id, |t| classify(t, id));
         assert_eq!(classify_sse(lf.as_bytes(), 3), Ok(()));
         let crlf = ": ping\r\nid: 1\r\ndata: \r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\r\ndata: \"result\":{}}\r\n\r\n";
         assert_eq!(classify_sse(crlf.as_bytes(), 3), Ok(()), "priming event skipped, data lines joined");

@@ -178,9 +178,13 @@ impl Stats {
 
     /// Keeps what `f` saw, if its class has fewer than `SAMPLES` distinct ones yet.
     pub fn sample(&mut self, f: &Failure) {
-        let kept = self.samples.entry(f.class).or_default();
-        if !f.detail.is_empty() && kept.len() < SAMPLES && !kept.contains(&f.detail) {
-            kept.push(f.detail.clone());
+        self.keep(f.class, &f.detail);
+    }
+
+    fn keep(&mut self, class: ErrorClass, detail: &str) {
+        let kept = self.samples.entry(class).or_default();
+        if !detail.is_empty() && kept.len() < SAMPLES && !kept.iter().any(|k| k == detail) {
+            kept.push(detail.to_string());
         }
     }
 
@@ -203,7 +207,7 @@ impl Stats {
         }
         for (class, details) in &other.samples {
             for d in details {
-                self.sample(&Failure::new(*class, d.clone()));
+                self.keep(*class, d);
             }
         }
         for (mine, theirs) in [(&mut self.send_lag, &other.send_lag), (&mut self.start_lag, &other.start_lag)] {

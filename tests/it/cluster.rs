@@ -20,14 +20,7 @@ const LOGIN: &str = "/run/swarmctl-cluster/docker";
 
 /// swarmctl with `docker_config` as the docker CLI's config folder (its registry logins).
 fn swarmctl_as(docker_config: &str, args: &[&str], state: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(args)
-        .env("SWARMCTL_STATE_DIR", state)
-        .env("DOCKER_CONFIG", docker_config)
-        .env_remove("SWARMCTL_STACK")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run swarmctl")
+    crate::util::swarmctl_command(state).env("DOCKER_CONFIG", docker_config).args(args).output().expect("run swarmctl")
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -299,9 +292,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         results.to_str().unwrap(),
     ];
     args.extend(stack(&["--set", "registry=10.99.0.1:5000", "--set", "with_registry_auth=true"]));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+    let mut child = crate::util::swarmctl_command(state.path())
         .args(&args)
-        .env("SWARMCTL_STATE_DIR", state.path())
         .env("DOCKER_CONFIG", LOGIN)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(state.path().join("node-lost.stderr")).unwrap())

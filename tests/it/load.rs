@@ -687,18 +687,23 @@ async fn canned(reply: &'static str) -> std::net::SocketAddr {
     addr
 }
 
+/// `swarmctl ARGV` as a process, waited for off the runtime (the servers it loads run on it).
+async fn swarmctl_beside(argv: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let state = tempfile::tempdir().unwrap();
+        crate::util::swarmctl(&argv.iter().map(String::as_str).collect::<Vec<_>>(), state.path())
+    })
+    .await
+    .unwrap()
+}
+
 /// `swarmctl load ARGS --out DIR` as a process: (exit code, results.json, SUMMARY.txt, took).
 async fn load_cli(args: &[&str]) -> (Option<i32>, Value, String, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let mut argv: Vec<String> = ["load"].iter().chain(args).map(|s| s.to_string()).collect();
     argv.extend(["--out".to_string(), dir.path().display().to_string()]);
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        let state = tempfile::tempdir().unwrap();
-        crate::util::swarmctl(&argv.iter().map(String::as_str).collect::<Vec<_>>(), state.path())
-    })
-    .await
-    .unwrap();
+    let out = swarmctl_beside(argv).await;
     let took = started.elapsed();
     let results = std::fs::read_to_string(dir.path().join("results.json"))
         .unwrap_or_else(|e| panic!("results.json: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
@@ -759,14 +764,8 @@ async fn a_mix_calling_a_tool_the_server_does_not_have_is_refused_before_the_run
     ];
     for url in urls {
         let args = ["load", "--url", &url, "--sessions", "2", "--duration", "30s", "--mix", "tools/call:nope=1,ping=1"];
-        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let started = Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            let state = tempfile::tempdir().unwrap();
-            crate::util::swarmctl(&argv.iter().map(String::as_str).collect::<Vec<_>>(), state.path())
-        })
-        .await
-        .unwrap();
+        let out = swarmctl_beside(args.iter().map(|a| a.to_string()).collect()).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
         assert!(stderr.contains("calls `nope`, which the server at") && stderr.contains("`echo`"), "{url}: {stderr}");

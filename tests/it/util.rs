@@ -21,13 +21,15 @@ pub fn render_builtin(stack: &str) -> (config::Config, Rendered) {
 
 /// Runs the swarmctl binary with a private state folder.
 pub fn swarmctl(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(args)
-        .env("SWARMCTL_STATE_DIR", state)
-        .env_remove("SWARMCTL_STACK")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run swarmctl")
+    swarmctl_command(state).args(args).output().expect("run swarmctl")
+}
+
+/// The swarmctl binary with `state` as its state folder and none of the caller's stack or log
+/// settings: for a test that adds more (an environment variable, a spawned child).
+pub fn swarmctl_command(state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_swarmctl"));
+    c.env("SWARMCTL_STATE_DIR", state).env_remove("SWARMCTL_STACK").env_remove("RUST_LOG");
+    c
 }
 
 /// stdout and stderr as text.
