@@ -44,7 +44,13 @@ async fn pack(cli: &Cli, args: &PackArgs) -> anyhow::Result<ExitCode> {
             Some(e) => e.clone(),
             None => binary.file_name().context("the binary path has no file name")?.to_string_lossy().into_owned(),
         };
-        let contents = image::inspect(&binary, &entry)?;
+        let mut contents = image::inspect(&binary, &entry)?;
+        for (file, library) in image::add(&mut contents, args.add.clone())? {
+            eprintln!(
+                "note: {} needs {library}, which this machine lacks: packed, but it will not load",
+                file.display()
+            );
+        }
         if !contents.is_static() {
             eprintln!(
                 "{} is dynamic: adding {} libraries and its interpreter",

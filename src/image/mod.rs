@@ -1,6 +1,8 @@
 //! `image pack`: an image built through the Engine API from a local binary, with no registry
 //! and no base image. A static binary goes into `FROM scratch` alone; a dynamic one brings its
-//! ELF interpreter and the libraries `ldd` resolves, at the same paths.
+//! ELF interpreter and the libraries `ldd` resolves, at the same paths. Files and folders added
+//! beside it (an interpreter's standard library, a program's packages) bring the libraries
+//! their own ELF files need the same way.
 //!
 //! The context (Dockerfile + files) is computed here without I/O to the engine; `engine`
 //! sends it.
@@ -43,6 +45,34 @@ pub struct Contents {
     pub entry: String,
     /// Shared libraries and the ELF interpreter (absolute paths, copied to the same paths).
     pub libraries: Vec<PathBuf>,
+    /// Files and folders copied in whole (`--add`).
+    pub added: Vec<Added>,
+}
+
+/// A file or folder of this machine copied into the image; folders with everything under them,
+/// symbolic links kept as links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// Where it is here.
+    pub host: PathBuf,
+    /// Where it goes in the image (absolute).
+    pub inside: PathBuf,
+}
+
+impl std::str::FromStr for Added {
+    type Err = String;
+
+    /// `HOST_PATH` (the same path inside) or `HOST_PATH:IMAGE_PATH`.
+    fn from_str(s: &str) -> Result<Added, String> {
+        let (host, inside) = s.split_once(':').unwrap_or((s, s));
+        if host.is_empty() {
+            return Err(format!("`{s}`: give a path, or HOST_PATH:IMAGE_PATH"));
+        }
+        if !inside.starts_with('/') {
+            return Err(format!("`{s}`: the path in the image must be absolute (`{inside}` is not)"));
+        }
+        Ok(Added { host: host.into(), inside: inside.into() })
+    }
 }
 
 impl Contents {
@@ -61,7 +91,93 @@ pub fn inspect(binary: &Path, entry: &str) -> Result<Contents, PackError> {
         Err(_) => String::new(), // no ldd: treat as static; a dynamic binary then fails at start
     };
     let libraries = parse_ldd(&text).map_err(|library| PackError::MissingLibrary { binary: binary.into(), library })?;
-    Ok(Contents { binary: binary.into(), entry: entry.into(), libraries })
+    Ok(Contents { binary: binary.into(), entry: entry.into(), libraries, added: Vec::new() })
+}
+
+/// Adds `added` to `contents` with the libraries their ELF files need; returns the files whose
+/// libraries this machine lacks (with the first missing one), which are packed all the same: an
+/// interpreter's optional modules (a GUI toolkit's binding, say) fail only when imported.
+pub fn add(contents: &mut Contents, added: Vec<Added>) -> Result<Vec<(PathBuf, String)>, PackError> {
+    let mut unresolved = Vec::new();
+    for a in &added {
+        for file in walk(&a.host)? {
+            if !is_elf(&file) {
+                continue;
+            }
+            let out = Command::new("ldd").arg(&file).output();
+            let text = match out {
+                Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                Err(_) => continue,
+            };
+            match parse_ldd(&text) {
+                Ok(libs) => contents.libraries.extend(libs),
+                Err(missing) => unresolved.push((file, missing)),
+            }
+        }
+    }
+    contents.libraries.sort();
+    contents.libraries.dedup();
+    contents.added.extend(added);
+    Ok(unresolved)
+}
+
+/// Every regular file at or under `path` (links not followed).
+fn walk(path: &Path) -> Result<Vec<PathBuf>, PackError> {
+    let read = |p: &Path, e| PackError::Read { path: p.into(), source: e };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| read(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.into()]);
+    }
+    let mut out = Vec::new();
+    if meta.is_dir() {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(path).map_err(|e| read(path, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for e in entries {
+            out.extend(walk(&e)?);
+        }
+    }
+    Ok(out)
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
+/// Appends `host` (a file, a link or a folder, whole) to the context at `rootfs/<inside>`.
+fn append_tree(tar: &mut tar::Builder<Vec<u8>>, host: &Path, inside: &Path) -> Result<(), PackError> {
+    use std::os::unix::fs::PermissionsExt;
+    let read = |e| PackError::Read { path: host.into(), source: e };
+    let meta = std::fs::symlink_metadata(host).map_err(read)?;
+    let name = format!("rootfs/{}", inside.to_string_lossy().trim_start_matches('/'));
+    let mut h = tar::Header::new_gnu();
+    h.set_mtime(0);
+    h.set_mode(meta.permissions().mode() & 0o7777);
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(host).map_err(read)?;
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        return tar.append_link(&mut h, &name, &target).map_err(PackError::Tar);
+    }
+    if meta.is_dir() {
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("{name}/"), std::io::empty()).map_err(PackError::Tar)?;
+        let mut entries: Vec<_> =
+            std::fs::read_dir(host).map_err(read)?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        entries.sort();
+        for e in entries {
+            append_tree(tar, &host.join(&e), &inside.join(&e))?;
+        }
+        return Ok(());
+    }
+    let data = std::fs::read(host).map_err(read)?;
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    tar.append_data(&mut h, &name, data.as_slice()).map_err(PackError::Tar)
 }
 
 /// The absolute paths in `ldd` output; `Err(name)` for a library it reports `not found`.
@@ -117,6 +233,9 @@ pub fn context(contents: &Contents, labels: &[(String, String)]) -> Result<Vec<u
         let inside = lib.to_string_lossy().trim_start_matches('/').to_string();
         add(&format!("rootfs/{inside}"), &read(lib)?, 0o755)?;
     }
+    for a in &contents.added {
+        append_tree(&mut tar, &a.host, &a.inside)?;
+    }
     let mut dir = tar::Header::new_gnu();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_size(0);
@@ -155,6 +274,47 @@ mod tests {
         assert_eq!(parse_ldd("\tstatically linked\n").unwrap(), Vec::<PathBuf>::new());
         assert_eq!(parse_ldd("\tnot a dynamic executable\n").unwrap(), Vec::<PathBuf>::new());
         assert_eq!(parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err(), "libfoo.so.1");
+    }
+
+    #[test]
+    fn added_folders_go_in_whole_with_their_links() {
+        assert_eq!(
+            "/usr/lib/python3.11".parse::<Added>().unwrap(),
+            Added { host: "/usr/lib/python3.11".into(), inside: "/usr/lib/python3.11".into() }
+        );
+        assert_eq!("app.py:/app/server.py".parse::<Added>().unwrap().inside, PathBuf::from("/app/server.py"));
+        assert!("app.py:relative".parse::<Added>().unwrap_err().contains("must be absolute"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pkg")).unwrap();
+        std::fs::write(dir.path().join("pkg/mod.py"), "x = 1\n").unwrap();
+        std::os::unix::fs::symlink("/etc/nowhere.py", dir.path().join("pkg/dangling.py")).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut contents = inspect(&exe, "swarmctl").unwrap();
+        let unresolved = add(&mut contents, vec![Added { host: dir.path().join("pkg"), inside: "/opt/pkg".into() }]);
+        assert!(unresolved.unwrap().is_empty());
+        let tar = context(&contents, &[]).unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type())
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Dockerfile",
+                "rootfs/swarmctl",
+                "rootfs/opt/pkg/",
+                "rootfs/opt/pkg/dangling.py",
+                "rootfs/opt/pkg/mod.py",
+                "rootfs/tmp/"
+            ]
+        );
+        assert_eq!(entries[3].1, tar::EntryType::Symlink, "a link stays a link, even one that leads nowhere here");
     }
 
     #[test]
