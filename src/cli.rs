@@ -17,7 +17,8 @@ stack file (layered on `default`). Configuration reference: docs/configuration.m
 Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 a threshold or SLO failed, 4 the load \
 generator could not keep its schedule, 130 interrupted.")]
 pub struct Cli {
-    /// Stack: a built-in name (default, ci, erlmcp-100k) or a path to a stack file.
+    /// Stack: a built-in name (default, ci, erlmcp-100k, python-sdk, local, 100k-local) or a path
+    /// to a stack file.
     #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE")]
     pub stack: Option<String>,
 
@@ -249,6 +250,11 @@ pub struct PackArgs {
     /// Name of the binary inside the image (default: its file name); the entrypoint is /NAME.
     #[arg(long, value_name = "NAME")]
     pub entrypoint: Option<String>,
+    /// A file or folder to copy in whole, at the same path or at IMAGE_PATH (repeatable): an
+    /// interpreter's standard library, a program and its packages. The libraries their ELF
+    /// files need come along.
+    #[arg(long = "add", value_name = "HOST_PATH[:IMAGE_PATH]", conflicts_with = "self_")]
+    pub add: Vec<crate::image::Added>,
     /// Push the image to its registry afterwards: every --tag as given
     /// (`registry:5000/name:tag`), or with --self the stack's `registry` (`--set
     /// registry=HOST:PORT`), from which every node of a cluster pulls it.
@@ -451,9 +457,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "STAGES", conflicts_with_all = ["rate", "think", "duration"])]
     pub stages: Option<String>,
     /// Weighted request mix: ping, tools/list, resources/list, prompts/list,
-    /// resources/read:URI, tools/call:TOOL or tools/call:TOOL(key=value;…).
-    #[arg(long, default_value = "tools/call:echo=1", value_name = "SPEC")]
-    pub mix: String,
+    /// resources/read:URI, tools/call:TOOL or tools/call:TOOL(key=value;…). Without it:
+    /// tools/call:echo=1 where the server has `echo` (the reference server), otherwise
+    /// ping=1,tools/list=1. A tool the server does not list is refused before the run.
+    #[arg(long, value_name = "SPEC")]
+    pub mix: Option<String>,
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub timeout: crate::units::Duration,
@@ -551,7 +559,10 @@ impl LoadArgs {
             ramp: self.ramp,
             hold,
             model,
-            mix: self.mix.parse().map_err(|e| UsageError::flag("--mix", e))?,
+            mix: match &self.mix {
+                Some(spec) => spec.parse().map_err(|e| UsageError::flag("--mix", e))?,
+                None => LoadPlan::toward(Vec::new()).mix,
+            },
             timeout: self.timeout.0,
             close: !self.no_close,
             get_stream: self.get_stream,

@@ -15,7 +15,6 @@ use crate::config::{self, ClientTransport, Config, Entry};
 use crate::convert::{convert_stack, DesiredStack, Namespace};
 use crate::engine::converge::{self, ServiceState};
 use crate::engine::{credentials, fleet, stack, swarm, Credentials, Engine};
-use crate::phase::prom;
 use crate::plan::{self, topology, Action, Plan};
 use crate::progress::Progress;
 use crate::render::{self, Inputs, Templates};
@@ -126,8 +125,8 @@ pub fn endpoints(c: &Config, host: &str, entries: &[Entry]) -> Vec<Endpoint> {
             }
         }
         if let Entry::Lb { web, metrics, .. } = entry {
-            if c.server.transports.http.is_some() {
-                add(&format!("health{which}"), format!("http://{host}:{web}{}", c.server.health_path));
+            if let (Some(_), Some(path)) = (&c.server.transports.http, &c.server.health_path) {
+                add(&format!("health{which}"), format!("http://{host}:{web}{path}"));
             }
             add(&format!("traefik metrics{which}"), format!("http://{host}:{metrics}/metrics"));
         }
@@ -369,9 +368,10 @@ pub async fn up(
     let entries = fleet::lb_entries(engine, &config).await?;
     // Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
     // for a moment after convergence the endpoints answer 404.
-    if config.server.transports.http.is_some() {
-        let path = &config.server.health_path;
-        if let Err(url) = prom::routes_answer(&opts.host, &entries, path, 1, Duration::from_secs(30)).await {
+    if let Some(check) = crate::phase::ready::Check::of(&config) {
+        if let Err(url) =
+            crate::phase::ready::lb_answers(&opts.host, &entries, &check, 1, Duration::from_secs(30)).await
+        {
             progress
                 .say(&format!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)"));
         }

@@ -20,7 +20,17 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     // A plan file runs as it is: the phases hand theirs to a container (`--via direct`) and
     // reconcile every request the servers count, which a probe's would spoil.
     if args.plan.is_none() {
-        load::probe::check_tools(&plan).await?;
+        match load::probe::fit_mix(&mut plan, args.mix.is_some()).await {
+            Ok(Some(note)) => eprintln!("note: {note}"),
+            Ok(None) => {}
+            Err(e) => {
+                // Refused before the run, and said where the results would have been too.
+                if let Some(dir) = &args.out {
+                    load::write_refused(dir, &plan, &format!("{e:#}"))?;
+                }
+                return Err(e);
+            }
+        }
     }
     let cancel = crate::shutdown::on_signals();
     // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.

@@ -309,7 +309,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
             reach
         }
     };
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         engine: engine.clone(),
         rec: Recorder::to_file(timeline, deployed),
         cancel,
@@ -322,16 +322,29 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         client_image,
         failover: plan,
         reach: Arc::new(reach),
+        default_mix: None,
     };
     ctx.say(format!("results: {}", out.display()));
     for n in &notes {
         ctx.say(format!("pre-flight: {n}"));
     }
-    if let Err(e) = ctx.settle().await {
-        if let Some(problem) = ctx.reach.stop().await {
-            ctx.say(problem);
+    let fitted = match ctx.settle().await {
+        Ok(()) => ctx.fit_mixes(names).await,
+        Err(e) => Err(e),
+    };
+    match fitted {
+        Ok(fitted) => {
+            for n in fitted {
+                ctx.say(format!("pre-flight: {n}"));
+                notes.push(n);
+            }
         }
-        return Err(e);
+        Err(e) => {
+            if let Some(problem) = ctx.reach.stop().await {
+                ctx.say(problem);
+            }
+            return Err(e);
+        }
     }
     let stop_sampler = tokio_util::sync::CancellationToken::new();
     let sampler = sampler::start(ctx.reach.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;

@@ -23,6 +23,7 @@ pub const BUILTIN_STACKS: &[(&str, &str)] = &[
     ("erlmcp-100k", include_str!("../../stacks/erlmcp-100k.yaml")),
     ("local", include_str!("../../stacks/local.yaml")),
     ("100k-local", include_str!("../../stacks/100k-local.yaml")),
+    ("python-sdk", include_str!("../../stacks/python-sdk.yaml")),
 ];
 
 /// A stack file's text and where it came from.

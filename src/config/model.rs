@@ -63,10 +63,12 @@ pub struct Server {
     pub environment: BTreeMap<String, String>,
     /// The transports the server listens on; a transport set to `null` is disabled.
     pub transports: Transports,
-    /// Port of the Prometheus `/metrics` endpoint.
-    pub metrics_port: u16,
-    /// Path of the HTTP health endpoint, served on the Streamable HTTP port.
-    pub health_path: String,
+    /// Port of the Prometheus `/metrics` endpoint; `null`: the server exports no metrics, and
+    /// Prometheus watches it through Traefik only.
+    pub metrics_port: Option<u16>,
+    /// Path of the HTTP health endpoint, served on the Streamable HTTP port; `null`: the server
+    /// has none, and readiness is an MCP `initialize` and `ping` through the load balancer.
+    pub health_path: Option<String>,
     /// Container healthcheck; an empty `test` keeps the image's own.
     pub healthcheck: Healthcheck,
     /// Restart policy; `delay: 0s` makes failover as fast as the scheduler allows.
@@ -289,10 +291,41 @@ pub struct LoadBalancer {
     /// `GOGC` (a `null` value removes a key inherited from the default stack).
     #[serde(deserialize_with = "scalar_map")]
     pub environment: BTreeMap<String, String>,
+    /// Connection handling on both sides of Traefik: keep-alive, idle timeouts, backlog.
+    pub transport: LbTransport,
     /// Where Traefik runs (it needs the swarm API, so on a manager).
     pub placement: Placement,
     /// Limits and reservations.
     pub resources: Resources,
+}
+
+/// Traefik's connection handling (its static configuration), toward clients on the `web` and
+/// `websocket` entry points and toward the replicas. The default stack states Traefik's own
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LbTransport {
+    /// How long an idle client connection (keep-alive, no request in flight) stays open.
+    pub idle_timeout: Duration,
+    /// How long a client may take to send a whole request (0s: no limit).
+    pub read_timeout: Duration,
+    /// Requests a client connection may carry before Traefik closes it (0: no limit).
+    pub keep_alive_max_requests: u64,
+    /// How long a client connection may live before Traefik closes it (0s: no limit).
+    pub keep_alive_max_time: Duration,
+    /// Idle connections Traefik keeps open to each replica for reuse.
+    pub max_idle_conns_per_host: u32,
+    /// How long an idle connection to a replica stays open.
+    pub server_idle_timeout: Duration,
+    /// How long Traefik tries to connect to a replica.
+    pub dial_timeout: Duration,
+    /// How long Traefik waits for a replica's response headers (0s: no limit). A replica
+    /// killed with its network gone answers nothing, not even a reset: without a limit, a
+    /// request sent to it on a kept-alive connection waits for the client's own timeout.
+    pub response_header_timeout: Duration,
+    /// The listen backlog of Traefik's sockets (`net.core.somaxconn` in its container);
+    /// `null`: the kernel's (4096 on recent kernels).
+    pub backlog: Option<u32>,
 }
 
 /// Ports the load balancer publishes on every node it runs on (host mode).
@@ -521,8 +554,12 @@ pub struct Profile {
     pub period: Option<Duration>,
     /// Client transport.
     pub transport: ClientTransport,
-    /// The request mix (`swarmctl load --mix`); empty: `tools/call:echo=1`.
+    /// The request mix (`swarmctl load --mix`); empty: `tools/call:echo=1` where the server
+    /// has `echo` (the reference server), otherwise `ping=1,tools/list=1`.
     pub mix: String,
+    /// Extra headers on every request and WebSocket handshake, e.g. `Authorization`.
+    #[serde(deserialize_with = "scalar_map", skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// Client processes; 0: as many as the open-file limit needs.
     pub workers: u64,
 }

@@ -42,7 +42,7 @@ fn stack_files_layer_on_the_default() {
     assert_eq!(ci.server.replicas, 3);
     assert!(!ci.grafana.enabled);
     // Not set in ci.yaml: inherited.
-    assert_eq!(ci.server.metrics_port, 9100);
+    assert_eq!(ci.server.metrics_port, Some(9100));
 
     let erl = load(Some("erlmcp-100k"), &[]).unwrap();
     assert_eq!(erl.server.image, "erlmcp:latest");
@@ -276,4 +276,22 @@ fn spread_preferences_name_node_or_engine_labels_and_reach_the_spec() {
     let prefs = server.task_template.as_ref().unwrap().placement.as_ref().unwrap().preferences.as_ref().unwrap();
     let spread: Vec<&str> = prefs.iter().filter_map(|p| p.spread.as_ref()?.spread_descriptor.as_deref()).collect();
     assert_eq!(spread, ["node.labels.zone", "node.labels.rack"]);
+}
+
+#[test]
+fn a_server_without_metrics_or_health_route_is_an_image_of_its_own() {
+    // An image of its own may have neither; readiness then goes through MCP.
+    let c = load_text("server:\n  image: me/mcp:1\n  metrics_port: null\n  health_path: null\n", &[]).unwrap();
+    assert_eq!((c.server.metrics_port, c.server.health_path.as_deref()), (None, None));
+    assert_eq!(crate::phase::ready::Check::of(&c), Some(crate::phase::ready::Check::Mcp("/mcp".into())));
+    let builtin = load_text("", &[]).unwrap();
+    assert_eq!(crate::phase::ready::Check::of(&builtin), Some(crate::phase::ready::Check::Health("/health".into())));
+    // The builtin image serves both, and says so.
+    let err = load_text("server:\n  metrics_port: null\n  health_path: null\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("server.metrics_port") && err.contains("server.health_path"), "{err}");
+    // A profile's headers are checked as --header is.
+    let err = load_text("test:\n  profiles:\n    baseline: { headers: { \"Bad Name\": x } }\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("test.profiles.baseline.headers"), "{err}");
+    let ok = load_text("test:\n  profiles:\n    baseline: { headers: { Authorization: Bearer t0k } }\n", &[]).unwrap();
+    assert_eq!(ok.test.profiles["baseline"].headers["Authorization"], "Bearer t0k");
 }

@@ -173,10 +173,12 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
     if let Some(tcp) = &t.tcp {
         listeners.push(("server.transports.tcp.port".into(), tcp.port, None));
     }
-    listeners.push(("server.metrics_port".into(), s.metrics_port, None));
-    k.ensure(listeners.len() > 1, "server.transports", || {
+    k.ensure(!listeners.is_empty(), "server.transports", || {
         "enable at least one transport (http, sse, ws or tcp)".into()
     });
+    if let Some(port) = s.metrics_port {
+        listeners.push(("server.metrics_port".into(), port, None));
+    }
     for (i, (key, port, path)) in listeners.iter().enumerate() {
         k.ensure(*port >= 1, key, || "must be a port from 1 to 65535".into());
         if let Some(path) = path {
@@ -190,9 +192,18 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
             }
         }
     }
-    k.ensure(s.health_path.starts_with('/'), "server.health_path", || {
-        format!("must start with `/` (got `{}`)", s.health_path)
-    });
+    if let Some(path) = &s.health_path {
+        k.ensure(path.starts_with('/'), "server.health_path", || format!("must start with `/` (got `{path}`)"));
+    }
+    // The builtin image serves both, and its healthcheck reads the one on the other.
+    if s.image == "builtin" {
+        k.ensure(s.metrics_port.is_some(), "server.metrics_port", || {
+            "the builtin server serves /metrics and its health route there: give it a port".into()
+        });
+        k.ensure(s.health_path.is_some(), "server.health_path", || {
+            "the builtin server has a health route: give its path (e.g. /health)".into()
+        });
+    }
 
     k.ensure(test.profiles.contains_key(&test.phase_profile), "test.phase_profile", || {
         format!(
@@ -233,6 +244,11 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         if !profile.mix.is_empty() {
             if let Err(e) = profile.mix.parse::<crate::load::workload::Mix>() {
                 k.ensure(false, &format!("{key}.mix"), || e);
+            }
+        }
+        for (name, value) in &profile.headers {
+            if let Some(why) = crate::load::plan::header_problem(name, value) {
+                k.ensure(false, &format!("{key}.headers"), || why);
             }
         }
         let enabled = match profile.transport {

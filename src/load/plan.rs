@@ -66,6 +66,13 @@ fn one() -> usize {
     1
 }
 
+/// Why `name: value` cannot be sent as a header, if it cannot.
+pub fn header_problem(name: &str, value: &str) -> Option<String> {
+    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    (!token || value.contains(['\r', '\n']))
+        .then(|| format!("`{name}: {value}` is not a header: write 'Name: value' on one line"))
+}
+
 impl LoadPlan {
     /// `swarmctl load`'s defaults toward `targets`: 10 sessions at 100/s, held 10 s, a think
     /// time of 1 s, `tools/call:echo`, a 10 s timeout.
@@ -141,13 +148,8 @@ impl LoadPlan {
             return Err(UsageError::flag("--url", "give at least one target"));
         }
         for (name, value) in &self.headers {
-            let token =
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token || value.contains(['\r', '\n']) {
-                return Err(UsageError::flag(
-                    "--header",
-                    format!("`{name}: {value}` is not a header: write 'Name: value' on one line"),
-                ));
+            if let Some(why) = header_problem(name, value) {
+                return Err(UsageError::flag("--header", why));
             }
         }
         if self.trust != Trust::System && !self.targets.iter().any(Target::tls) {

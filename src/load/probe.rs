@@ -51,13 +51,44 @@ async fn listed(session: &mut Session) -> Result<Option<BTreeSet<String>>, Failu
     Ok(None)
 }
 
-/// Refuses (a usage error: exit 2) a mix that calls a tool the target does not list. A target
-/// that cannot be asked is not judged here: the run itself will say what is wrong with it.
-pub async fn check_tools(plan: &LoadPlan) -> anyhow::Result<()> {
+/// The mix a run uses when none is chosen: the reference server's `echo` where the server has
+/// it, otherwise what every MCP server answers.
+pub const ANY_SERVER_MIX: &str = "ping=1,tools/list=1";
+
+/// Fits the plan's mix to the server, before the run: a mix that was `chosen` (`--mix`, a
+/// profile's `mix`) and calls a tool the server does not list is refused (a usage error: exit
+/// 2); the default mix (`tools/call:echo`) becomes [`ANY_SERVER_MIX`] against a server without
+/// `echo`, and the returned line says so. A target that cannot be asked is not judged here:
+/// the run itself will say what is wrong with it.
+pub async fn fit_mix(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option<String>> {
     let wanted = called(plan);
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let Some(listed) = tools(plan).await else { return Ok(None) };
+    let missing: Vec<&String> = wanted.difference(&listed).collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let names = |s: Vec<&String>| s.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let has = if listed.is_empty() { "no tools".to_string() } else { names(listed.iter().collect()) };
+    if !chosen {
+        plan.mix = ANY_SERVER_MIX.parse().expect("the any-server mix parses");
+        return Ok(Some(format!(
+            "the server at {} has no `echo` tool (it lists {has}): the mix is {ANY_SERVER_MIX} (choose one with a `mix`)",
+            plan.urls()[0]
+        )));
+    }
+    Err(UsageError(format!(
+        "the mix (--mix, or a profile's `mix`) calls {}, which the server at {} does not have; it lists {has}. Call one of those (tools/call:NAME), or ping and tools/list",
+        names(missing),
+        plan.urls()[0],
+    ))
+    .into())
+}
+
+/// The tools the first target lists, on a session of its own; `None` when it cannot be asked.
+async fn tools(plan: &LoadPlan) -> Option<BTreeSet<String>> {
     let target = &plan.targets[0];
     let asked = tokio::time::timeout(plan.timeout, async {
         let wire = std::sync::Arc::new(plan.wire().map_err(|e| Failure::new(super::stats::ErrorClass::Connect, e.0))?);
@@ -70,19 +101,30 @@ pub async fn check_tools(plan: &LoadPlan) -> anyhow::Result<()> {
         tools
     })
     .await;
-    let Ok(Ok(Some(listed))) = asked else { return Ok(()) };
-    let missing: Vec<&String> = wanted.difference(&listed).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let names = |s: Vec<&String>| s.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-    Err(UsageError(format!(
-        "the mix (--mix, or a profile's `mix`) calls {}, which the server at {} does not have; it lists {}. Call one of those (tools/call:NAME), or ping and tools/list",
-        names(missing),
-        plan.urls()[0],
-        if listed.is_empty() { "no tools".to_string() } else { names(listed.iter().collect()) }
-    ))
-    .into())
+    asked.ok()?.ok()?
+}
+
+/// One MCP exchange through `target`: a session opened (`initialize`), a `ping` answered, the
+/// session closed. The readiness check of a server without a health route.
+pub async fn answers(target: &super::Target, timeout: std::time::Duration) -> Result<(), Failure> {
+    let wire = std::sync::Arc::new(super::stream::Wire::default());
+    let exchange = async {
+        let mut s = Session::connect(target, None, wire).await?;
+        s.initialize(1).await?;
+        let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_vec();
+        let answer = s.ask(ping, 2).await;
+        s.close().await;
+        match answer? {
+            Some(a) if a.contains("\"result\"") => Ok(()),
+            other => Err(Failure::new(
+                super::stats::ErrorClass::Protocol,
+                format!("ping answered {}", other.unwrap_or_default().chars().take(200).collect::<String>()),
+            )),
+        }
+    };
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(Failure::new(super::stats::ErrorClass::Timeout, format!("no answer within {timeout:?}")))
+    })
 }
 
 #[cfg(test)]

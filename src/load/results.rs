@@ -71,6 +71,28 @@ pub struct RunConfig {
     pub mix: String,
 }
 
+impl RunConfig {
+    /// The settings of `plan`.
+    pub fn of(plan: &LoadPlan) -> RunConfig {
+        let (model, think_s, rate, stages) = match &plan.model {
+            Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None, None),
+            Model::Open { rate } => ("open", None, Some(*rate), None),
+            Model::Staged(s) => ("staged", None, None, Some(s.to_string())),
+        };
+        RunConfig {
+            urls: plan.urls(),
+            sessions: plan.sessions,
+            ramp: plan.ramp,
+            hold_s: plan.hold.as_secs_f64(),
+            model: model.into(),
+            think_s,
+            rate,
+            stages,
+            mix: plan.mix.to_string(),
+        }
+    }
+}
+
 /// Totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -314,26 +336,11 @@ fn summarize(
     }
     let lag = |h: &Option<hdrhistogram::Histogram<u64>>| h.as_ref().map(|h| LatencyMs::at(h, 99.0)).unwrap_or(0.0);
     let (send_lag, start_lag) = (lag(&stats.send_lag), lag(&stats.start_lag));
-    let (model, think_s, rate, stages) = match &plan.model {
-        Model::Closed { think } => ("closed", Some(think.as_secs_f64()), None, None),
-        Model::Open { rate } => ("open", None, Some(*rate), None),
-        Model::Staged(s) => ("staged", None, None, Some(s.to_string())),
-    };
     RunResult {
         schema_version: SCHEMA_VERSION,
         verdict: Verdict::judged(interrupted, judged.iter().all(|t| t.pass)),
         error: None,
-        config: RunConfig {
-            urls: plan.urls(),
-            sessions: plan.sessions,
-            ramp: plan.ramp,
-            hold_s: plan.hold.as_secs_f64(),
-            model: model.into(),
-            think_s,
-            rate,
-            stages,
-            mix: plan.mix.to_string(),
-        },
+        config: RunConfig::of(plan),
         summary: Summary {
             requests_total: total,
             requests_ok: ok,
@@ -480,6 +487,21 @@ pub fn summary_text(r: &RunResult) -> String {
         ));
     }
     out
+}
+
+/// The results of a run refused before it began (`error` says why; nothing was measured),
+/// with its plan beside them.
+pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    plan.redacted().write(&dir.join("plan.json"))?;
+    let r = RunResult {
+        schema_version: SCHEMA_VERSION,
+        verdict: Verdict::Error,
+        error: Some(why.to_string()),
+        config: RunConfig::of(plan),
+        ..Default::default()
+    };
+    write_results(dir, &r)
 }
 
 pub(crate) fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {

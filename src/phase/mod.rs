@@ -16,6 +16,7 @@ mod direct;
 pub mod failover;
 pub mod incremental;
 pub mod prom;
+pub mod ready;
 pub mod sampler;
 pub mod scaling;
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClientTransport, Config, Profile};
@@ -118,6 +120,9 @@ pub struct Ctx {
     pub failover: failover::Plan,
     /// Hands on every node's containers (this engine's directly, the others' through agents).
     pub reach: std::sync::Arc<crate::agent::Reach>,
+    /// The mix of profiles without one, once [`Ctx::fit_mixes`] asked the server (`None`:
+    /// the load engine's default, `tools/call:echo`).
+    pub default_mix: Option<load::workload::Mix>,
 }
 
 /// How the baseline, stress and incremental loads reach the servers. Failover and scaling
@@ -171,16 +176,13 @@ impl Ctx {
             .collect()
     }
 
-    /// Waits (at most 30 s) until the load balancer answers the health route 10 times in a
-    /// row: right after a deploy, Traefik may still route to tasks that are gone for up to its
-    /// refresh interval, and a phase started then would measure the deploy, not the stack.
+    /// Waits (at most 30 s) until the load balancer answers the readiness check 10 times in
+    /// a row: right after a deploy, Traefik may still route to tasks that are gone for up to
+    /// its refresh interval, and a phase started then would measure the deploy, not the stack.
     pub async fn settle(&self) -> anyhow::Result<()> {
-        if self.config.server.transports.http.is_none() {
-            return Ok(());
-        }
+        let Some(check) = ready::Check::of(&self.config) else { return Ok(()) };
         let entries = fleet::lb_entries(self.engine.as_ref(), &self.config).await?;
-        let path = &self.config.server.health_path;
-        if let Err(url) = prom::routes_answer(&self.host, &entries, path, 10, std::time::Duration::from_secs(30)).await
+        if let Err(url) = ready::lb_answers(&self.host, &entries, &check, 10, std::time::Duration::from_secs(30)).await
         {
             anyhow::bail!(
                 "the load balancer at {url} does not answer steadily (30 s): is the stack up and healthy (`swarmctl status`)?"
@@ -204,7 +206,10 @@ impl Ctx {
         if !profile.mix.is_empty() {
             // Checked with the stack file (test.profiles.*.mix).
             plan.mix = profile.mix.parse().map_err(|e| anyhow::anyhow!("the profile's mix: {e}"))?;
+        } else if let Some(mix) = &self.default_mix {
+            plan.mix = mix.clone();
         }
+        plan.headers = profile.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(plan)
     }
 
@@ -212,6 +217,31 @@ impl Ctx {
     pub fn targets(&self, urls: &[String]) -> anyhow::Result<Vec<Target>> {
         let newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
         urls.iter().map(|u| Target::parse(u, false, newline).map_err(anyhow::Error::msg)).collect()
+    }
+
+    /// Asks the server, through the load balancer, which tools it has, before any phase (and
+    /// so before any counter is read): a profile's mix calling a tool it lacks is refused (a
+    /// usage error), and profiles without a mix call `echo` only where the server has it.
+    /// Returns what it decided, for the notes.
+    pub async fn fit_mixes(&mut self, kinds: &[PhaseKind]) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in kinds {
+            let name = kind.profile().unwrap_or(&self.config.test.phase_profile).to_string();
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let profile = self.config.test.profiles.get(&name).cloned().unwrap_or_default();
+            let mut plan = self.load_plan(&profile).await?;
+            let chosen = !profile.mix.is_empty();
+            if let Some(note) =
+                load::probe::fit_mix(&mut plan, chosen).await.with_context(|| format!("test.profiles.{name}.mix"))?
+            {
+                self.default_mix = Some(plan.mix.clone());
+                notes.push(note);
+            }
+        }
+        Ok(notes)
     }
 
     /// The phase profile (`test.phase_profile`), which failover, scaling and incremental load
@@ -479,6 +509,10 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (Verdict, Vec<Stri
 /// export no such counter (yet: the reference server's appear with their first request; a
 /// server nobody here wrote may have none at all); `Err` says why not.
 pub async fn server_count(ctx: &Ctx) -> Result<(Option<f64>, std::collections::BTreeSet<String>), String> {
+    if ctx.config.server.metrics_port.is_none() {
+        // Nothing to wait for: the stack says the server exports no metrics at all.
+        return Ok((None, Default::default()));
+    }
     let Some(p) = ctx.prometheus() else {
         return Err("the stack has no Prometheus (prometheus.enabled)".into());
     };

@@ -27,43 +27,6 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// Waits until every load-balancer entry answers `path` with 200 `streak` times in a row
-/// (all probed at once), for at most `within`; the URL of the first that did not, otherwise.
-pub async fn routes_answer(
-    host: &str,
-    entries: &[crate::config::Entry],
-    path: &str,
-    streak: u32,
-    within: Duration,
-) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut probes = tokio::task::JoinSet::new();
-    for entry in entries {
-        let crate::config::Entry::Lb { web, .. } = *entry else { continue };
-        let (host, path) = (host.to_string(), path.to_string());
-        probes.spawn(async move {
-            let mut ok = 0;
-            while ok < streak {
-                if tokio::time::Instant::now() > deadline {
-                    return Err(format!("http://{host}:{web}{path}"));
-                }
-                ok = match get(&host, web, &path, Duration::from_secs(2)).await {
-                    Ok((200, _)) => ok + 1,
-                    _ => 0,
-                };
-                if ok < streak {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            Ok(())
-        });
-    }
-    while let Some(done) = probes.join_next().await {
-        done.map_err(|e| format!("a probe failed: {e}"))??;
-    }
-    Ok(())
-}
-
 impl Prometheus {
     /// The stack's Prometheus at `host:port`.
     pub fn new(host: &str, port: u16) -> Self {

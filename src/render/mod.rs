@@ -315,6 +315,9 @@ fn server_view(c: &Config, inputs: &Inputs) -> ServerView {
             healthcheck: s.healthcheck.test.clone(),
         };
     }
+    // Checked with the stack file: the builtin image has both.
+    let metrics_port = s.metrics_port.expect("validated: the builtin server has a metrics port");
+    let health_path = s.health_path.clone().expect("validated: the builtin server has a health path");
     let mut command = s.command.clone();
     if command.is_empty() {
         command.push("serve".into());
@@ -336,18 +339,13 @@ fn server_view(c: &Config, inputs: &Inputs) -> ServerView {
         }
         command.extend([
             "--metrics".into(),
-            format!("0.0.0.0:{}", s.metrics_port),
+            format!("0.0.0.0:{metrics_port}"),
             "--health-path".into(),
-            s.health_path.clone(),
+            health_path.clone(),
         ]);
     }
     let healthcheck = if s.healthcheck.test.is_empty() {
-        vec![
-            "CMD".into(),
-            "/swarmctl".into(),
-            "probe".into(),
-            format!("http://127.0.0.1:{}{}", s.metrics_port, s.health_path),
-        ]
+        vec!["CMD".into(), "/swarmctl".into(), "probe".into(), format!("http://127.0.0.1:{metrics_port}{health_path}")]
     } else {
         s.healthcheck.test.clone()
     };
@@ -368,13 +366,15 @@ fn routes(c: &Config) -> (Vec<Route>, Vec<LbService>) {
             service: "http",
             retry: true,
         });
-        routes.push(Route {
-            id: "health",
-            rule: format!("Path(`{}`)", c.server.health_path),
-            entrypoint: "web",
-            service: "http",
-            retry: true,
-        });
+        if let Some(path) = &c.server.health_path {
+            routes.push(Route {
+                id: "health",
+                rule: format!("Path(`{path}`)"),
+                entrypoint: "web",
+                service: "http",
+                retry: true,
+            });
+        }
         services.push(LbService { id: "http", port: h.port, sticky: true });
     }
     if let Some(h) = &t.sse {

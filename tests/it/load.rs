@@ -763,13 +763,35 @@ async fn a_mix_calling_a_tool_the_server_does_not_have_is_refused_before_the_run
         format!("tcp://{}", s.addr("--tcp")),
     ];
     for url in urls {
-        let args = ["load", "--url", &url, "--sessions", "2", "--duration", "30s", "--mix", "tools/call:nope=1,ping=1"];
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("r").to_string_lossy().into_owned();
+        let args = [
+            "load",
+            "--url",
+            &url,
+            "--sessions",
+            "2",
+            "--duration",
+            "30s",
+            "--mix",
+            "tools/call:nope=1,ping=1",
+            "--out",
+            &out_dir,
+        ];
         let started = Instant::now();
         let out = swarmctl_beside(args.iter().map(|a| a.to_string()).collect()).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
         assert!(stderr.contains("calls `nope`, which the server at") && stderr.contains("`echo`"), "{url}: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(10), "refused before the run: {:?}", started.elapsed());
+        // The results folder says so too, with nothing measured.
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r/results.json")).unwrap()).unwrap();
+        assert_eq!(r["verdict"], "error", "{url}");
+        assert!(r["error"].as_str().unwrap().contains("calls `nope`"), "{url}: {r}");
+        assert_eq!(r["summary"]["requests_total"], 0);
+        let summary = std::fs::read_to_string(dir.path().join("r/SUMMARY.txt")).unwrap();
+        assert!(summary.contains("calls `nope`"), "{summary}");
     }
     // A tool it has passes the check, and the run goes on.
     let url = format!("http://{}/mcp", s.addr("--http"));

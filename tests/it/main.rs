@@ -7,6 +7,7 @@
 //! - `monitoring`: promtool on the rendered rules; the real Prometheus against a real stack.
 //! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
 //!   Traefik and Prometheus images (one at a time: `util::exclusive`).
+//! - `python_sdk`: the official MCP Python SDK's server deployed, tested and failed over.
 //! - `remote`: the engine reached over `tcp://` with mutual TLS and over `ssh://`.
 //! - `cluster`: a real three-node swarm on this machine (`scripts/dev-cluster`), `#[ignore]`d
 //!   unless asked for (`scripts/test` does).
@@ -18,6 +19,7 @@ mod engine;
 mod load;
 mod monitoring;
 mod phases;
+mod python_sdk;
 mod remote;
 mod serve;
 mod snapshots;

@@ -468,9 +468,11 @@ fn rendered_builtin_command_is_a_valid_serve_command_line() {
             .unwrap_or_else(|e| panic!("{stack}: {args:?}: {e}"));
         let swarmctl::cli::Command::Serve(opts) = parsed.cmd else { panic!("{stack}: not a serve command") };
         assert_eq!(opts.http.map(|a| a.port()), Some(8080), "{stack}");
-        assert_eq!(opts.metrics.map(|a| a.port()), Some(config.server.metrics_port), "{stack}");
+        assert_eq!(opts.metrics.map(|a| a.port()), config.server.metrics_port, "{stack}");
         let test = server.healthcheck.as_ref().and_then(|h| h.test.clone()).unwrap();
         assert_eq!(test[..3], ["CMD", "/swarmctl", "probe"], "{stack}");
-        assert_eq!(test[3], format!("http://127.0.0.1:{}{}", config.server.metrics_port, opts.health_path), "{stack}");
+        let metrics = config.server.metrics_port.unwrap();
+        assert_eq!(test[3], format!("http://127.0.0.1:{metrics}{}", opts.health_path), "{stack}");
+        assert_eq!(Some(&opts.health_path), config.server.health_path.as_ref(), "{stack}");
     }
 }
