@@ -369,11 +369,10 @@ pub async fn up(
     // Running tasks are not yet routed ones: Traefik polls the swarm (every `lb.refresh`), so
     // for a moment after convergence the endpoints answer 404.
     if let Some(check) = crate::phase::ready::Check::of(&config) {
-        if let Err(url) =
-            crate::phase::ready::lb_answers(&opts.host, &entries, &check, 1, Duration::from_secs(30)).await
-        {
-            progress
-                .say(&format!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)"));
+        match crate::phase::ready::lb_answers(&config, &opts.host, &entries, &check, 1, Duration::from_secs(30)).await {
+            Ok(()) => progress.say(&format!("routed: through the load balancer, {}", check.describe())),
+            Err(url) => progress
+                .say(&format!("warning: the load balancer does not route {url} yet (30 s after the tasks converged)")),
         }
     }
     progress.say(&format!(

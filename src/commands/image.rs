@@ -45,18 +45,22 @@ async fn pack(cli: &Cli, args: &PackArgs) -> anyhow::Result<ExitCode> {
             None => binary.file_name().context("the binary path has no file name")?.to_string_lossy().into_owned(),
         };
         let mut contents = image::inspect(&binary, &entry)?;
+        if !contents.is_static() {
+            eprintln!(
+                "{} is dynamic: adding {} libraries and its interpreter",
+                binary.display(),
+                contents.libraries.len() - 1
+            );
+        }
+        let own = contents.libraries.len();
         for (file, library) in image::add(&mut contents, args.add.clone())? {
             eprintln!(
                 "note: {} needs {library}, which this machine lacks: packed, but it will not load",
                 file.display()
             );
         }
-        if !contents.is_static() {
-            eprintln!(
-                "{} is dynamic: adding {} libraries and its interpreter",
-                binary.display(),
-                contents.libraries.len()
-            );
+        if !args.add.is_empty() {
+            eprintln!("the added files need {} more libraries", contents.libraries.len() - own);
         }
         progress.begin("pack", &format!("packing {}", args.tags.join(", ")), 0, "");
         let id = engine.build_image(&contents, &args.tags, &[]).await;

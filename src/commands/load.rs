@@ -17,24 +17,27 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         let expr = format!("success>={}%", slo.success_ratio * 100.0);
         plan.thresholds.push(expr.parse().map_err(|e| anyhow::anyhow!("slo.success_ratio: {e}"))?);
     }
+    // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.
+    let quiet = cli.quiet || (args.json && !std::io::stderr().is_terminal() && cli.verbose == 0);
     // A plan file runs as it is: the phases hand theirs to a container (`--via direct`) and
     // reconcile every request the servers count, which a probe's would spoil.
     if args.plan.is_none() {
         match load::probe::fit_mix(&mut plan, args.mix.is_some()).await {
-            Ok(Some(note)) => eprintln!("note: {note}"),
-            Ok(None) => {}
+            Ok(Some(note)) if !quiet => eprintln!("note: {note}"),
+            Ok(_) => {}
             Err(e) => {
-                // Refused before the run, and said where the results would have been too.
+                // Refused before the run, and said where the results would have been too (a
+                // folder that cannot be written is said, not put in the refusal's place).
                 if let Some(dir) = &args.out {
-                    load::write_refused(dir, &plan, &format!("{e:#}"))?;
+                    if let Err(w) = load::write_refused(dir, &plan, &format!("{e:#}")) {
+                        eprintln!("warning: {w:#}");
+                    }
                 }
                 return Err(e);
             }
         }
     }
     let cancel = crate::shutdown::on_signals();
-    // With --json on a pipe, stdout is the data and stderr stays quiet unless asked.
-    let quiet = cli.quiet || (args.json && !std::io::stderr().is_terminal() && cli.verbose == 0);
     let progress = crate::progress::stderr(quiet);
     let outcome = load::run(&plan, args.out.as_deref(), cancel, progress.as_ref()).await?;
     if args.json {

@@ -341,7 +341,24 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         }
         Err(e) => {
             if let Some(problem) = ctx.reach.stop().await {
-                ctx.say(problem);
+                ctx.say(&problem);
+                notes.push(problem);
+            }
+            // Nothing ran, and the results folder says why (the command's error says it too).
+            let result = TestRun {
+                schema_version: report::SCHEMA_VERSION,
+                kind: kind.into(),
+                stack: ctx.config.name.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_ms,
+                finished_ms: unix_now_ms(),
+                verdict: Verdict::Error,
+                error: Some(format!("{e:#}")),
+                notes,
+                ..Default::default()
+            };
+            if let Err(w) = write(&out, &result) {
+                ctx.say(format!("warning: {w:#}"));
             }
             return Err(e);
         }

@@ -283,9 +283,16 @@ fn a_server_without_metrics_or_health_route_is_an_image_of_its_own() {
     // An image of its own may have neither; readiness then goes through MCP.
     let c = load_text("server:\n  image: me/mcp:1\n  metrics_port: null\n  health_path: null\n", &[]).unwrap();
     assert_eq!((c.server.metrics_port, c.server.health_path.as_deref()), (None, None));
-    assert_eq!(crate::phase::ready::Check::of(&c), Some(crate::phase::ready::Check::Mcp("/mcp".into())));
+    use crate::phase::ready::Check;
+    assert!(matches!(Check::of(&c), Some(Check::Mcp(ClientTransport::Http, _))));
     let builtin = load_text("", &[]).unwrap();
-    assert_eq!(crate::phase::ready::Check::of(&builtin), Some(crate::phase::ready::Check::Health("/health".into())));
+    assert!(matches!(Check::of(&builtin), Some(Check::Health(p)) if p == "/health"));
+    // Without Streamable HTTP there is no route for /health: MCP over what there is (erlmcp).
+    let erl = load(Some("erlmcp-100k"), &[]).unwrap();
+    assert!(matches!(Check::of(&erl), Some(Check::Mcp(ClientTransport::Sse, _))));
+    let ws = load_text("server:\n  transports: { http: null, sse: null }\n", &["test.profiles.baseline.transport=ws"])
+        .unwrap();
+    assert!(matches!(Check::of(&ws), Some(Check::Mcp(ClientTransport::Ws, _))));
     // The builtin image serves both, and says so.
     let err = load_text("server:\n  metrics_port: null\n  health_path: null\n", &[]).unwrap_err().to_string();
     assert!(err.contains("server.metrics_port") && err.contains("server.health_path"), "{err}");

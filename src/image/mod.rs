@@ -161,6 +161,11 @@ fn append_tree(tar: &mut tar::Builder<Vec<u8>>, host: &Path, inside: &Path) -> R
         h.set_size(0);
         return tar.append_link(&mut h, &name, &target).map_err(PackError::Tar);
     }
+    if !meta.is_dir() && !meta.is_file() {
+        // A socket, a FIFO or a device: nothing a program's files are, and reading one would
+        // block or never end.
+        return Ok(());
+    }
     if meta.is_dir() {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);
@@ -288,10 +293,14 @@ mod tests {
         std::fs::create_dir(dir.path().join("pkg")).unwrap();
         std::fs::write(dir.path().join("pkg/mod.py"), "x = 1\n").unwrap();
         std::os::unix::fs::symlink("/etc/nowhere.py", dir.path().join("pkg/dangling.py")).unwrap();
+        // A dynamic ELF file (an interpreter's compiled module, say) brings its libraries.
+        std::fs::copy("/bin/true", dir.path().join("pkg/true")).unwrap();
         let exe = std::env::current_exe().unwrap();
         let mut contents = inspect(&exe, "swarmctl").unwrap();
         let unresolved = add(&mut contents, vec![Added { host: dir.path().join("pkg"), inside: "/opt/pkg".into() }]);
         assert!(unresolved.unwrap().is_empty());
+        // The test binary is static: whatever libraries there are came with /bin/true.
+        assert!(contents.libraries.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{:?}", contents.libraries);
         let tar = context(&contents, &[]).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let entries: Vec<(String, tar::EntryType)> = archive
@@ -302,19 +311,22 @@ mod tests {
                 (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type())
             })
             .collect();
-        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
+        let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
+        let mut expected = vec!["Dockerfile".to_string(), "rootfs/swarmctl".into()];
+        expected.extend(contents.libraries.iter().map(|l| format!("rootfs{}", l.display())));
+        expected.extend(
             [
-                "Dockerfile",
-                "rootfs/swarmctl",
                 "rootfs/opt/pkg/",
                 "rootfs/opt/pkg/dangling.py",
                 "rootfs/opt/pkg/mod.py",
-                "rootfs/tmp/"
+                "rootfs/opt/pkg/true",
+                "rootfs/tmp/",
             ]
+            .map(String::from),
         );
-        assert_eq!(entries[3].1, tar::EntryType::Symlink, "a link stays a link, even one that leads nowhere here");
+        assert_eq!(names, expected);
+        let link = entries.iter().position(|(n, _)| n.ends_with("dangling.py")).unwrap();
+        assert_eq!(entries[link].1, tar::EntryType::Symlink, "a link stays a link, even one that leads nowhere here");
     }
 
     #[test]

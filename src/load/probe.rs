@@ -1,6 +1,8 @@
-//! Before a run, the target is asked once which tools it has (`tools/list`, on one session of
-//! its own), so that a mix calling a tool it does not have is refused with that reason
-//! instead of running into a wall of tool errors.
+//! Questions asked of a server outside any measured run: which tools it has (`tools/list`, on
+//! one session of its own, before a run), so that a mix calling a tool it lacks is refused
+//! with that reason instead of running into a wall of tool errors and the default mix fits the
+//! server; and whether it answers MCP at all (the readiness check of a server without a health
+//! route).
 
 use std::collections::BTreeSet;
 
@@ -75,7 +77,7 @@ pub async fn fit_mix(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option
     if !chosen {
         plan.mix = ANY_SERVER_MIX.parse().expect("the any-server mix parses");
         return Ok(Some(format!(
-            "the server at {} has no `echo` tool (it lists {has}): the mix is {ANY_SERVER_MIX} (choose one with a `mix`)",
+            "the server at {} has no `echo` tool (it lists {has}): the mix is {ANY_SERVER_MIX} (choose one with --mix, or a profile's `mix`)",
             plan.urls()[0]
         )));
     }
@@ -106,8 +108,11 @@ async fn tools(plan: &LoadPlan) -> Option<BTreeSet<String>> {
 
 /// One MCP exchange through `target`: a session opened (`initialize`), a `ping` answered, the
 /// session closed. The readiness check of a server without a health route.
-pub async fn answers(target: &super::Target, timeout: std::time::Duration) -> Result<(), Failure> {
-    let wire = std::sync::Arc::new(super::stream::Wire::default());
+pub async fn answers(
+    target: &super::Target,
+    wire: std::sync::Arc<super::stream::Wire>,
+    timeout: std::time::Duration,
+) -> Result<(), Failure> {
     let exchange = async {
         let mut s = Session::connect(target, None, wire).await?;
         s.initialize(1).await?;

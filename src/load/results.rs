@@ -499,6 +499,8 @@ pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str) -> anyhow::Result<(
         verdict: Verdict::Error,
         error: Some(why.to_string()),
         config: RunConfig::of(plan),
+        // Nothing was scheduled, so nothing fell behind.
+        generator: Generator { kept_schedule: true, ..Default::default() },
         ..Default::default()
     };
     write_results(dir, &r)

@@ -182,7 +182,8 @@ impl Ctx {
     pub async fn settle(&self) -> anyhow::Result<()> {
         let Some(check) = ready::Check::of(&self.config) else { return Ok(()) };
         let entries = fleet::lb_entries(self.engine.as_ref(), &self.config).await?;
-        if let Err(url) = ready::lb_answers(&self.host, &entries, &check, 10, std::time::Duration::from_secs(30)).await
+        if let Err(url) =
+            ready::lb_answers(&self.config, &self.host, &entries, &check, 10, std::time::Duration::from_secs(30)).await
         {
             anyhow::bail!(
                 "the load balancer at {url} does not answer steadily (30 s): is the stack up and healthy (`swarmctl status`)?"

@@ -259,7 +259,11 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
     if c.grafana.enabled {
         add_config("grafana_datasource", "grafana/datasource.yml", "grafana/datasource.yml", &mut files)?;
         add_config("grafana_dashboards", "grafana/dashboards.yml", "grafana/dashboards.yml", &mut files)?;
-        for board in ["mcp-overview", "load-balancer"] {
+        // The fleet overview reads the server's own mcp_* metrics: without them it would only
+        // ever be empty.
+        let boards: &[&str] =
+            if c.server.metrics_port.is_some() { &["mcp-overview", "load-balancer"] } else { &["load-balancer"] };
+        for board in boards {
             let key = format!("grafana_dashboard_{}", board.replace('-', "_"));
             let file = format!("grafana/{board}.json");
             add_config(&key, &file, &file, &mut files)?;

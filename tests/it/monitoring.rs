@@ -33,8 +33,16 @@ fn render(dir: &Path, sets: &[&str]) {
 
 #[test]
 fn promtool_accepts_the_rendered_files_and_every_alert_fires_and_stays_quiet() {
+    check_rules("ci", "alerts.test.yml", 6);
+    // A server without metrics: its error and latency rules read Traefik's series instead.
+    check_rules("python-sdk", "alerts-via-lb.test.yml", 3);
+}
+
+/// promtool accepts `stack`'s rendered configuration and its `rules` alert rules, and the unit
+/// tests in tests/monitoring/`test_file` make every one of them fire and stay quiet.
+fn check_rules(stack: &str, test_file: &str, rules: usize) {
     let dir = tempfile::tempdir().unwrap();
-    render(dir.path(), &["--stack", "ci"]);
+    render(dir.path(), &["--stack", stack]);
     // The rule file is mounted at /etc/prometheus in the stack; here it lies beside.
     let config = std::fs::read_to_string(dir.path().join("prometheus.yml")).unwrap();
     assert!(config.contains("/etc/prometheus/alerts.yml"), "{config}");
@@ -43,13 +51,13 @@ fn promtool_accepts_the_rendered_files_and_every_alert_fires_and_stays_quiet() {
     let (ok, out) = promtool(dir.path(), &["check", "config", "prometheus.yml"]);
     assert!(ok, "promtool check config: {out}");
     let (ok, out) = promtool(dir.path(), &["check", "rules", "alerts.yml"]);
-    assert!(ok && out.contains("6 rules found"), "promtool check rules: {out}");
+    assert!(ok && out.contains(&format!("{rules} rules found")), "promtool check rules ({stack}): {out}");
 
     let tests =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/monitoring/alerts.test.yml")).unwrap();
+        std::fs::read_to_string(format!("{}/tests/monitoring/{test_file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     std::fs::write(dir.path().join("alerts.test.yml"), &tests).unwrap();
     let (ok, out) = promtool(dir.path(), &["test", "rules", "alerts.test.yml"]);
-    assert!(ok, "promtool test rules: {out}");
+    assert!(ok, "promtool test rules ({stack}): {out}");
 
     // Every rule is tested both ways: firing (an expected alert) and quiet (none expected).
     let rules: serde_yaml::Value =
@@ -70,8 +78,8 @@ fn promtool_accepts_the_rendered_files_and_every_alert_fires_and_stays_quiet() {
             fires.insert(name);
         }
     }
-    assert_eq!(fires, names, "every rule is made to fire");
-    assert_eq!(quiet, names, "every rule is shown quiet");
+    assert_eq!(fires, names, "{stack}: every rule is made to fire");
+    assert_eq!(quiet, names, "{stack}: every rule is shown quiet");
 }
 
 /// The part of an alert expression that must return data on a healthy, loaded stack: the

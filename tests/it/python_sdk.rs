@@ -47,7 +47,12 @@ async fn the_python_sdk_server_deploys_passes_baseline_and_fails_over_through_tr
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "up:\n{stdout}\n{stderr}");
     assert!(stdout.contains("swit-py_server 3/3") || stderr.contains("swit-py_server 3/3"), "{stdout}\n{stderr}");
-    assert!(!format!("{stdout}{stderr}").contains("does not route"), "readiness through MCP: {stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("routed: through the load balancer, an MCP session opens and answers ping over http")
+            && !said.contains("does not route"),
+        "readiness through MCP: {said}"
+    );
     assert!(!stdout.contains("health"), "the server has no health route to list: {stdout}");
 
     // A mix naming a tool the server lacks: refused before any load, exit 2.
@@ -67,6 +72,11 @@ async fn the_python_sdk_server_deploys_passes_baseline_and_fails_over_through_tr
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("calls `echo`") && stderr.contains("`add`, `word_count`"), "{stderr}");
+    // Nothing ran, and the results folder says why.
+    let r = read(&refused, &out);
+    assert_eq!(r.verdict.as_str(), "error");
+    assert!(r.error.as_deref().unwrap_or_default().contains("calls `echo`"), "{:?}", r.error);
+    assert!(r.phases.is_empty());
 
     // Baseline with a real tool of its own, by name and arguments.
     let baseline = results.path().join("baseline");
@@ -87,7 +97,7 @@ async fn the_python_sdk_server_deploys_passes_baseline_and_fails_over_through_tr
     assert_eq!(r.verdict.as_str(), "pass", "{stdout}\n{stderr}");
     let p = &r.phases[0];
     let load = p.load.as_ref().unwrap();
-    assert_eq!(load.summary.sessions_peak, 100);
+    assert_eq!(load.summary.sessions_peak, 60);
     // Through Traefik about one request in a thousand finds its client connection closed
     // (Traefik counts a 200; straight to a replica none does): an open finding, written up in
     // docs/your-server.md. Anything else failing is a defect.
