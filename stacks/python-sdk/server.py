@@ -1,9 +1,11 @@
 """The MCP server of stacks/python-sdk.yaml: the official MCP Python SDK's FastMCP (PyPI `mcp`
-1.x), nobody's code here but two tools, served over Streamable HTTP in the SDK's default mode
-(stateful sessions, SSE replies). It has no health route and exports no metrics: swarmctl checks
-it through MCP itself.
+1.x), nobody's code here but two tools, served over Streamable HTTP with stateful sessions,
+replying with SSE streams (the SDK's default) or JSON (--json-response, what the stack runs). It
+has no health route and exports no metrics: swarmctl checks it through MCP itself.
 
-    server.py [--port 8080]            serve on 0.0.0.0:PORT/mcp
+    server.py [--port 8080] [--json-response]
+                                       serve on 0.0.0.0:PORT/mcp (replies as SSE streams,
+                                       the SDK's default, or as JSON)
     server.py [--port 8080] --health   exit 0 when an MCP session opens on 127.0.0.1:PORT
                                        (the container healthcheck)
 """
@@ -16,6 +18,7 @@ import urllib.request
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, default=8080)
 parser.add_argument("--health", action="store_true")
+parser.add_argument("--json-response", action="store_true", help="answer POSTs with JSON, not SSE streams")
 args = parser.parse_args()
 
 
@@ -51,7 +54,9 @@ if args.health:
 from mcp.server.fastmcp import FastMCP  # noqa: E402 (the healthcheck needs none of it)
 
 # WARNING: uvicorn's access log (a line per request) would swamp the service's logs.
-mcp = FastMCP("python-sdk-example", host="0.0.0.0", port=args.port, log_level="WARNING")
+mcp = FastMCP(
+    "python-sdk-example", host="0.0.0.0", port=args.port, log_level="WARNING", json_response=args.json_response
+)
 
 
 @mcp.tool()

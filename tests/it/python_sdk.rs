@@ -98,12 +98,10 @@ async fn the_python_sdk_server_deploys_passes_baseline_and_fails_over_through_tr
     let p = &r.phases[0];
     let load = p.load.as_ref().unwrap();
     assert_eq!(load.summary.sessions_peak, 60);
-    // Through Traefik about one request in a thousand finds its client connection closed
-    // (Traefik counts a 200; straight to a replica none does): an open finding, written up in
-    // docs/your-server.md. Anything else failing is a defect.
+    // Every call answered: the stack has the server reply with JSON, which Traefik forwards
+    // whole (its SSE streams lose about one in a thousand: docs/your-server.md).
     let s = &load.summary;
-    assert!(s.errors.keys().all(|k| k == "disconnect"), "{:?} {:?}", s.errors, s.error_samples);
-    assert!(s.requests_ok * 1000 >= s.requests_total * 995, "{s:?}");
+    assert_eq!(s.requests_ok, s.requests_total, "{:?} {:?}", s.errors, s.error_samples);
     assert!(load.by_method["tools/call:add"].ok > 100, "{:?}", load.by_method.keys());
     let rec = p.reconciliation.as_ref().unwrap();
     assert_eq!(rec.note, "not measured (the servers export no request counter, mcp_requests_total)");
