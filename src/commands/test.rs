@@ -346,16 +346,10 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
             }
             // Nothing ran, and the results folder says why (the command's error says it too).
             let result = TestRun {
-                schema_version: report::SCHEMA_VERSION,
-                kind: kind.into(),
-                stack: ctx.config.name.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                started_ms,
-                finished_ms: unix_now_ms(),
                 verdict: Verdict::Error,
                 error: Some(format!("{e:#}")),
                 notes,
-                ..Default::default()
+                ..begun(kind, &ctx.config, started_ms)
             };
             if let Err(w) = write(&out, &result) {
                 ctx.say(format!("warning: {w:#}"));
@@ -394,34 +388,42 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     collect(&ctx, started_ms, &mut notes).await;
 
     let (timeline, events) = ctx.rec.take();
-    let slo = &ctx.config.slo;
     let mut result = TestRun {
-        schema_version: report::SCHEMA_VERSION,
-        kind: kind.into(),
-        stack: ctx.config.name.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        started_ms,
-        finished_ms: unix_now_ms(),
         verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Pass },
-        error: None,
-        slo: report::Slo {
-            success_ratio: slo.success_ratio,
-            p99_ms: slo.p99.0.as_secs_f64() * 1000.0,
-            failover_recovery_s: slo.failover_recovery.0.as_secs_f64(),
-            failover_success_ratio: slo.failover_success_ratio,
-        },
         notes,
         phases,
         events,
         timeline,
         resources,
         unmeasured,
+        ..begun(kind, &ctx.config, started_ms)
     };
     result.judge();
     write(&out, &result)?;
     print!("{}", report::summary(&result));
     println!("report: {}", out.join("report.html").display());
     Ok(result.exit_code().into())
+}
+
+/// What every results.json of a run says, however far the run got: what ran, on which stack,
+/// when, and the SLO it is judged by.
+fn begun(kind: &str, config: &Config, started_ms: u64) -> TestRun {
+    let slo = &config.slo;
+    TestRun {
+        schema_version: report::SCHEMA_VERSION,
+        kind: kind.into(),
+        stack: config.name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_ms,
+        finished_ms: unix_now_ms(),
+        slo: report::Slo {
+            success_ratio: slo.success_ratio,
+            p99_ms: slo.p99.0.as_secs_f64() * 1000.0,
+            failover_recovery_s: slo.failover_recovery.0.as_secs_f64(),
+            failover_success_ratio: slo.failover_success_ratio,
+        },
+        ..Default::default()
+    }
 }
 
 /// Service logs and Prometheus series of the run, into logs/ and metrics/ (best effort: what

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use swarmctl::report::TestRun;
 
-use crate::util::{swarmctl, text};
+use crate::util::{read_test_run as read, swarmctl, text};
 
 const SETS: &[&str] = &[
     "--stack",
@@ -26,15 +25,6 @@ fn run(args: &[&str], state: &Path) -> std::process::Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend_from_slice(SETS);
     swarmctl(&all, state)
-}
-
-/// The run's results.json; when there is none, the command's own output says why.
-fn read(dir: &Path, out: &std::process::Output) -> TestRun {
-    let Ok(text) = std::fs::read_to_string(dir.join("results.json")) else {
-        let (stdout, stderr) = text(out);
-        panic!("no {}/results.json ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
-    };
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
 }
 
 /// The screenshot of `html` has drawn charts: a good share of non-white pixels, and pixels of

@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use swarmctl::report::TestRun;
-
-use crate::util::{swarmctl, text};
+use crate::util::{read_test_run as read, swarmctl, text};
 
 const SETS: &[&str] = &[
     "--stack",
@@ -25,14 +23,6 @@ fn run(args: &[&str], state: &Path) -> std::process::Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend_from_slice(SETS);
     swarmctl(&all, state)
-}
-
-fn read(dir: &Path, out: &std::process::Output) -> TestRun {
-    let Ok(json) = std::fs::read_to_string(dir.join("results.json")) else {
-        let (stdout, stderr) = text(out);
-        panic!("no {}/results.json ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
-    };
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

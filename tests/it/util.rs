@@ -127,3 +127,13 @@ pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A `test`/`validate` run's results.json; when there is none, the command's own output says
+/// why.
+pub fn read_test_run(dir: &Path, out: &Output) -> swarmctl::report::TestRun {
+    let Ok(json) = std::fs::read_to_string(dir.join("results.json")) else {
+        let (stdout, stderr) = text(out);
+        panic!("no {}/results.json ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
+    };
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
+}
