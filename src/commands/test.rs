@@ -328,10 +328,11 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     for n in &notes {
         ctx.say(format!("pre-flight: {n}"));
     }
-    let fitted = match ctx.settle().await {
-        Ok(()) => ctx.fit_mixes(names).await,
-        Err(e) => Err(e),
-    };
+    let fitted = async {
+        ctx.settle().await?;
+        ctx.fit_mixes(names).await
+    }
+    .await;
     match fitted {
         Ok(fitted) => {
             for n in fitted {

@@ -564,6 +564,13 @@ pub struct Profile {
     pub workers: u64,
 }
 
+impl Profile {
+    /// `headers` as the load plan carries them.
+    pub fn header_list(&self) -> Vec<(String, String)> {
+        self.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
 /// Which transport the load engine speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

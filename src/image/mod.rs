@@ -85,12 +85,8 @@ impl Contents {
 /// Finds what `binary` needs at run time, by asking `ldd` (Debian's libc-bin).
 pub fn inspect(binary: &Path, entry: &str) -> Result<Contents, PackError> {
     std::fs::metadata(binary).map_err(|source| PackError::Read { path: binary.into(), source })?;
-    let output = Command::new("ldd").arg(binary).output();
-    let text = match output {
-        Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-        Err(_) => String::new(), // no ldd: treat as static; a dynamic binary then fails at start
-    };
-    let libraries = parse_ldd(&text).map_err(|library| PackError::MissingLibrary { binary: binary.into(), library })?;
+    let libraries =
+        parse_ldd(&ldd(binary)).map_err(|library| PackError::MissingLibrary { binary: binary.into(), library })?;
     Ok(Contents { binary: binary.into(), entry: entry.into(), libraries, added: Vec::new() })
 }
 
@@ -104,12 +100,7 @@ pub fn add(contents: &mut Contents, added: Vec<Added>) -> Result<Vec<(PathBuf, S
             if !is_elf(&file) {
                 continue;
             }
-            let out = Command::new("ldd").arg(&file).output();
-            let text = match out {
-                Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-                Err(_) => continue,
-            };
-            match parse_ldd(&text) {
+            match parse_ldd(&ldd(&file)) {
                 Ok(libs) => contents.libraries.extend(libs),
                 Err(missing) => unresolved.push((file, missing)),
             }
@@ -121,20 +112,33 @@ pub fn add(contents: &mut Contents, added: Vec<Added>) -> Result<Vec<(PathBuf, S
     Ok(unresolved)
 }
 
+/// What `ldd` says of `path`; nothing without `ldd` (then taken as static: a dynamic binary
+/// fails at start).
+fn ldd(path: &Path) -> String {
+    match Command::new("ldd").arg(path).output() {
+        Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        Err(_) => String::new(),
+    }
+}
+
+/// The names in folder `dir`, sorted (an image's layers are the same whatever the disk order).
+fn children(dir: &Path) -> Result<Vec<std::ffi::OsString>, PackError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| PackError::Read { path: dir.into(), source })?;
+    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Every regular file at or under `path` (links not followed).
 fn walk(path: &Path) -> Result<Vec<PathBuf>, PackError> {
-    let read = |p: &Path, e| PackError::Read { path: p.into(), source: e };
-    let meta = std::fs::symlink_metadata(path).map_err(|e| read(path, e))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|source| PackError::Read { path: path.into(), source })?;
     if meta.is_file() {
         return Ok(vec![path.into()]);
     }
     let mut out = Vec::new();
     if meta.is_dir() {
-        let mut entries: Vec<_> =
-            std::fs::read_dir(path).map_err(|e| read(path, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for e in entries {
-            out.extend(walk(&e)?);
+        for name in children(path)? {
+            out.extend(walk(&path.join(name))?);
         }
     }
     Ok(out)
@@ -171,11 +175,8 @@ fn append_tree(tar: &mut tar::Builder<Vec<u8>>, host: &Path, inside: &Path) -> R
         h.set_size(0);
         h.set_cksum();
         tar.append_data(&mut h, format!("{name}/"), std::io::empty()).map_err(PackError::Tar)?;
-        let mut entries: Vec<_> =
-            std::fs::read_dir(host).map_err(read)?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
-        entries.sort();
-        for e in entries {
-            append_tree(tar, &host.join(&e), &inside.join(&e))?;
+        for name in children(host)? {
+            append_tree(tar, &host.join(&name), &inside.join(&name))?;
         }
         return Ok(());
     }

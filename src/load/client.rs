@@ -469,11 +469,7 @@ impl Session {
         if matches!(self.conn, Conn::Sse { .. }) {
             return Ok(None);
         }
-        let text = |text: &[u8]| match classify(text, id) {
-            Some(Ok(())) => Some(Ok(String::from_utf8_lossy(text).into_owned())),
-            Some(Err(f)) => Some(Err(f)),
-            None => None,
-        };
+        let text = |text: &[u8]| classify(text, id).map(|r| r.map(|()| String::from_utf8_lossy(text).into_owned()));
         self.answer(bytes, id, text).await.map(Some)
     }
 

@@ -117,7 +117,6 @@ impl LoadPlan {
         Ok(plan)
     }
 
-    /// Writes the plan as JSON into `path`.
     /// Writes the plan as JSON into `path`, readable by its owner only: the plans handed to
     /// worker processes and containers carry the header values (often tokens).
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {

@@ -210,14 +210,13 @@ impl Ctx {
         } else if let Some(mix) = &self.default_mix {
             plan.mix = mix.clone();
         }
-        plan.headers = profile.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        plan.headers = profile.header_list();
         Ok(plan)
     }
 
     /// Load targets for URLs of this stack (its WebSocket framing included).
     pub fn targets(&self, urls: &[String]) -> anyhow::Result<Vec<Target>> {
-        let newline = self.config.server.transports.ws.as_ref().is_some_and(|w| w.newline);
-        urls.iter().map(|u| Target::parse(u, false, newline).map_err(anyhow::Error::msg)).collect()
+        urls.iter().map(|u| target(&self.config, u).map_err(anyhow::Error::msg)).collect()
     }
 
     /// Asks the server, through the load balancer, which tools it has, before any phase (and
@@ -250,6 +249,12 @@ impl Ctx {
     pub fn phase_profile(&self) -> Profile {
         self.config.test.profiles.get(&self.config.test.phase_profile).cloned().unwrap_or_default()
     }
+}
+
+/// A load target for a URL of stack `c`, with the stack's WebSocket framing.
+pub fn target(c: &Config, url: &str) -> Result<Target, String> {
+    let newline = c.server.transports.ws.as_ref().is_some_and(|w| w.newline);
+    Target::parse(url, false, newline)
 }
 
 /// Processes needed for `sessions` under this machine's open-file limit (with 5 % spare).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{ClientTransport, Config, Entry};
 use crate::http::get;
-use crate::load::{probe, stream::Wire, Target};
+use crate::load::{probe, stream::Wire};
 
 /// What "answers" means for a stack.
 #[derive(Clone)]
@@ -18,15 +18,6 @@ pub enum Check {
     /// An MCP session opens and answers `ping` over this transport, with these extra headers
     /// (the phase profile's: a server behind a token wants it on every request).
     Mcp(ClientTransport, Arc<Wire>),
-}
-
-impl std::fmt::Debug for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Check::Health(path) => write!(f, "Health({path})"),
-            Check::Mcp(t, _) => write!(f, "Mcp({t:?})"),
-        }
-    }
 }
 
 impl Check {
@@ -44,9 +35,7 @@ impl Check {
         ]
         .into_iter()
         .find_map(|(on, t)| on.then_some(t))?;
-        let profile = c.test.profiles.get(&c.test.phase_profile);
-        let headers: Vec<(String, String)> =
-            profile.map(|p| p.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let headers = c.test.profiles.get(&c.test.phase_profile).map(|p| p.header_list()).unwrap_or_default();
         // Plain TCP only: the stack's own Traefik entry points do not terminate TLS.
         let wire = Wire::new(false, &Default::default(), &headers).unwrap_or_default();
         Some(Check::Mcp(transport, Arc::new(wire)))
@@ -87,8 +76,7 @@ impl Check {
                 }
             }
             Check::Mcp(_, wire) => {
-                let newline = c.server.transports.ws.as_ref().is_some_and(|w| w.newline);
-                let target = Target::parse(url, false, newline)?;
+                let target = super::target(c, url)?;
                 probe::answers(&target, wire.clone(), timeout)
                     .await
                     .map_err(|f| format!("{}: {}", f.class.name(), f.detail))
