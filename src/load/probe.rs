@@ -116,16 +116,11 @@ pub async fn answers(
     let exchange = async {
         let mut s = Session::connect(target, None, wire).await?;
         s.initialize(1).await?;
-        let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_vec();
-        let answer = s.ask(ping, 2).await;
+        // `call` answers on every transport (legacy SSE on its stream) and classifies the answer
+        // as a run would: a result, or a failure that says what came instead.
+        let answered = s.call(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_vec(), 2).await;
         s.close().await;
-        match answer? {
-            Some(a) if a.contains("\"result\"") => Ok(()),
-            other => Err(Failure::new(
-                super::stats::ErrorClass::Protocol,
-                format!("ping answered {}", other.unwrap_or_default().chars().take(200).collect::<String>()),
-            )),
-        }
+        answered
     };
     tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
         Err(Failure::new(super::stats::ErrorClass::Timeout, format!("no answer within {timeout:?}")))

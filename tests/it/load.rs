@@ -34,6 +34,27 @@ async fn run(args: &[&str]) -> load::Outcome {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readiness_exchange_answers_on_every_transport_and_says_why_not() {
+    // A stack without a health route is ready when an MCP session opens and answers ping, over
+    // whatever transport it has: erlmcp's stacks have only legacy SSE and WebSocket.
+    let s = start_server(&["--sse", "127.0.0.1:0", "--sse-path", "/mcp/sse"]).await;
+    let wire = std::sync::Arc::new(swarmctl::load::stream::Wire::default());
+    for url in [
+        format!("http://{}/mcp", s.addr("--http")),
+        format!("ws://{}/mcp/ws", s.addr("--ws")),
+        format!("tcp://{}", s.addr("--tcp")),
+        format!("sse://{}/mcp/sse", s.addr("--sse")),
+    ] {
+        let target = swarmctl::load::Target::parse(&url, false, false).unwrap();
+        let answered = swarmctl::load::probe::answers(&target, wire.clone(), Duration::from_secs(5)).await;
+        assert_eq!(answered, Ok(()), "{url}");
+    }
+    let nobody = swarmctl::load::Target::parse("http://127.0.0.1:1/mcp", false, false).unwrap();
+    let refused = swarmctl::load::probe::answers(&nobody, wire, Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(refused.class, swarmctl::load::stats::ErrorClass::Connect, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounting_is_exact_for_every_transport() {
     let _heavy = crate::util::exclusive().await;
     // Legacy SSE twice: the 2024-11-05 way (/sse) and erlmcp's (/mcp/sse on its own port).
