@@ -22,9 +22,7 @@ const SETS: &[&str] = &[
 ];
 
 fn run(args: &[&str], state: &Path) -> std::process::Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(SETS);
-    swarmctl(&all, state)
+    crate::util::swarmctl_with(args, SETS, state)
 }
 
 /// The screenshot of `html` has drawn charts: a good share of non-white pixels, and pixels of

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::util::{read_test_run as read, swarmctl, text};
+use crate::util::{read_test_run as read, text};
 
 const SETS: &[&str] = &[
     "--stack",
@@ -20,9 +20,7 @@ const SETS: &[&str] = &[
 ];
 
 fn run(args: &[&str], state: &Path) -> std::process::Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(SETS);
-    swarmctl(&all, state)
+    crate::util::swarmctl_with(args, SETS, state)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,6 +24,12 @@ pub fn swarmctl(args: &[&str], state: &Path) -> Output {
     swarmctl_command(state).args(args).output().expect("run swarmctl")
 }
 
+/// `swarmctl ARGS… SETS…`: a command on a test's own stack (its `--stack` and `--set`s).
+pub fn swarmctl_with(args: &[&str], sets: &[&str], state: &Path) -> Output {
+    let all: Vec<&str> = args.iter().chain(sets).copied().collect();
+    swarmctl(&all, state)
+}
+
 /// The swarmctl binary with `state` as its state folder and none of the caller's stack or log
 /// settings: for a test that adds more (an environment variable, a spawned child).
 pub fn swarmctl_command(state: &Path) -> Command {
