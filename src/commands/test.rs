@@ -2,6 +2,7 @@
 //! pre-flight, resource sampling, logs and Prometheus data collected, and the results folder
 //! written from one `TestRun` (also when a phase fails or Ctrl-C stops the run).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -386,7 +387,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         Ok(n) => notes.extend(short_of(engine.as_ref(), &server, n).await),
         Err(e) => notes.push(format!("cannot check {server} after the run: {e}")),
     }
-    collect(&ctx, started_ms, &mut notes).await;
+    let replica_series = collect(&ctx, started_ms, &mut notes).await;
 
     let (timeline, events) = ctx.rec.take();
     let mut result = TestRun {
@@ -397,6 +398,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         timeline,
         resources,
         unmeasured,
+        replica_series,
         ..begun(kind, &ctx.config, started_ms)
     };
     result.judge();
@@ -427,9 +429,10 @@ fn begun(kind: &str, config: &Config, started_ms: u64) -> TestRun {
     }
 }
 
-/// Service logs and Prometheus series of the run, into logs/ and metrics/ (best effort: what
-/// cannot be had is noted, never fatal).
-async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
+/// Service logs and Prometheus series of the run, into logs/ and metrics/, and each replica's
+/// requests/s and sessions for the report (best effort: what cannot be had is noted, never
+/// fatal).
+async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<report::ReplicaPoint> {
     for svc in [ctx.server_service(), ctx.lb_service()] {
         match ctx.engine.service_logs(&svc, 5000, std::time::Duration::from_secs(30)).await {
             Ok((text, whole)) => {
@@ -443,7 +446,8 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
             Err(e) => notes.push(format!("no logs of {svc}: {e}")),
         }
     }
-    let Some(p) = ctx.prometheus() else { return };
+    let Some(p) = ctx.prometheus() else { return Vec::new() };
+    let mut by_slot: BTreeMap<(i64, u64), report::ReplicaPoint> = BTreeMap::new();
     let end = unix_now_ms();
     let queries = [
         ("requests_per_second_by_slot", "sum by (slot) (rate(mcp_requests_total{job=\"mcp\"}[30s]))"),
@@ -463,6 +467,22 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
     for (file, expr) in queries {
         match p.range(expr, started_ms, end, 5).await {
             Ok(v) => {
+                if matches!(file, "requests_per_second_by_slot" | "sessions_by_slot") {
+                    for (slot, points) in phase::prom::Prometheus::matrix(&v, "slot") {
+                        let Ok(slot) = slot.parse::<i64>() else { continue };
+                        for (at_ms, value) in points {
+                            let point = by_slot.entry((slot, at_ms)).or_insert(report::ReplicaPoint {
+                                at_ms,
+                                slot,
+                                ..Default::default()
+                            });
+                            match file {
+                                "sessions_by_slot" => point.sessions = value,
+                                _ => point.requests_per_s = value,
+                            }
+                        }
+                    }
+                }
                 let doc = serde_json::json!({ "query": expr, "start_ms": started_ms, "end_ms": end, "step_s": 5, "answer": v });
                 let _ = std::fs::write(
                     ctx.out.join("metrics").join(format!("{file}.json")),
@@ -475,6 +495,7 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) {
             }
         }
     }
+    by_slot.into_values().collect()
 }
 
 /// results.json, then everything rendered from it.

@@ -94,6 +94,26 @@ impl Prometheus {
         .await
     }
 
+    /// A range query's series by the value of `label`: (Unix ms, value) each, finite values only.
+    pub fn matrix(answer: &serde_json::Value, label: &str) -> BTreeMap<String, Vec<(u64, f64)>> {
+        let mut out = BTreeMap::new();
+        for s in answer["data"]["result"].as_array().into_iter().flatten() {
+            let key = s["metric"][label].as_str().unwrap_or_default().to_string();
+            let points = s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let at = p[0].as_f64()?;
+                    let v: f64 = p[1].as_str()?.parse().ok()?;
+                    v.is_finite().then_some(((at * 1000.0).round() as u64, v))
+                })
+                .collect();
+            out.insert(key, points);
+        }
+        out
+    }
+
     /// The active scrape targets: (job, slot, instance, health).
     pub async fn targets(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
         let v = self.api("/api/v1/targets?state=active").await?;
@@ -119,5 +139,17 @@ mod tests {
     #[test]
     fn queries_are_encoded_for_the_url() {
         assert_eq!(super::encode("sum by (slot) (rate(x[30s]))"), "sum%20by%20%28slot%29%20%28rate%28x%5B30s%5D%29%29");
+    }
+
+    #[test]
+    fn a_range_answer_becomes_series_by_label() {
+        let answer = serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"slot": "1"}, "values": [[1700000000.5, "12.5"], [1700000005.5, "NaN"], [1700000010.5, "13"]]},
+            {"metric": {"slot": "2"}, "values": [[1700000000.5, "7"]]}
+        ]}});
+        let m = super::Prometheus::matrix(&answer, "slot");
+        assert_eq!(m["1"], [(1_700_000_000_500, 12.5), (1_700_000_010_500, 13.0)]);
+        assert_eq!(m["2"], [(1_700_000_000_500, 7.0)]);
+        assert!(super::Prometheus::matrix(&serde_json::json!({"status": "error"}), "slot").is_empty());
     }
 }

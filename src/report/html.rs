@@ -1,185 +1,449 @@
-//! report.html: one self-contained file (no script, no external asset) with SVG charts drawn
-//! from the timeline, swarm events marked on every chart, and the verdict table.
+//! report.html: one self-contained, printable file (no script, no external asset) whose charts
+//! answer what a platform engineer asks of a run: how latency stood against the SLO while load
+//! ramped and held, where the latency distribution bends, what each replica carried, what the
+//! kill cost and how throughput grew with replicas. A chart with nothing to show is one line.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use super::{text, TestRun};
+use super::svg::{esc, num, Band, Bar, Chart, Line, Mark, Rule, Scale};
+use super::{text, Phase, Point, TestRun};
+use crate::load::stats::LatencyMs;
+
+/// Colours the tests look for in screenshots: keep them apart from each other.
+const P50: &str = "#2980b9";
+const P99: &str = "#e67e22";
+const THROUGHPUT: &str = "#16a085";
+const SLO: &str = "#d81b60";
+const ERRORS: &str = "#c0392b";
+const SESSIONS: &str = "#2c3e50";
+const REPLICAS: &str = "#8e44ad";
+const RECOVERED: &str = "#27ae60";
+const RAMP: &str = "#e8f0fb";
+const HOLD: &str = "#edf7ee";
+const OTHER: &str = "#f3f3f3";
+const METHOD_COLOURS: [&str; 6] = ["#2980b9", "#e67e22", "#16a085", "#8e44ad", "#7f8c8d", "#c0392b"];
 
 const W: f64 = 900.0;
 const H: f64 = 220.0;
-const PAD_L: f64 = 64.0;
-const PAD_R: f64 = 16.0;
-const PAD_T: f64 = 28.0;
-const PAD_B: f64 = 32.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// Seconds since the run began, for an instant.
+struct Clock(u64);
+
+impl Clock {
+    fn at(&self, ms: u64) -> f64 {
+        ms as f64 / 1000.0 - self.0 as f64 / 1000.0
+    }
 }
 
-/// A round upper bound for an axis.
-fn nice_max(v: f64) -> f64 {
-    if v <= 0.0 || !v.is_finite() {
-        return 1.0;
-    }
-    let mag = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if v <= m * mag {
-            return m * mag;
+/// The seconds the load ran: every time chart spans these and no more.
+fn window(r: &TestRun, c: &Clock) -> Option<Scale> {
+    let first = r.timeline.first()?;
+    let last = r.timeline.last()?;
+    Some(Scale::span(c.at(first.at_ms) - 1.0, c.at(last.at_ms)))
+}
+
+/// The load behind a stretch of the timeline: a phase's, or an incremental stage's
+/// (`incremental-300`).
+fn load_of<'a>(r: &'a TestRun, label: &str) -> Option<&'a crate::load::RunResult> {
+    r.phases.iter().find_map(|p| {
+        if p.name == label {
+            return p.load.as_ref();
         }
-    }
-    10.0 * mag
+        let sessions: u64 = label.strip_prefix(&p.name)?.strip_prefix('-')?.parse().ok()?;
+        p.stages.iter().find(|s| s.sessions == sessions).map(|s| &s.load)
+    })
 }
 
-struct Series<'a> {
-    name: &'a str,
-    color: &'a str,
-    points: Vec<(f64, f64)>,
-}
-
-/// A line chart over seconds since the start, with vertical markers.
-fn chart(title: &str, unit: &str, series: &[Series], markers: &[(f64, String, &str)], t_max: f64) -> String {
-    let y_max = nice_max(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max));
-    let t_max = t_max.max(1.0);
-    let x = |t: f64| PAD_L + (t / t_max) * (W - PAD_L - PAD_R);
-    let y = |v: f64| H - PAD_B - (v / y_max) * (H - PAD_T - PAD_B);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}"><rect width="{W}" height="{H}" fill="#fff"/><text x="{PAD_L}" y="18" font-size="13" font-weight="bold">{t}</text>"##,
-        t = esc(title)
-    );
-    for i in 0..=4 {
-        let v = y_max * i as f64 / 4.0;
-        let yy = y(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{PAD_L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{} {}</text>"##,
-            W - PAD_R,
-            PAD_L - 4.0,
-            yy + 3.0,
-            fmt_num(v),
-            esc(unit)
-        );
-    }
-    for i in 0..=6 {
-        let t = t_max * i as f64 / 6.0;
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{:.0} s</text>"##,
-            x(t),
-            H - PAD_B + 14.0,
-            t
-        );
-    }
-    for (t, label, color) in markers {
-        let xx = x(*t);
-        let _ = write!(
-            svg,
-            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{PAD_T}" y2="{}" stroke="{color}" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" font-size="9" fill="{color}">{}</text>"##,
-            H - PAD_B,
-            xx + 2.0,
-            PAD_T + 8.0,
-            esc(label)
-        );
-    }
-    for (i, s) in series.iter().enumerate() {
-        // A gap of more than two seconds (between phases) breaks the line: nothing was
-        // measured there, and a line would suggest otherwise.
-        let mut runs: Vec<Vec<String>> = Vec::new();
-        let mut last_t = f64::NEG_INFINITY;
-        for (t, v) in &s.points {
-            if *t - last_t > 2.5 || runs.is_empty() {
-                runs.push(Vec::new());
+/// Each stretch of load's ramp and hold as shaded bands, named at the ramp's start.
+fn bands(r: &TestRun, c: &Clock) -> Vec<Band> {
+    let mut out = Vec::new();
+    let mut rest = &r.timeline[..];
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|t| t.phase == first.phase).count();
+        let last = &rest[n - 1];
+        rest = &rest[n..];
+        let (start, end) = (c.at(first.at_ms) - 1.0, c.at(last.at_ms));
+        let ramp = load_of(r, &first.phase).map_or(0.0, |l| {
+            if l.generator.ramp_s > 0.0 {
+                l.generator.ramp_s
+            } else if l.config.ramp > 0.0 {
+                l.config.sessions as f64 / l.config.ramp
+            } else {
+                0.0
             }
-            runs.last_mut().expect("pushed").push(format!("{:.1},{:.1}", x(*t), y(*v)));
-            last_t = *t;
+        });
+        let label = first.phase.clone();
+        if ramp > 0.0 && start + ramp < end {
+            out.push(Band { x0: start, x1: start + ramp, fill: RAMP, label });
+            out.push(Band { x0: start + ramp, x1: end, fill: HOLD, label: String::new() });
+        } else {
+            out.push(Band { x0: start, x1: end, fill: OTHER, label });
         }
-        for pts in runs {
-            let _ = write!(
-                svg,
-                r##"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"##,
-                s.color,
-                pts.join(" ")
-            );
-        }
-        let lx = W - PAD_R - 150.0 * (series.len() - i) as f64;
-        let _ = write!(
-            svg,
-            r##"<rect x="{lx:.0}" y="8" width="10" height="10" fill="{}"/><text x="{:.0}" y="17" font-size="11">{}</text>"##,
-            s.color,
-            lx + 14.0,
-            esc(s.name)
-        );
     }
-    svg.push_str("</svg>");
-    svg
+    out
 }
 
-fn fmt_num(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.0}k", v / 1000.0)
-    } else if v >= 10.0 || v == 0.0 {
-        format!("{v:.0}")
+fn marks(r: &TestRun, c: &Clock) -> Vec<Mark> {
+    r.events
+        .iter()
+        .filter_map(|e| {
+            let color = match e.kind.as_str() {
+                "kill" => ERRORS,
+                "recovered" => RECOVERED,
+                "scale" => REPLICAS,
+                _ => return None,
+            };
+            Some(Mark { x: c.at(e.at_ms), color, label: e.kind.clone() })
+        })
+        .collect()
+}
+
+/// When every value is the same, the sentence that replaces the chart.
+fn flat(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut it = values.into_iter();
+    let first = it.next()?;
+    it.all(|v| v == first).then_some(first)
+}
+
+fn series(r: &TestRun, c: &Clock, name: &str, color: &'static str, f: impl Fn(&Point) -> f64) -> Line {
+    Line { name: name.into(), color, dashed: false, points: r.timeline.iter().map(|p| (c.at(p.at_ms), f(p))).collect() }
+}
+
+/// A time chart over the load's seconds, with the phases shaded and the events marked.
+fn over_time(r: &TestRun, c: &Clock, x: Scale, title: &str, y: Scale, unit: &str, lines: Vec<Line>) -> Chart {
+    let mut chart = Chart::new(title, W, H, x, y);
+    chart.x_unit = " s".into();
+    chart.y_unit = unit.into();
+    chart.bands = bands(r, c);
+    chart.marks = marks(r, c);
+    chart.lines = lines;
+    chart
+}
+
+fn latency_scale(values: impl Iterator<Item = f64> + Clone, slo: f64) -> Scale {
+    let lo = values.clone().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let hi = values.fold(slo, f64::max);
+    Scale::decades(if lo.is_finite() { lo } else { 1.0 }, hi)
+}
+
+fn slo_rule(r: &TestRun) -> Vec<Rule> {
+    if r.slo.p99_ms > 0.0 {
+        vec![Rule { y: r.slo.p99_ms, color: SLO, label: format!("SLO: p99 ≤ {} ms", num(r.slo.p99_ms)) }]
     } else {
-        format!("{v:.1}")
+        Vec::new()
     }
+}
+
+/// The charts over time, or sentences where a chart would be a flat line.
+fn timeline(r: &TestRun, c: &Clock, out: &mut String) {
+    let Some(x) = window(r, c) else {
+        out.push_str("<p>No load was measured: there is nothing to chart over time.</p>");
+        return;
+    };
+    let tl = &r.timeline;
+    let seconds = tl.len();
+    let lat = latency_scale(tl.iter().flat_map(|p| [p.p50_ms, p.p99_ms]), r.slo.p99_ms);
+    let mut latency = over_time(
+        r,
+        c,
+        x,
+        "Latency, corrected, each second (log scale)",
+        lat,
+        " ms",
+        vec![series(r, c, "p50", P50, |p| p.p50_ms), series(r, c, "p99", P99, |p| p.p99_ms)],
+    );
+    latency.rules = slo_rule(r);
+    out.push_str(&latency.render());
+    let rps = tl.iter().map(|p| p.requests as f64).fold(0.0, f64::max);
+    out.push_str(
+        &over_time(
+            r,
+            c,
+            x,
+            "Throughput",
+            Scale::zero_to(rps),
+            "/s",
+            vec![series(r, c, "requests/s", THROUGHPUT, |p| p.requests as f64)],
+        )
+        .render(),
+    );
+    match flat(tl.iter().map(|p| p.sessions as f64)) {
+        Some(v) => {
+            let _ = write!(out, "<p class=\"flat\">Sessions open: {} throughout the {seconds} s of load.</p>", num(v));
+        }
+        None => {
+            let peak = tl.iter().map(|p| p.sessions as f64).fold(0.0, f64::max);
+            let sessions = series(r, c, "sessions", SESSIONS, |p| p.sessions as f64);
+            out.push_str(&over_time(r, c, x, "Sessions open", Scale::zero_to(peak), "", vec![sessions]).render());
+        }
+    }
+    let classes: BTreeSet<&String> = tl.iter().flat_map(|p| p.errors.keys()).collect();
+    if classes.is_empty() {
+        let _ = write!(out, "<p class=\"flat\">Errors: no request failed in the {seconds} s of load.</p>");
+    } else {
+        let palette = [ERRORS, "#b9770e", "#6c3483", "#1f618d", "#7b7d7d", "#117864"];
+        let lines: Vec<Line> = classes
+            .iter()
+            .zip(palette.iter().cycle())
+            .map(|(class, color)| series(r, c, class, color, |p| p.errors.get(*class).copied().unwrap_or(0) as f64))
+            .collect();
+        let top = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+        out.push_str(&over_time(r, c, x, "Errors by class", Scale::zero_to(top), "/s", lines).render());
+    }
+    match flat(tl.iter().map(|p| p.replicas as f64)) {
+        Some(v) => {
+            let _ = write!(out, "<p class=\"flat\">Server replicas: {} throughout.</p>", num(v));
+        }
+        None => {
+            let top = tl.iter().map(|p| p.replicas as f64).fold(0.0, f64::max);
+            let replicas = series(r, c, "replicas", REPLICAS, |p| p.replicas as f64);
+            out.push_str(&over_time(r, c, x, "Server replicas", Scale::zero_to(top), "", vec![replicas]).render());
+        }
+    }
+}
+
+/// Where each percentile of the spectrum lies: log10(1 / (1 − p)), the HDR histogram plot's axis
+/// that gives the tail the room it deserves; the maximum is drawn at 99.99 %.
+const SPECTRUM: [(f64, &str); 6] =
+    [(0.0, "min"), (std::f64::consts::LOG10_2, "50%"), (1.0, "90%"), (2.0, "99%"), (3.0, "99.9%"), (4.0, "max")];
+
+fn spectrum(l: &LatencyMs) -> Vec<(f64, f64)> {
+    [
+        (0.0, l.min),
+        (std::f64::consts::LOG10_2, l.p50),
+        (1.0, l.p90),
+        (1.0 + std::f64::consts::LOG10_2, l.p95),
+        (2.0, l.p99),
+        (3.0, l.p999),
+        (4.0, l.max),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The percentile spectrum of one phase's requests, corrected (solid) and raw (dashed), per
+/// method.
+fn distribution(r: &TestRun, p: &Phase) -> Option<String> {
+    let load = p.load.as_ref()?;
+    let methods: Vec<(&String, &crate::load::MethodSummary)> =
+        load.by_method.iter().filter(|(_, m)| m.count > 0).take(METHOD_COLOURS.len()).collect();
+    if methods.is_empty() {
+        return None;
+    }
+    let all = methods
+        .iter()
+        .flat_map(|(_, m)| spectrum(&m.latency_ms).into_iter().chain(spectrum(&m.latency_uncorrected_ms)).map(|p| p.1));
+    let y = latency_scale(all.collect::<Vec<_>>().into_iter(), r.slo.p99_ms);
+    let mut chart = Chart::new(
+        format!("Latency distribution, {}: corrected solid, raw dashed (log scales)", p.name),
+        W,
+        260.0,
+        Scale::span(0.0, 4.0),
+        y,
+    );
+    chart.x_labels = Some(SPECTRUM.iter().map(|(x, l)| (*x, l.to_string())).collect());
+    chart.y_unit = " ms".into();
+    chart.gap = f64::INFINITY;
+    for ((name, m), color) in methods.iter().zip(METHOD_COLOURS) {
+        chart.lines.push(Line { name: (*name).clone(), color, dashed: false, points: spectrum(&m.latency_ms) });
+        chart.lines.push(Line {
+            name: format!("{name} raw"),
+            color,
+            dashed: true,
+            points: spectrum(&m.latency_uncorrected_ms),
+        });
+    }
+    chart.rules = slo_rule(r);
+    Some(chart.render())
+}
+
+/// The failover phase zoomed on the kill: errors each second and p99, with the kill, the
+/// replacement running and the clients' recovery marked.
+fn failover(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
+    let f = p.failover.as_ref()?;
+    let kill = c.at(f.kill_ms);
+    let mut end = kill + 5.0;
+    let mut marks = vec![Mark { x: kill, color: ERRORS, label: "kill".into() }];
+    for k in &f.kills {
+        if let Some(at) = k.replacement_running_ms {
+            end = end.max(c.at(at));
+            marks.push(Mark { x: c.at(at), color: REPLICAS, label: format!("slot {} running", k.slot) });
+        }
+    }
+    if let Some(s) = f.recovery_s {
+        end = end.max(kill + s);
+        marks.push(Mark { x: kill + s, color: RECOVERED, label: "recovered".into() });
+    }
+    if let Some(at) = f.last_error_ms {
+        end = end.max(c.at(at));
+    }
+    let points: Vec<&Point> = r
+        .timeline
+        .iter()
+        .filter(|t| t.phase == p.name && c.at(t.at_ms) >= kill - 6.0 && c.at(t.at_ms) <= end + 10.0)
+        .collect();
+    let (first, last) = (points.first()?, points.last()?);
+    let x = Scale::span(c.at(first.at_ms) - 1.0, c.at(last.at_ms));
+    let errors: Vec<Bar> = points
+        .iter()
+        .map(|t| Bar {
+            x: c.at(t.at_ms) - 0.5,
+            width: 0.8,
+            value: t.errors.values().sum::<u64>() as f64,
+            color: ERRORS,
+            label: None,
+        })
+        .collect();
+    let top = errors.iter().map(|b| b.value).fold(0.0, f64::max);
+    let mut e = Chart::new(
+        format!("{}: failed requests each second around the kill", p.name),
+        W / 2.0 - 4.0,
+        H,
+        x,
+        Scale::zero_to(top),
+    );
+    e.x_unit = " s".into();
+    e.y_unit = "/s".into();
+    e.bars = errors;
+    e.marks = marks.clone();
+    let mut l = Chart::new(
+        format!("{}: p99 each second around the kill (log)", p.name),
+        W / 2.0 - 4.0,
+        H,
+        x,
+        latency_scale(points.iter().map(|t| t.p99_ms), r.slo.p99_ms),
+    );
+    l.x_unit = " s".into();
+    l.y_unit = " ms".into();
+    l.lines = vec![Line {
+        name: "p99".into(),
+        color: P99,
+        dashed: false,
+        points: points.iter().map(|t| (c.at(t.at_ms), t.p99_ms)).collect(),
+    }];
+    l.rules = slo_rule(r);
+    l.marks = marks;
+    Some(format!("<div class=\"pair\">{}{}</div>", e.render(), l.render()))
+}
+
+/// Throughput at each replica count, against the linear growth of the first step.
+fn scaling(p: &Phase) -> Option<String> {
+    let s = p.scaling.as_ref()?;
+    let first = s.steps.first()?;
+    let n = s.steps.len() as f64;
+    let linear: Vec<(f64, f64)> =
+        s.steps.iter().enumerate().map(|(i, st)| (i as f64, first.rps_per_replica * st.replicas as f64)).collect();
+    let top = s.steps.iter().map(|st| st.rps).chain(linear.iter().map(|p| p.1)).fold(0.0, f64::max);
+    let mut chart = Chart::new(
+        format!("{}: throughput by replica count, per replica above each bar", p.name),
+        W,
+        H,
+        Scale::span(-0.5, n - 0.5),
+        Scale::zero_to(top * 1.1),
+    );
+    chart.y_unit = "/s".into();
+    chart.gap = f64::INFINITY;
+    chart.x_labels =
+        Some(s.steps.iter().enumerate().map(|(i, st)| (i as f64, format!("{} replicas", st.replicas))).collect());
+    chart.bars = s
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| Bar {
+            x: i as f64,
+            width: 0.5,
+            value: st.rps,
+            color: THROUGHPUT,
+            label: Some(format!("{}/s ({} per replica)", num(st.rps), num(st.rps_per_replica))),
+        })
+        .collect();
+    chart.lines =
+        vec![Line { name: "linear from the first step".into(), color: "#7f8c8d", dashed: true, points: linear }];
+    Some(chart.render())
+}
+
+/// Points of a figure, by replica slot.
+type BySlot = BTreeMap<i64, Vec<(f64, f64)>>;
+
+/// One small chart per replica and figure, sharing each figure's scale: requests/s and
+/// sessions (the servers' own, from Prometheus), CPU and memory (the engines').
+fn replicas(r: &TestRun, c: &Clock) -> Option<String> {
+    let x = window(r, c)?;
+    let mut rows: Vec<(&str, &str, BySlot)> = vec![
+        ("requests/s", "", BTreeMap::new()),
+        ("sessions", "", BTreeMap::new()),
+        ("CPU", " cores", BTreeMap::new()),
+        ("memory", " MiB", BTreeMap::new()),
+    ];
+    for p in &r.replica_series {
+        let t = c.at(p.at_ms);
+        rows[0].2.entry(p.slot).or_default().push((t, p.requests_per_s));
+        rows[1].2.entry(p.slot).or_default().push((t, p.sessions));
+    }
+    let mut nodes: BTreeMap<i64, &str> = BTreeMap::new();
+    for s in r.resources.iter().filter(|s| !s.baseline) {
+        let t = c.at(s.at_ms);
+        rows[2].2.entry(s.slot).or_default().push((t, s.cpu_cores));
+        rows[3].2.entry(s.slot).or_default().push((t, s.memory_bytes as f64 / (1 << 20) as f64));
+        nodes.entry(s.slot).or_insert(&s.node);
+    }
+    let several_nodes = nodes.values().collect::<BTreeSet<_>>().len() > 1;
+    let mut out = String::new();
+    for (name, unit, by_slot) in rows {
+        let by_slot: BySlot = by_slot
+            .into_iter()
+            .map(|(slot, pts)| (slot, pts.into_iter().filter(|(t, _)| *t >= x.lo && *t <= x.hi).collect::<Vec<_>>()))
+            .filter(|(_, pts)| !pts.is_empty())
+            .collect();
+        if by_slot.is_empty() {
+            continue;
+        }
+        let top = by_slot.values().flatten().map(|p| p.1).fold(0.0, f64::max);
+        let _ = write!(out, "<div class=\"row\"><h3>{} by replica</h3>", esc(name));
+        for (slot, pts) in by_slot {
+            let title = match nodes.get(&slot) {
+                Some(node) if several_nodes => format!("slot {slot} · node {}", &node[..node.len().min(12)]),
+                _ => format!("slot {slot}"),
+            };
+            let mut chart = Chart::new(title, 220.0, 130.0, x, Scale::zero_to(top));
+            chart.x_labels = Some(vec![(x.lo, format!("{} s", num(x.lo))), (x.hi, format!("{} s", num(x.hi)))]);
+            chart.y_unit = unit.into();
+            chart.gap = 12.0;
+            chart.lines = vec![Line { name: String::new(), color: THROUGHPUT, dashed: false, points: pts }];
+            out.push_str(&chart.render());
+        }
+        out.push_str("</div>");
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Markdown of the full report as HTML: its tables and lists, not raw text in a box.
+fn markdown_html(md: &str) -> String {
+    use pulldown_cmark::Event;
+    // Error samples quote servers' answers, HTML pages among them: text, never markup.
+    let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES).map(|e| match e {
+        Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
+        e => e,
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, parser);
+    out
 }
 
 /// The whole report page.
 pub fn html(r: &TestRun) -> String {
-    let t0 = r.started_ms;
-    let at = |ms: u64| ms.saturating_sub(t0) as f64 / 1000.0;
-    let t_max = at(r.finished_ms.max(r.timeline.last().map(|p| p.at_ms).unwrap_or(0)));
-    let series = |name: &'static str, color: &'static str, f: &dyn Fn(&super::Point) -> f64| Series {
-        name,
-        color,
-        points: r.timeline.iter().map(|p| (at(p.at_ms), f(p))).collect(),
-    };
-    let markers: Vec<(f64, String, &str)> = r
-        .events
-        .iter()
-        .filter_map(|e| {
-            let color = match e.kind.as_str() {
-                "kill" => "#c0392b",
-                "recovered" => "#27ae60",
-                "scale" => "#8e44ad",
-                "phase" => "#7f8c8d",
-                _ => return None,
-            };
-            let label = match e.kind.as_str() {
-                "phase" => e.detail.clone(),
-                k => k.to_string(),
-            };
-            Some((at(e.at_ms), label, color))
-        })
-        .collect();
-    let charts = [
-        chart(
-            "Latency (corrected, per second)",
-            "ms",
-            &[series("p50", "#2980b9", &|p| p.p50_ms), series("p99", "#e67e22", &|p| p.p99_ms)],
-            &markers,
-            t_max,
-        ),
-        chart("Throughput", "req/s", &[series("requests/s", "#16a085", &|p| p.requests as f64)], &markers, t_max),
-        chart("Sessions open", "", &[series("sessions", "#2c3e50", &|p| p.sessions as f64)], &markers, t_max),
-        chart(
-            "Errors",
-            "/s",
-            &[series("errors/s", "#c0392b", &|p| p.errors.values().sum::<u64>() as f64)],
-            &markers,
-            t_max,
-        ),
-        chart("Server replicas", "", &[series("replicas", "#8e44ad", &|p| p.replicas as f64)], &markers, t_max),
-    ];
+    let c = Clock(r.started_ms);
     let mut h = String::new();
     let _ = write!(
         h,
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>swarmctl {kind}: {verdict}</title><style>
-body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}
-table{{border-collapse:collapse;margin:8px 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}
+body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:920px}}
+table{{border-collapse:collapse;margin:8px 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left;vertical-align:top}}
 .pass{{color:#1e8449;font-weight:bold}}.fail,.error{{color:#c0392b;font-weight:bold}}.interrupted{{color:#b9770e;font-weight:bold}}
-svg{{display:block;margin:12px 0;border:1px solid #eee}}pre{{background:#f6f6f6;padding:8px;font-size:12px;white-space:pre-wrap}}
+svg{{display:inline-block;margin:6px 0;border:1px solid #eee}}.pair svg{{margin-right:4px}}.row h3{{font-size:13px;margin:10px 0 0}}
+.flat{{color:#555;font-size:14px;margin:6px 0}}h2{{margin-top:28px}}code{{font-size:12px}}
+@media print{{svg,table,.row{{break-inside:avoid}}body{{margin:0}}}}
 </style></head><body><h1>swarmctl {kind} on <code>{stack}</code>: <span class="{vclass}">{verdict}</span></h1>"##,
         kind = esc(&r.kind),
         stack = esc(&r.stack),
@@ -189,7 +453,7 @@ svg{{display:block;margin:12px 0;border:1px solid #eee}}pre{{background:#f6f6f6;
     if let Some(e) = &r.error {
         let _ = write!(h, "<p class=\"error\">The run stopped early: {}</p>", esc(e));
     }
-    let _ = write!(h, "<table><tr><th>phase</th><th>verdict</th><th>measured</th></tr>");
+    h.push_str("<table><tr><th>phase</th><th>verdict</th><th>measured</th></tr>");
     for p in &r.phases {
         let _ = write!(
             h,
@@ -200,24 +464,30 @@ svg{{display:block;margin:12px 0;border:1px solid #eee}}pre{{background:#f6f6f6;
             p.reasons.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>")
         );
     }
-    h.push_str("</table>");
-    for c in &charts {
-        h.push_str(c);
+    h.push_str(
+        "</table><h2>Over time</h2><p class=\"flat\">Each stretch of load is shaded from its start: blue while \
+         sessions ramp up, green while they hold.</p>",
+    );
+    timeline(r, &c, &mut h);
+    let spectra: Vec<String> = r.phases.iter().filter_map(|p| distribution(r, p)).collect();
+    if !spectra.is_empty() {
+        h.push_str("<h2>Latency distribution</h2>");
+        spectra.iter().for_each(|s| h.push_str(s));
     }
-    let _ = writeln!(h, "<h2>Full report</h2><pre>{}</pre></body></html>", esc(&text::markdown(r)));
+    for p in &r.phases {
+        if let Some(s) = failover(r, &c, p) {
+            let _ = write!(h, "<h2>Failover</h2>{s}");
+        }
+        if let Some(s) = scaling(p) {
+            let _ = write!(h, "<h2>Scaling</h2>{s}");
+        }
+    }
+    if let Some(s) = replicas(r, &c) {
+        let _ = write!(h, "<h2>Replicas</h2>{s}");
+    }
+    // Its first line is the page's own heading.
+    let md = text::markdown(r);
+    let body = md.split_once('\n').map(|(_, rest)| rest).unwrap_or(&md);
+    let _ = writeln!(h, "<h2>Full report</h2>{}</body></html>", markdown_html(body));
     h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nice_max;
-
-    #[test]
-    fn axes_end_on_round_numbers() {
-        assert_eq!(nice_max(0.0), 1.0);
-        assert_eq!(nice_max(7.0), 10.0);
-        assert_eq!(nice_max(180.0), 200.0);
-        assert_eq!(nice_max(2100.0), 2500.0);
-        assert_eq!(nice_max(f64::NAN), 1.0);
-    }
 }

@@ -4,6 +4,7 @@
 
 mod compare;
 mod html;
+mod svg;
 mod text;
 
 use std::collections::BTreeMap;
@@ -57,9 +58,26 @@ pub struct TestRun {
     /// CPU and memory of each server replica, sampled through the Engine API.
     #[serde(default)]
     pub resources: Vec<ResourceSample>,
+    /// Each replica's requests/s and open sessions, as its server counted them (Prometheus;
+    /// empty without it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_series: Vec<ReplicaPoint>,
     /// Replicas whose resources could not be sampled (on another node than the engine's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmeasured: Vec<Unmeasured>,
+}
+
+/// One replica at one moment, from its own metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaPoint {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The replica's slot.
+    pub slot: i64,
+    /// Requests per second it served over the 30 s before.
+    pub requests_per_s: f64,
+    /// Sessions it held open.
+    pub sessions: f64,
 }
 
 /// A replica the sampler could not read.

@@ -161,6 +161,7 @@ pub(crate) fn fixture() -> TestRun {
             },
         ],
         unmeasured: Vec::new(),
+        replica_series: Vec::new(),
     }
 }
 
@@ -249,17 +250,96 @@ fn text_reports_are_rendered_from_the_results_alone() {
 fn html_is_self_contained_with_one_chart_per_figure() {
     let mut r = fixture();
     r.judge();
+    let failover = r.phases[0].load.as_mut().unwrap();
+    failover.config.sessions = 200;
+    failover.config.ramp = 100.0;
+    let method = crate::load::MethodSummary {
+        count: 10,
+        ok: 10,
+        latency_ms: LatencyMs { min: 0.5, p50: 0.8, p90: 2.0, p95: 3.0, p99: 9.0, p999: 20.0, max: 40.0, mean: 1.0 },
+        latency_uncorrected_ms: LatencyMs {
+            min: 0.5,
+            p50: 0.7,
+            p90: 1.0,
+            p95: 2.0,
+            p99: 5.0,
+            p999: 9.0,
+            max: 30.0,
+            mean: 1.0,
+        },
+    };
+    failover.by_method = BTreeMap::from([("tools/call:echo".to_string(), method)]);
+    r.replica_series = (1..=3)
+        .flat_map(|slot| {
+            (1..=12).map(move |i| ReplicaPoint {
+                at_ms: 1_000_000 + i * 5000,
+                slot,
+                requests_per_s: 100.0 + slot as f64,
+                sessions: 66.0,
+            })
+        })
+        .collect();
+    r.error = Some("HTTP 502: <html><b>Bad Gateway</b>".into());
     let page = html(&r);
-    assert_eq!(page.matches("<svg ").count(), 5, "latency, throughput, sessions, errors, replicas");
     assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "no external asset");
     assert!(!page.contains("NaN") && !page.contains("inf"), "every coordinate is a number");
-    // The kill and the scale step are marked on every chart.
-    assert_eq!(page.matches(">kill</text>").count(), 5);
-    assert_eq!(page.matches(">scale</text>").count(), 5);
-    // Each of the 60 seconds is a vertex of each chart's line.
-    let first = page.split("<polyline").nth(1).unwrap();
+    assert!(!page.contains("<b>Bad") && page.contains("&lt;b&gt;Bad"), "quoted answers stay text");
+    let charts: Vec<&str> = page.split("<svg ").skip(1).collect();
+    let titled = |t: &str| charts.iter().filter(|c| c.contains(&format!("aria-label=\"{t}"))).count();
+
+    // Over time: latency on a log axis with the SLO, throughput, errors, replicas; the
+    // sessions held 200 all along, which a sentence says better than a flat line.
+    assert_eq!(titled("Latency, corrected"), 1);
+    let latency = charts.iter().find(|c| c.contains("aria-label=\"Latency, corrected")).unwrap();
+    for tick in [">1 ms<", ">10 ms<", ">100 ms<", ">1000 ms<"] {
+        assert!(latency.contains(tick), "decades on the latency axis: {tick}");
+    }
+    assert!(latency.contains("SLO: p99 ≤ 500 ms") && latency.contains("stroke=\"#d81b60\""), "the SLO is a line");
+    // The time axis spans the 60 s of load, not the whole run's 61 s.
+    assert!(latency.contains(">0 s<") && latency.contains(">60 s<") && !latency.contains(">61 s<"));
+    // The failover phase's ramp (200 sessions at 100/s) and hold are shaded; the kill marked.
+    assert!(latency.contains(">failover<") && latency.contains(">scaling<"));
+    let ramp_band = latency.split("fill=\"#e8f0fb\"").next().unwrap().rsplit("<rect").next().unwrap();
+    assert!(ramp_band.contains("width=\"27.7\""), "2 s of ramp out of 60 s of 830 px: {ramp_band}");
+    assert!(latency.contains("fill=\"#edf7ee\""), "then the hold");
+    assert!(latency.contains(">kill<") && latency.contains(">scale<"));
+    assert_eq!(titled("Throughput"), 1);
+    assert_eq!(titled("Errors by class"), 1);
+    assert_eq!(titled("Server replicas"), 1);
+    assert_eq!(titled("Sessions open"), 0);
+    assert!(page.contains("Sessions open: 200 throughout the 60 s of load."));
+    // Each of the 60 seconds is a vertex of the p50 line.
+    let first = latency.split("<polyline").nth(1).unwrap();
     let points = first.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
     assert_eq!(points.split(' ').count(), 60);
+
+    // The distribution of the phase whose methods are known, corrected and raw.
+    assert_eq!(titled("Latency distribution, failover"), 1);
+    let spectrum = charts.iter().find(|c| c.contains("aria-label=\"Latency distribution")).unwrap();
+    assert!(spectrum.contains(">99.9%<") && spectrum.contains(">tools/call:echo raw<"), "{spectrum}");
+    assert_eq!(spectrum.matches("<polyline").count(), 2);
+    // The kill zoomed, with the replacement and the recovery marked.
+    assert_eq!(titled("failover: failed requests each second around the kill"), 1);
+    assert_eq!(titled("failover: p99 each second around the kill"), 1);
+    assert!(page.contains(">slot 2 running<") && page.contains(">recovered<"));
+    // Throughput by replica count, with the per-replica figure.
+    assert_eq!(titled("scaling: throughput by replica count"), 1);
+    assert!(page.contains(">3 replicas<") && page.contains(">800/s (267 per replica)<"));
+    // Small multiples: three replicas' requests and sessions, one replica's CPU and memory.
+    assert_eq!(titled("slot "), 3 + 3 + 1 + 1);
+    assert!(page.contains("<h3>requests/s by replica</h3>") && page.contains("<h3>memory by replica</h3>"));
+    // The full report is HTML, not Markdown in a box.
+    assert!(!page.contains("<pre>") && page.contains("<th>phase</th><th>verdict</th><th>figures</th>"));
+}
+
+#[test]
+fn a_run_without_load_says_so_instead_of_drawing_empty_charts() {
+    let mut r = fixture();
+    r.timeline.clear();
+    r.resources.clear();
+    let page = html(&r);
+    assert!(page.contains("No load was measured"));
+    assert!(!page.contains("aria-label=\"Latency, corrected") && !page.contains("by replica</h3>"));
 }
 
 #[test]

@@ -26,10 +26,25 @@ fn run(args: &[&str], state: &Path) -> std::process::Output {
 }
 
 /// The screenshot of `html` has drawn charts: a good share of non-white pixels, and pixels of
-/// the p99 line's colour (#e67e22) and of the throughput line's (#16a085).
+/// the p99 line's colour (#e67e22), the throughput line's (#16a085) and the SLO line's
+/// (#d81b60); the page's charts are the ones each part of the run calls for.
 fn assert_renders(html: &Path, png: &Path) {
+    let page = std::fs::read_to_string(html).unwrap();
+    for chart in [
+        "Latency, corrected, each second (log scale)",
+        "Throughput",
+        "Latency distribution, baseline",
+        "Latency distribution, failover",
+        "failover: failed requests each second around the kill",
+        "failover: p99 each second around the kill (log)",
+        "scaling: throughput by replica count",
+    ] {
+        assert!(page.contains(&format!("aria-label=\"{chart}")), "report.html draws {chart}");
+    }
+    assert!(page.contains("<h3>requests/s by replica</h3>") && page.contains("<h3>CPU by replica</h3>"));
+    assert!(!page.contains("<pre>"), "the full report is HTML");
     let out = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1600"])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1200"])
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.display()))
         .output()
@@ -49,6 +64,8 @@ fn assert_renders(html: &Path, png: &Path) {
     let near = |p: &[u8], c: [u8; 3]| (0..3).all(|i| p[i].abs_diff(c[i]) < 40);
     let orange = pixels.iter().filter(|p| near(p, [0xe6, 0x7e, 0x22])).count();
     let teal = pixels.iter().filter(|p| near(p, [0x16, 0xa0, 0x85])).count();
+    let slo = pixels.iter().filter(|p| near(p, [0xd8, 0x1b, 0x60])).count();
+    assert!(slo > 100, "the SLO line is drawn on the latency chart at the top: {slo} pixels");
     assert!(non_white * 100 > pixels.len() * 3, "the page is nearly blank: {non_white} of {} pixels", pixels.len());
     assert!(
         orange > 100 && teal > 100,
@@ -184,6 +201,8 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let log = std::fs::read_to_string(full.join("logs/swit-ph_server.log")).unwrap();
     assert!(log.contains("serving"), "the replicas' logs: {}", &log[..log.len().min(300)]);
     assert!(std::fs::read_to_string(full.join("timeline.jsonl")).unwrap().lines().count() > 60);
+    let slots: std::collections::BTreeSet<i64> = r.replica_series.iter().map(|p| p.slot).collect();
+    assert!(slots.len() >= 3, "each replica's requests and sessions, from Prometheus: {slots:?}");
     assert_renders(&full.join("report.html"), &results.path().join("report.png"));
 
     // 2. report render rebuilds the same files from results.json; compare flags regressions.
