@@ -11,44 +11,66 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 /// from a typed stack file, and talks to the Docker Engine API directly. Every number it
 /// prints is measured.
 #[derive(Debug, Parser)]
-#[command(name = "swarmctl", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Stacks: built-in `default`, `ci` and `erlmcp-100k`, or a path to your own \
-stack file (layered on `default`). Configuration reference: docs/configuration.md.\n\
+#[command(name = "swarmctl", version = crate::VERSION, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Stacks: a built-in one (listed under --stack) or a path to your own stack \
+file (layered on `default`). Configuration reference: docs/configuration.md.\n\
 Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 a threshold or SLO failed, 4 the load \
 generator could not keep its schedule, 130 interrupted.")]
 pub struct Cli {
-    /// Stack: a built-in name (default, ci, erlmcp-100k, python-sdk, local, 100k-local) or a path
-    /// to a stack file.
-    #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE")]
+    /// Stack: a built-in name or a path to a stack file.
+    #[arg(long, global = true, env = "SWARMCTL_STACK", value_name = "NAME|FILE", value_parser = StackName)]
+    #[arg(help_heading = "Global options")]
     pub stack: Option<String>,
 
     /// Override one key of the stack, e.g. `--set server.replicas=3` (repeatable; the value is
     /// read as YAML, `null` removes the key).
-    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    #[arg(long = "set", global = true, help_heading = "Global options", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
 
     /// Use the templates in DIR instead of the embedded ones with the same relative names
     /// (stack.yml, traefik.yml, prometheus.yml, alerts.yml, grafana/…).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR")]
     pub templates: Option<PathBuf>,
 
     /// Where the stack's published ports answer, for the endpoints and the load: by default
     /// the host of DOCKER_HOST (tcp://, https://, ssh://), else 127.0.0.1. Set it when the
     /// cluster is reached through a load balancer or another address than its engine's.
-    #[arg(long, global = true, env = "SWARMCTL_HOST", value_name = "HOST")]
+    #[arg(long, global = true, help_heading = "Global options", env = "SWARMCTL_HOST", value_name = "HOST")]
     pub host: Option<String>,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = ArgAction::Count)]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, help_heading = "Global options", conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--stack`: any name or path; the built-in names are its possible values, so that `--help`
+/// and shell completion list them from the one list there is (`config::BUILTIN_STACKS`).
+#[derive(Debug, Clone, Copy)]
+struct StackName;
+
+impl clap::builder::TypedValueParser for StackName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(crate::config::BUILTIN_STACKS.iter().map(|(name, _)| clap::builder::PossibleValue::new(*name))))
+    }
 }
 
 impl Cli {
@@ -166,6 +188,10 @@ pub enum Command {
 
     /// Print a shell completion script, e.g. `swarmctl completions bash > /etc/bash_completion.d/swarmctl`.
     Completions(CompletionsArgs),
+
+    /// Print the manual page (roff, made from this help), e.g.
+    /// `swarmctl man > /usr/local/share/man/man1/swarmctl.1`.
+    Man,
 }
 
 /// `swarmctl render`.
@@ -354,18 +380,19 @@ pub enum KillTarget {
 /// `swarmctl report …`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
-    /// Print a results folder's summary.
+    /// Print a results folder's summary (of `test`, `validate` or `load --out`).
     Show {
         /// The results folder (or its results.json).
         dir: PathBuf,
     },
-    /// Write FINAL_REPORT.md, SUMMARY.txt and report.html again from results.json.
+    /// Write the reports again from results.json: SUMMARY.txt and report.html, and
+    /// FINAL_REPORT.md for a test (a load's report.html also draws its timeline.jsonl).
     Render {
         /// The results folder.
         dir: PathBuf,
     },
-    /// Compare run B with run A: the figures both have, regressions flagged; exit 3 when one
-    /// got worse beyond the tolerance.
+    /// Compare run B with run A (tests or loads): what they ran on that differs first, then the
+    /// figures both have, regressions flagged; exit 3 when one got worse beyond the tolerance.
     Compare {
         /// The earlier run.
         a: PathBuf,
@@ -379,6 +406,8 @@ pub enum ReportCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema every results.json follows (docs/results.schema.json).
+    Schema,
 }
 
 /// `swarmctl probe`.

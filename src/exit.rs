@@ -70,7 +70,9 @@ impl UsageError {
 
 /// What a load run, a phase or a whole test concluded. Serialized as `pass`, `fail`,
 /// `interrupted` and `error`, as results.json has always written them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every threshold or SLO held.

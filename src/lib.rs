@@ -17,11 +17,16 @@
 
 #![deny(missing_docs)]
 
+/// The version `--version` prints and every results.json records: the package's, and the git
+/// commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SWARMCTL_COMMIT"), ")");
+
 pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod context;
 pub mod convert;
 pub mod deploy;
 pub mod engine;
@@ -49,6 +54,23 @@ pub use cli::Cli;
 /// Runs a parsed command line; the binary's `main` and the tests both call this.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     commands::dispatch(cli).await
+}
+
+/// An error and its causes on one line, each cause said once: an error that already quotes its
+/// source (`cannot read X: No such file…`) is not followed by that source again.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let m = cause.to_string();
+        if m.is_empty() || text.contains(&m) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&m);
+    }
+    text
 }
 
 /// The exit code for an error: usage, configuration and template problems are usage errors
@@ -92,4 +114,22 @@ pub fn init_logging(cli: &Cli) {
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod error_tests {
+    #[test]
+    fn every_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read stack file x.yaml: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let err = anyhow::Error::new(Quoting(io)).context("cannot deploy");
+        assert_eq!(
+            super::error_text(&err),
+            "cannot deploy: cannot read stack file x.yaml: No such file or directory (os error 2)"
+        );
+        let plain = anyhow::anyhow!("refused").context("cannot connect");
+        assert_eq!(super::error_text(&plain), "cannot connect: refused");
+    }
 }

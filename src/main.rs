@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match runtime.block_on(swarmctl::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", swarmctl::error_text(&err));
             swarmctl::exit_code_for(&err).into()
         }
     }

@@ -98,7 +98,7 @@ impl Client {
         let (status, bytes) = tokio::time::timeout(self.timeout, crate::http::exchange(host, port, req))
             .await
             .map_err(|_| unreachable(format!("no answer within {} s", self.timeout.as_secs())))?
-            .map_err(|e| unreachable(format!("{e:#}")))?;
+            .map_err(|e| unreachable(crate::error_text(&e)))?;
         if status != 200 {
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()

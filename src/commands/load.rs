@@ -29,8 +29,8 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
                 // Refused before the run, and said where the results would have been too (a
                 // folder that cannot be written is said, not put in the refusal's place).
                 if let Some(dir) = &args.out {
-                    if let Err(w) = load::write_refused(dir, &plan, &format!("{e:#}")) {
-                        eprintln!("warning: {w:#}");
+                    if let Err(w) = load::write_refused(dir, &plan, &crate::error_text(&e), crate::context::local()) {
+                        eprintln!("warning: {}", crate::error_text(&w));
                     }
                 }
                 return Err(e);
@@ -39,7 +39,10 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let cancel = crate::shutdown::on_signals();
     let progress = crate::progress::stderr(quiet);
-    let outcome = load::run(&plan, args.out.as_deref(), cancel, progress.as_ref()).await?;
+    let mut outcome = load::run(&plan, args.out.as_deref(), cancel, progress.as_ref()).await?;
+    if let Some(dir) = &args.out {
+        load::record_context(dir, &mut outcome.result, Some(crate::context::local()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.result)?);
     } else {

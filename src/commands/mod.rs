@@ -35,5 +35,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+            // Each command's own options after the overview, as `git help` pages have them.
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("swarmctl-{}", sub.get_name());
+                let sub = sub.clone().bin_name(name.clone()).display_name(name.clone()).version(crate::VERSION);
+                clap_mangen::Man::new(sub).title(name.to_uppercase()).render(&mut page)?;
+            }
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

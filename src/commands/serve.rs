@@ -34,7 +34,7 @@ pub async fn probe(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let (status, _) = crate::phase::prom::get(host, port, path, args.timeout.0.max(Duration::from_millis(1)))
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.url))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", args.url, crate::error_text(&e)))?;
     if (200..300).contains(&status) {
         Ok(ExitCode::SUCCESS)
     } else {

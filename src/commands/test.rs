@@ -254,6 +254,8 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     let deployed = engine.service(&server).await.map(|s| s.replicas).map_err(|_| {
         anyhow::anyhow!("stack {} is not deployed (no service {server}): run `swarmctl up` first", config.name)
     })?;
+    // Read before any phase changes the replicas: what the run was asked to run on.
+    let context = crate::context::of_stack(engine.as_ref(), &config.name, &server).await;
     for name in names.iter().filter_map(|k| k.profile()) {
         if !config.test.profiles.contains_key(name) {
             bail!("the stack has no test.profiles.{name}");
@@ -285,8 +287,9 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
             Ok(image) => Some(image),
             Err(e) => {
                 notes.push(format!(
-                    "no agent on the {} other node(s): {e:#}; their replicas can be neither killed nor measured",
-                    others.len()
+                    "no agent on the {} other node(s): {}; their replicas can be neither killed nor measured",
+                    others.len(),
+                    crate::error_text(&e)
                 ));
                 None
             }
@@ -349,12 +352,12 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
             // Nothing ran, and the results folder says why (the command's error says it too).
             let result = TestRun {
                 verdict: Verdict::Error,
-                error: Some(format!("{e:#}")),
+                error: Some(crate::error_text(&e)),
                 notes,
-                ..begun(kind, &ctx.config, started_ms)
+                ..begun(kind, &ctx.config, started_ms, &context)
             };
             if let Err(w) = write(&out, &result) {
-                ctx.say(format!("warning: {w:#}"));
+                ctx.say(format!("warning: {}", crate::error_text(&w)));
             }
             return Err(e);
         }
@@ -399,7 +402,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         resources,
         unmeasured,
         replica_series,
-        ..begun(kind, &ctx.config, started_ms)
+        ..begun(kind, &ctx.config, started_ms, &context)
     };
     result.judge();
     write(&out, &result)?;
@@ -410,13 +413,14 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
 
 /// What every results.json of a run says, however far the run got: what ran, on which stack,
 /// when, and the SLO it is judged by.
-fn begun(kind: &str, config: &Config, started_ms: u64) -> TestRun {
+fn begun(kind: &str, config: &Config, started_ms: u64, context: &report::RunContext) -> TestRun {
     let slo = &config.slo;
     TestRun {
         schema_version: report::SCHEMA_VERSION,
         kind: kind.into(),
         stack: config.name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        context: Some(context.clone()),
         started_ms,
         finished_ms: unix_now_ms(),
         slo: report::Slo {
@@ -490,7 +494,7 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
                 );
             }
             Err(e) => {
-                notes.push(format!("Prometheus query {file} failed: {e:#}"));
+                notes.push(format!("Prometheus query {file} failed: {}", crate::error_text(&e)));
                 break;
             }
         }
@@ -512,40 +516,57 @@ fn write(dir: &Path, r: &TestRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(path: &Path) -> anyhow::Result<TestRun> {
+/// A results folder (or its results.json): a test's, a validation's or a bare load's.
+fn read(path: &Path) -> anyhow::Result<(report::Results, Vec<report::Point>)> {
     let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {} (a results folder holds results.json)", file.display()))?;
-    let r: TestRun = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not the results of `swarmctl test` or `validate` (schema {})",
+    let results = report::Results::parse(&text).map_err(|why| {
+        anyhow::anyhow!(
+            "{} is not the results of `swarmctl test`, `validate` or `load` (schema {}): {why}",
             file.display(),
             report::SCHEMA_VERSION
         )
     })?;
-    if r.schema_version != report::SCHEMA_VERSION {
-        bail!(
-            "{}: schema_version {} (this swarmctl reads {})",
-            file.display(),
-            r.schema_version,
-            report::SCHEMA_VERSION
-        );
-    }
-    Ok(r)
+    let timeline = file.parent().map(|d| d.join("timeline.jsonl")).and_then(|t| std::fs::read_to_string(t).ok());
+    let timeline = match (&results, timeline) {
+        (report::Results::Load(_), Some(t)) => report::load_timeline(&t),
+        _ => Vec::new(),
+    };
+    Ok((results, timeline))
+}
+
+/// Any results as a test run, which every report is drawn from.
+fn read_run(path: &Path) -> anyhow::Result<TestRun> {
+    let (results, timeline) = read(path)?;
+    Ok(results.into_test_run(&timeline))
 }
 
 /// `swarmctl report …`.
 pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ReportCommand::Show { dir } => {
-            print!("{}", report::summary(&read(dir)?));
+            match read(dir)?.0 {
+                report::Results::Test(r) => print!("{}", report::summary(&r)),
+                report::Results::Load(r) => print!("{}", crate::load::summary_text(&r)),
+            }
             Ok(ExitCode::SUCCESS)
         }
-        ReportCommand::Render { dir } => {
-            let r = read(dir)?;
-            std::fs::create_dir_all(dir.join("metrics"))?;
-            write(dir, &r)?;
-            println!("rendered {}/{{SUMMARY.txt,FINAL_REPORT.md,report.html}} from results.json", dir.display());
+        ReportCommand::Render { dir } => match read(dir)?.0 {
+            report::Results::Test(r) => {
+                std::fs::create_dir_all(dir.join("metrics"))?;
+                write(dir, &r)?;
+                println!("rendered {}/{{SUMMARY.txt,FINAL_REPORT.md,report.html}} from results.json", dir.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            report::Results::Load(mut r) => {
+                crate::load::record_context(dir, &mut r, None)?;
+                println!("rendered {}/{{SUMMARY.txt,report.html}} from results.json and timeline.jsonl", dir.display());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        ReportCommand::Schema => {
+            println!("{}", serde_json::to_string_pretty(&report::json_schema())?);
             Ok(ExitCode::SUCCESS)
         }
         ReportCommand::Compare { a, b, tolerance, json } => {
@@ -556,7 +577,7 @@ pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let c = report::compare(&read(a)?, &read(b)?, tolerance / 100.0);
+            let c = report::compare(&read_run(a)?, &read_run(b)?, tolerance / 100.0);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {

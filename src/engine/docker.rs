@@ -141,6 +141,7 @@ impl Engine for Bollard {
                     },
                     nano_cpus: res.nano_cpus.unwrap_or(0),
                     memory_bytes: res.memory_bytes.unwrap_or(0),
+                    engine: desc.engine.and_then(|e| e.engine_version).unwrap_or_default(),
                 }
             })
             .collect())
@@ -419,10 +420,10 @@ impl Engine for Bollard {
         }
     }
 
-    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError> {
+    async fn image_id(&self, tag: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(tag).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(i) => Ok(Some(i.id.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api(format!("inspect image {tag}"), e)),
         }
     }

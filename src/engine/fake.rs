@@ -94,6 +94,7 @@ impl Fake {
                     nano_cpus: 2_000_000_000,
                     memory_bytes: 8 << 30,
                     addr: format!("127.0.0.{}", 11 + i),
+                    engine: "20.10.24".into(),
                 });
             }
         }
@@ -512,8 +513,8 @@ impl Engine for Fake {
         Ok((format!("{service} log\n"), true))
     }
 
-    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError> {
-        Ok(self.lock().images.contains(tag))
+    async fn image_id(&self, tag: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.lock().images.contains(tag).then(|| format!("sha256:{:0>64}", tag.len())))
     }
 
     async fn push_image(&self, reference: &str, auth: Option<Credentials>) -> Result<(), EngineError> {

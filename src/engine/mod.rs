@@ -95,7 +95,11 @@ pub trait Engine: Send + Sync {
     async fn service_logs(&self, service: &str, tail: usize, limit: Duration) -> Result<(String, bool), EngineError>;
 
     /// True when an image with this tag is on this node.
-    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError>;
+    async fn image_exists(&self, tag: &str) -> Result<bool, EngineError> {
+        Ok(self.image_id(tag).await?.is_some())
+    }
+    /// The ID (`sha256:…`) of the image with this tag on this node, if it is there.
+    async fn image_id(&self, tag: &str) -> Result<Option<String>, EngineError>;
     /// Pushes an image (`registry/repository:tag`) to its registry, logged in with `auth`.
     async fn push_image(&self, reference: &str, auth: Option<Credentials>) -> Result<(), EngineError>;
     /// Builds `contents` as `tags[0]`, adds the other tags; the image ID.

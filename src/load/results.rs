@@ -19,7 +19,7 @@ use crate::exit::{Code, Verdict};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// `results.json`: everything else is rendered from it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunResult {
     /// The contract's version.
     pub schema_version: u32,
@@ -29,6 +29,10 @@ pub struct RunResult {
     /// Why the run could not go on, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What it ran on (absent in results written before swarmctl recorded it, and in each
+    /// phase of a test, whose run has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::report::RunContext>,
     /// What was run.
     pub config: RunConfig,
     /// Figures over all methods but `initialize`.
@@ -48,7 +52,7 @@ pub struct RunResult {
 }
 
 /// The run's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunConfig {
     /// Targets.
     pub urls: Vec<String>,
@@ -94,7 +98,7 @@ impl RunConfig {
 }
 
 /// Totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Requests sent (all methods but initialize).
     pub requests_total: u64,
@@ -127,7 +131,7 @@ pub struct Summary {
 }
 
 /// One method's figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MethodSummary {
     /// Sent.
     pub count: u64,
@@ -140,7 +144,7 @@ pub struct MethodSummary {
 }
 
 /// One threshold's outcome.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ThresholdResult {
     /// As given.
     pub expr: String,
@@ -151,7 +155,7 @@ pub struct ThresholdResult {
 }
 
 /// Schedule keeping.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generator {
     /// Sessions opened (first time; not the re-established).
     #[serde(default)]
@@ -340,6 +344,7 @@ fn summarize(
         schema_version: SCHEMA_VERSION,
         verdict: Verdict::judged(interrupted, judged.iter().all(|t| t.pass)),
         error: None,
+        context: None,
         config: RunConfig::of(plan),
         summary: Summary {
             requests_total: total,
@@ -491,13 +496,14 @@ pub fn summary_text(r: &RunResult) -> String {
 
 /// The results of a run refused before it began (`error` says why; nothing was measured),
 /// with its plan beside them.
-pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str) -> anyhow::Result<()> {
+pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str, context: crate::report::RunContext) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     plan.redacted().write(&dir.join("plan.json"))?;
     let r = RunResult {
         schema_version: SCHEMA_VERSION,
         verdict: Verdict::Error,
         error: Some(why.to_string()),
+        context: Some(context),
         config: RunConfig::of(plan),
         // Nothing was scheduled, so nothing fell behind.
         generator: Generator { kept_schedule: true, ..Default::default() },
@@ -506,13 +512,27 @@ pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str) -> anyhow::Result<(
     write_results(dir, &r)
 }
 
+/// results.json, then what is rendered from it: SUMMARY.txt, and report.html over the seconds
+/// of the folder's timeline.jsonl (the same page `test` and `validate` write).
 pub(crate) fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(r)?;
-    std::fs::write(dir.join("results.json"), json)
-        .with_context(|| format!("cannot write {}/results.json", dir.display()))?;
-    std::fs::write(dir.join("SUMMARY.txt"), summary_text(r))
-        .with_context(|| format!("cannot write {}/SUMMARY.txt", dir.display()))?;
-    Ok(())
+    let put = |name: &str, body: String| {
+        std::fs::write(dir.join(name), body).with_context(|| format!("cannot write {}/{name}", dir.display()))
+    };
+    put("results.json", serde_json::to_string_pretty(r)?)?;
+    put("SUMMARY.txt", summary_text(r))?;
+    let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap_or_default();
+    let view =
+        crate::report::Results::Load(Box::new(r.clone())).into_test_run(&crate::report::load_timeline(&timeline));
+    put("report.html", crate::report::html(&view))
+}
+
+/// Records what the run ran on in its folder's results (written without it when the run
+/// ended; `None` keeps what they say), and renders the rest again.
+pub fn record_context(dir: &Path, r: &mut RunResult, context: Option<crate::report::RunContext>) -> anyhow::Result<()> {
+    if context.is_some() {
+        r.context = context;
+    }
+    write_results(dir, r)
 }
 
 #[cfg(test)]

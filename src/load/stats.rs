@@ -234,7 +234,7 @@ impl Stats {
 }
 
 /// Latency figures in milliseconds, as results.json reports them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LatencyMs {
     /// Smallest.
     pub min: f64,

@@ -10,7 +10,7 @@ use super::stats::{LatencyMs, Stats};
 /// The hold: whole seconds after the ramp's scheduled end and after every session was open,
 /// up to the scheduled end of the run (seconds in which nothing completed included). A ramp the machine cannot keep up with should not hide
 /// what the stack does once the sessions are open, nor the other way round.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hold {
     /// Whole seconds counted.
     pub seconds: u64,
@@ -31,7 +31,7 @@ pub struct Hold {
 }
 
 /// The load processes' resident memory (all of them: workers and their parent).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClientMemory {
     /// Processes counted.
     pub processes: u64,

@@ -52,7 +52,7 @@ pub async fn measure(ctx: &Ctx, notes: &mut Vec<String>) -> anyhow::Result<Phase
             Err(e) => {
                 // The stages run so far stay in the report.
                 error = true;
-                phase.reasons.push(format!("{run_n} sessions: {e:#}"));
+                phase.reasons.push(format!("{run_n} sessions: {}", crate::error_text(&e)));
                 break;
             }
         }

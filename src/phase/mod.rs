@@ -85,7 +85,7 @@ pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
     };
     let mut phase = measured.unwrap_or_else(|e| Phase {
         verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error },
-        reasons: vec![format!("{e:#}")],
+        reasons: vec![crate::error_text(&e)],
         ..Default::default()
     });
     phase.name = name.into();
@@ -538,7 +538,7 @@ pub async fn server_count(ctx: &Ctx) -> Result<(Option<f64>, std::collections::B
             r#"(time() - timestamp(up{{job="mcp"}})) < {} and on(instance) (up{{job="mcp"}} == 1)"#,
             (scrape * 3).as_secs_f64()
         );
-        let up = p.query(&fresh).await.map_err(|e| format!("Prometheus: {e:#}"))?;
+        let up = p.query(&fresh).await.map_err(|e| format!("Prometheus: {}", crate::error_text(&e)))?;
         if up.len() < want && tokio::time::Instant::now() < settled_by {
             tokio::time::sleep(scrape).await;
             continue;
@@ -548,7 +548,7 @@ pub async fn server_count(ctx: &Ctx) -> Result<(Option<f64>, std::collections::B
                 r#"sum(mcp_requests_total{{job="mcp",method!~"initialize|notifications/initialized"}} and on(instance) ({fresh}))"#
             ))
             .await
-            .map_err(|e| format!("Prometheus: {e:#}"))?;
+            .map_err(|e| format!("Prometheus: {}", crate::error_text(&e)))?;
         let instances = up.into_iter().filter_map(|(l, _)| l.get("instance").cloned()).collect();
         return Ok((total.first().map(|(_, v)| *v), instances));
     }

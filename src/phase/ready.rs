@@ -72,7 +72,7 @@ impl Check {
                 match get(host, web, path, timeout).await {
                     Ok((200, _)) => Ok(()),
                     Ok((status, _)) => Err(format!("HTTP {status}")),
-                    Err(e) => Err(format!("{e:#}")),
+                    Err(e) => Err(crate::error_text(&e)),
                 }
             }
             Check::Mcp(_, wire) => {

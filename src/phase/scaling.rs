@@ -76,7 +76,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         Err(e) => {
             phase.verdict = if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error };
             phase.reasons = vec![
-                format!("{e:#}"),
+                crate::error_text(&e),
                 if scaling.restored {
                     format!("restored to {base} replicas")
                 } else {
@@ -108,7 +108,7 @@ async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
     match scale_to(ctx.engine.as_ref(), &ctx.desired, service, base, timeout, &CancellationToken::new()).await {
         Ok(_) => true,
         Err(e) => {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::error_text(&e));
             false
         }
     }

@@ -26,6 +26,9 @@ pub struct NodeInfo {
     /// answer.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub addr: String,
+    /// Its Docker Engine's version.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub engine: String,
 }
 
 /// Whether `node` satisfies one constraint; `None` for a constraint this check cannot judge
@@ -154,6 +157,7 @@ mod tests {
             nano_cpus: cpus * 1_000_000_000,
             memory_bytes: mem_gib << 30,
             addr: String::new(),
+            engine: String::new(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Delta {
 /// The comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// What the runs ran on that differs, what most changes the figures first.
+    pub context: Vec<String>,
     /// Relative tolerance used for latencies, throughput and recovery.
     pub tolerance: f64,
     /// Every figure both runs have.
@@ -38,7 +40,15 @@ impl Comparison {
 
     /// A table for the terminal.
     pub fn render(&self) -> String {
-        let mut out = format!("{:<34} {:>12} {:>12} {:>9}\n", "figure", "A", "B", "change");
+        let mut out = String::new();
+        if !self.context.is_empty() {
+            out.push_str("the runs differ in what they ran on (A → B):\n");
+            for c in &self.context {
+                out.push_str(&format!("  {c}\n"));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("{:<34} {:>12} {:>12} {:>9}\n", "figure", "A", "B", "change"));
         for d in &self.deltas {
             out.push_str(&format!(
                 "{:<34} {:>12.3} {:>12.3} {:>9} {}\n",
@@ -125,5 +135,10 @@ pub fn compare(a: &TestRun, b: &TestRun, tolerance: f64) -> Comparison {
             unmatched.push(format!("{} (B)", pb.name));
         }
     }
-    Comparison { tolerance, deltas, unmatched }
+    let context = match (&a.context, &b.context) {
+        (Some(ca), Some(cb)) => ca.differences(cb),
+        (None, None) => Vec::new(),
+        _ => vec!["one run records what it ran on, the other (older) does not".into()],
+    };
+    Comparison { context, tolerance, deltas, unmatched }
 }

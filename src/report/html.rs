@@ -192,6 +192,8 @@ fn timeline(r: &TestRun, c: &Clock, out: &mut String) {
         out.push_str(&over_time(r, c, x, "Errors by class", Scale::zero_to(top), "/s", lines).render());
     }
     match flat(tl.iter().map(|p| p.replicas as f64)) {
+        // A bare load knows nothing of replicas.
+        Some(0.0) => {}
         Some(v) => {
             let _ = write!(out, "<p class=\"flat\">Server replicas: {} throughout.</p>", num(v));
         }
@@ -452,6 +454,13 @@ svg{{display:inline-block;margin:6px 0;border:1px solid #eee}}.pair svg{{margin-
     );
     if let Some(e) = &r.error {
         let _ = write!(h, "<p class=\"error\">The run stopped early: {}</p>", esc(e));
+    }
+    if let Some(ctx) = &r.context {
+        h.push_str("<table class=\"context\">");
+        for (what, value) in ctx.rows() {
+            let _ = write!(h, "<tr><th>{what}</th><td>{}</td></tr>", esc(&value));
+        }
+        h.push_str("</table>");
     }
     h.push_str("<table><tr><th>phase</th><th>verdict</th><th>measured</th></tr>");
     for p in &r.phases {

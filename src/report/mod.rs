@@ -3,6 +3,7 @@
 //! FINAL_REPORT.md, report.html with SVG charts, and the comparison of two runs.
 
 mod compare;
+mod context;
 mod html;
 mod svg;
 mod text;
@@ -15,6 +16,7 @@ use crate::exit::{Code, Verdict};
 use crate::load::RunResult;
 
 pub use compare::{compare, Comparison, Delta};
+pub use context::{masked, MachineContext, NodeContext, RunContext, StackContext};
 pub use html::html;
 pub use text::{markdown, summary};
 
@@ -22,7 +24,7 @@ pub use text::{markdown, summary};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A test run: what `test` and `validate` write as results.json.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TestRun {
     /// The contract's version.
     pub schema_version: u32,
@@ -32,6 +34,9 @@ pub struct TestRun {
     pub stack: String,
     /// swarmctl's version.
     pub version: String,
+    /// What it ran on (absent in results written before swarmctl recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<RunContext>,
     /// When the run began and ended (Unix ms).
     pub started_ms: u64,
     /// See `started_ms`.
@@ -68,7 +73,7 @@ pub struct TestRun {
 }
 
 /// One replica at one moment, from its own metrics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplicaPoint {
     /// When (Unix ms).
     pub at_ms: u64,
@@ -81,7 +86,7 @@ pub struct ReplicaPoint {
 }
 
 /// A replica the sampler could not read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Unmeasured {
     /// Its slot.
     pub slot: i64,
@@ -92,7 +97,7 @@ pub struct Unmeasured {
 }
 
 /// The objectives, as judged.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Slo {
     /// Minimum share of successful requests in load phases.
     pub success_ratio: f64,
@@ -105,7 +110,7 @@ pub struct Slo {
 }
 
 /// One phase and its verdict.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Phase {
     /// `baseline`, `stress`, `failover`, `scaling`, `incremental`.
     pub name: String,
@@ -135,7 +140,7 @@ pub struct Phase {
 }
 
 /// Client-side and server-side views of one phase's requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reconciliation {
     /// Requests the load engine sent (every method but `initialize`).
     pub client_sent: u64,
@@ -157,7 +162,7 @@ pub struct Reconciliation {
 }
 
 /// What the failover phase measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Failover {
     /// The service whose tasks were killed.
     pub service: String,
@@ -188,7 +193,7 @@ pub struct Failover {
 }
 
 /// One killed task.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Kill {
     /// Its slot.
     pub slot: i64,
@@ -213,7 +218,7 @@ pub struct Kill {
 }
 
 /// What the scaling phase measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scaling {
     /// The service scaled.
     pub service: String,
@@ -227,7 +232,7 @@ pub struct Scaling {
 }
 
 /// One replica count under load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScaleStep {
     /// Replicas.
     pub replicas: u64,
@@ -250,7 +255,7 @@ pub struct ScaleStep {
 }
 
 /// One incremental stage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stage {
     /// Sessions asked for.
     pub sessions: u64,
@@ -263,7 +268,7 @@ pub struct Stage {
 }
 
 /// Something done to the swarm, or seen happen.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// When (Unix ms).
     pub at_ms: u64,
@@ -275,7 +280,7 @@ pub struct Event {
 }
 
 /// One second of load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Point {
     /// End of the second (Unix ms).
     pub at_ms: u64,
@@ -299,7 +304,7 @@ pub struct Point {
 }
 
 /// One replica's usage at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceSample {
     /// When (Unix ms).
     pub at_ms: u64,
@@ -315,6 +320,129 @@ pub struct ResourceSample {
     /// The node the replica ran on (its ID).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
+}
+
+/// The JSON Schema of every results.json, a test's or a load's: docs/results.schema.json is
+/// this, checked in (a unit test keeps the two the same), and `swarmctl report schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    /// results.json: one of the two documents.
+    #[derive(schemars::JsonSchema)]
+    #[schemars(untagged)]
+    #[allow(dead_code)]
+    enum ResultsJson {
+        /// `swarmctl test` or `validate`.
+        Test(Box<TestRun>),
+        /// `swarmctl load --out`.
+        Load(Box<RunResult>),
+    }
+    let mut schema = serde_json::to_value(schemars::schema_for!(ResultsJson)).expect("a schema serializes");
+    schema["title"] = format!("swarmctl results.json, schema_version {SCHEMA_VERSION}").into();
+    schema
+}
+
+/// A results folder's results.json: a test's or validation's, or a bare `load`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Results {
+    /// `test` or `validate`.
+    Test(Box<TestRun>),
+    /// `load --out`.
+    Load(Box<RunResult>),
+}
+
+impl Results {
+    /// Reads either kind; the error says which fields the text lacks.
+    pub fn parse(text: &str) -> Result<Results, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let version = v["schema_version"].as_u64();
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(match version {
+                Some(n) => format!("schema_version {n} (this swarmctl reads {SCHEMA_VERSION})"),
+                None => "no schema_version: not swarmctl's results".into(),
+            });
+        }
+        if v.get("kind").is_some() {
+            serde_json::from_value(v).map(|r| Results::Test(Box::new(r))).map_err(|e| format!("test results: {e}"))
+        } else if v.get("summary").is_some() {
+            serde_json::from_value(v).map(|r| Results::Load(Box::new(r))).map_err(|e| format!("load results: {e}"))
+        } else {
+            Err("neither `kind` (test, validate) nor `summary` (load): not swarmctl's results".into())
+        }
+    }
+
+    /// As a test run, which every report is drawn from: a load is a run of one phase, `load`,
+    /// over the seconds of its timeline.jsonl.
+    pub fn into_test_run(self, timeline: &[Point]) -> TestRun {
+        match self {
+            Results::Test(r) => *r,
+            Results::Load(l) => of_load(*l, timeline),
+        }
+    }
+}
+
+/// The seconds of a load's timeline.jsonl, as points of its one phase, `load`; lines that are
+/// not seconds (a line cut by a killed run) are skipped.
+pub fn load_timeline(text: &str) -> Vec<Point> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<crate::load::engine::Second>(l).ok())
+        .map(|s| Point {
+            at_ms: s.t * 1000,
+            phase: "load".into(),
+            sessions: s.sessions,
+            requests: s.requests,
+            ok: s.ok,
+            errors: s.errors,
+            p50_ms: s.p50_ms,
+            p99_ms: s.p99_ms,
+            replicas: 0,
+        })
+        .collect()
+}
+
+/// A bare load as a test run of one phase: its thresholds are the verdict's reasons, and a
+/// `p99<…` threshold is drawn as the SLO.
+fn of_load(l: RunResult, timeline: &[Point]) -> TestRun {
+    let p99 = l.thresholds.iter().find(|t| t.expr.starts_with("p99<")).and_then(|t| {
+        let v = t.expr.trim_start_matches("p99<").trim_start_matches('=');
+        v.parse::<crate::units::Duration>().ok().map(|d| d.0.as_secs_f64() * 1000.0)
+    });
+    let success = l.thresholds.iter().find(|t| t.expr.starts_with("success>")).map(|t| t.actual).unwrap_or(0.0);
+    let finished_ms = (l.summary.duration_s * 1000.0) as u64;
+    let reasons = l
+        .thresholds
+        .iter()
+        .map(|t| {
+            let measured = if t.expr.starts_with('p') {
+                format!("{:.2} ms", t.actual)
+            } else {
+                format!("{:.3} %", t.actual * 100.0)
+            };
+            format!("{}: {} (measured {measured})", t.expr, if t.pass { "held" } else { "failed" })
+        })
+        .chain(l.error.clone())
+        .collect();
+    TestRun {
+        schema_version: SCHEMA_VERSION,
+        kind: "load".into(),
+        stack: l.config.urls.join(", "),
+        version: l.context.as_ref().map_or_else(|| "(not recorded)".into(), |c| c.swarmctl.clone()),
+        context: l.context.clone(),
+        started_ms: 0,
+        finished_ms,
+        verdict: l.verdict,
+        error: l.error.clone(),
+        slo: Slo { p99_ms: p99.unwrap_or(0.0), success_ratio: success, ..Default::default() },
+        phases: vec![Phase {
+            name: "load".into(),
+            verdict: l.verdict,
+            reasons,
+            started_ms: 0,
+            finished_ms,
+            load: Some(l),
+            ..Default::default()
+        }],
+        timeline: timeline.to_vec(),
+        ..Default::default()
+    }
 }
 
 impl TestRun {

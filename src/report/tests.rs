@@ -54,6 +54,7 @@ pub(crate) fn fixture() -> TestRun {
         kind: "validate".into(),
         stack: "swarmctl-ci".into(),
         version: "0.1.0".into(),
+        context: None,
         started_ms: t0,
         finished_ms: t0 + 61_000,
         verdict: Verdict::Pass,
@@ -402,4 +403,55 @@ fn results_of_schema_1_from_before_still_load() {
     // And what is written now reads back whole.
     let again: TestRun = serde_json::from_str(&serde_json::to_string(&now).unwrap()).unwrap();
     assert_eq!(again, now);
+}
+
+/// docs/results.schema.json is the types' own schema, and it takes both documents as they are
+/// written and refuses what is not one.
+#[test]
+fn the_checked_in_schema_is_the_types_own_and_validates_both_documents() {
+    let checked_in: serde_json::Value = serde_json::from_str(include_str!("../../docs/results.schema.json")).unwrap();
+    assert_eq!(
+        checked_in,
+        json_schema(),
+        "docs/results.schema.json is stale: `swarmctl report schema > docs/results.schema.json`"
+    );
+    let schema = jsonschema::validator_for(&checked_in).unwrap();
+    let mut r = fixture();
+    r.judge();
+    r.context = Some(RunContext { swarmctl: "0.1.0".into(), commit: "abc".into(), ..Default::default() });
+    let test = serde_json::to_value(&r).unwrap();
+    let errors: Vec<String> = schema.iter_errors(&test).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let load = serde_json::to_value(r.phases[0].load.as_ref().unwrap()).unwrap();
+    assert!(schema.is_valid(&load));
+    let mut bad = test.clone();
+    bad["verdict"] = "maybe".into();
+    assert!(!schema.is_valid(&bad), "a verdict is pass, fail, interrupted or error");
+    let mut bad = load.clone();
+    bad.as_object_mut().unwrap().remove("summary");
+    assert!(!schema.is_valid(&bad), "a load's results have a summary");
+    // And both read back through the one parser the report verbs use.
+    assert!(matches!(Results::parse(&test.to_string()), Ok(Results::Test(_))));
+    assert!(matches!(Results::parse(&load.to_string()), Ok(Results::Load(_))));
+    let err = Results::parse("{\"schema_version\": 1}").unwrap_err();
+    assert!(err.contains("neither `kind`"), "{err}");
+}
+
+/// A bare load is drawn as a run of one phase over its timeline, its p99 threshold as the SLO.
+#[test]
+fn a_load_is_reported_as_one_phase_over_its_timeline() {
+    let mut load = fixture().phases[0].load.clone().unwrap();
+    load.thresholds = vec![crate::load::ThresholdResult { expr: "p99<250ms".into(), actual: 9.5, pass: true }];
+    let echo = crate::load::MethodSummary { count: 10, ok: 10, ..Default::default() };
+    load.by_method = BTreeMap::from([("tools/call:echo".to_string(), echo)]);
+    let timeline = load_timeline(
+        "{\"t\":1,\"sessions\":20,\"requests\":200,\"ok\":200,\"errors\":{},\"p50_ms\":1.5,\"p99_ms\":4.0}\n{\"t\":2,\"sess",
+    );
+    assert_eq!(timeline.len(), 1, "a line cut by a killed run is skipped");
+    let run = Results::Load(Box::new(load)).into_test_run(&timeline);
+    assert_eq!((run.kind.as_str(), run.phases.len(), run.slo.p99_ms), ("load", 1, 250.0));
+    assert_eq!(run.phases[0].reasons, ["p99<250ms: held (measured 9.50 ms)"]);
+    let page = html(&run);
+    assert!(page.contains("SLO: p99 ≤ 250 ms") && page.contains("Latency distribution, load"), "{page}");
+    assert!(!page.contains("Server replicas"), "a bare load knows no replicas");
 }

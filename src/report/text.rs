@@ -95,6 +95,13 @@ pub fn markdown(r: &TestRun) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(md, "**The run stopped early:** {e}\n");
     }
+    if let Some(c) = &r.context {
+        let _ = writeln!(md, "| ran on | |\n|---|---|");
+        for (what, value) in c.rows() {
+            let _ = writeln!(md, "| {what} | {} |", value.replace('|', "\\|"));
+        }
+        md.push('\n');
+    }
     let _ = writeln!(
         md,
         "Objectives: success ≥ {:.2} %, p99 ≤ {} ms; failover: recovery ≤ {} s and success ≥ {:.2} %.\n",

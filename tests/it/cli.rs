@@ -151,3 +151,59 @@ fn the_agent_refuses_to_start_without_a_usable_token() {
     assert_eq!(res.status.code(), Some(1));
     assert!(text(&res).1.contains("too short to protect anything"), "{}", text(&res).1);
 }
+
+#[test]
+fn version_names_the_commit_and_help_lists_every_built_in_stack() {
+    let state = tempfile::tempdir().unwrap();
+    let version = text(&swarmctl(&["--version"], state.path())).0;
+    let commit =
+        version.split("(commit ").nth(1).and_then(|c| c.strip_suffix(")\n")).unwrap_or_else(|| panic!("{version}"));
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{version}");
+    let help = text(&swarmctl(&["up", "--help"], state.path())).0;
+    let (own, global) = help.split_once("Global options:").unwrap_or_else(|| panic!("a heading of their own: {help}"));
+    assert!(global.contains("--stack") && global.contains("--set") && !own.contains("--stack"), "{help}");
+    let bash = text(&swarmctl(&["completions", "bash"], state.path())).0;
+    for (name, _) in swarmctl::config::BUILTIN_STACKS {
+        assert!(global.contains(name), "--help lists the built-in stack {name}: {global}");
+        assert!(bash.contains(name), "bash completes the built-in stack {name}");
+    }
+    let man = swarmctl(&["man"], state.path());
+    let page = text(&man).0;
+    assert!(man.status.success() && page.contains(".TH swarmctl"), "{page}");
+    assert!(page.contains(".TH SWARMCTL-UP") && page.contains(".TH SWARMCTL-VALIDATE"), "a section per command");
+}
+
+/// Every error a user can reach without an engine says each cause once: an error that quotes
+/// its source is not followed by the same source again.
+#[test]
+fn errors_say_each_cause_once() {
+    let state = tempfile::tempdir().unwrap();
+    let bad_yaml = state.path().join("bad.yaml");
+    std::fs::write(&bad_yaml, "name: [").unwrap();
+    let not_results = state.path().join("other");
+    std::fs::create_dir_all(&not_results).unwrap();
+    std::fs::write(not_results.join("results.json"), "{\"schema_version\": 1}").unwrap();
+    let cases: &[&[&str]] = &[
+        &["--stack", "/nonexistent/stack.yaml", "render"],
+        &["--stack", "no-such-stack", "render"],
+        &["--stack", bad_yaml.to_str().unwrap(), "render"],
+        &["--templates", "/nonexistent", "render"],
+        &["--set", "server.replicas=many", "render"],
+        &["report", "show", "/nonexistent"],
+        &["report", "show", not_results.to_str().unwrap()],
+        &["report", "compare", "/nonexistent", "/nonexistent"],
+        &["load", "--url", "http://127.0.0.1:9/mcp", "--plan", "/nonexistent/plan.json"],
+        &["load", "--url", "ftp://127.0.0.1:9/", "--sessions", "1"],
+        &["image", "pack", "--add", "/nonexistent/python3"],
+    ];
+    for args in cases {
+        let res = swarmctl(args, state.path());
+        let (_, stderr) = text(&res);
+        assert!(!res.status.success(), "{args:?} fails");
+        let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{args:?}: {stderr}"));
+        let parts: Vec<&str> = line.trim_start_matches("error: ").split(": ").filter(|p| p.len() > 8).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{args:?} says `{p}` twice: {line}");
+        }
+    }
+}

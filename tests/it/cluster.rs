@@ -215,8 +215,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     args.extend(stack(&["--set", "registry=10.99.0.1:5000", "--set", "with_registry_auth=true"]));
     let out = swarmctl_as(LOGIN, &args, state.path());
     let stderr = text(&out).1;
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap())
-        .unwrap_or_else(|e| panic!("results.json: {e}\n{stderr}"));
+    assert!(results.join("results.json").exists(), "no results.json:\n{stderr}");
+    let r: Value = crate::util::read_results(&results.join("results.json"));
     let phases = r["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling"], "{stderr}");
@@ -324,7 +324,7 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     run("ip", &["link", "set", "sw3h", "up"]);
     let stderr = std::fs::read_to_string(state.path().join("node-lost.stderr")).unwrap_or_default();
     assert!(matches!(status.code(), Some(0 | 3)), "a verdict, not an error: {status}\n{stderr}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    let r: Value = crate::util::read_results(&results.join("results.json"));
     let notes: Vec<&str> = r["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     let stopped: Vec<&&str> =
         notes.iter().filter(|n| n.contains(&format!("(node {lost}) could not be read from +"))).collect();
@@ -356,8 +356,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     let out = swarmctl(&args, state.path());
     let stderr = text(&out).1;
     assert!(started.elapsed() < std::time::Duration::from_secs(150), "not hung on: {:?}", started.elapsed());
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap())
-        .unwrap_or_else(|e| panic!("results.json: {e}\n{stderr}"));
+    assert!(results.join("results.json").exists(), "no results.json:\n{stderr}");
+    let r: Value = crate::util::read_results(&results.join("results.json"));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(r["phases"][0]["verdict"], "error");
     let reason = r["phases"][0]["reasons"][0].as_str().unwrap();

@@ -234,7 +234,7 @@ fn failed_thresholds_exit_3_and_the_results_folder_is_complete() {
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    let r: Value = crate::util::read_results(&dir.path().join("results.json"));
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["verdict"], "fail");
     assert_eq!(r["thresholds"][0]["pass"], false);
@@ -283,7 +283,7 @@ fn ctrl_c_stops_drains_and_writes_an_interrupted_report() {
     let _ = server.wait();
     assert_eq!(status.code(), Some(130));
     assert!(started.elapsed() < Duration::from_secs(10), "drains quickly");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    let r: Value = crate::util::read_results(&dir.path().join("results.json"));
     assert_eq!(r["verdict"], "interrupted");
     assert!(r["summary"]["requests_total"].as_u64().unwrap() > 10);
 }
@@ -726,10 +726,13 @@ async fn load_cli(args: &[&str]) -> (Option<i32>, Value, String, Duration) {
     let started = Instant::now();
     let out = swarmctl_beside(argv).await;
     let took = started.elapsed();
-    let results = std::fs::read_to_string(dir.path().join("results.json"))
-        .unwrap_or_else(|e| panic!("results.json: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(dir.path().join("results.json").exists(), "no results.json: {}", String::from_utf8_lossy(&out.stderr));
+    let results = crate::util::read_results(&dir.path().join("results.json"));
     let summary = std::fs::read_to_string(dir.path().join("SUMMARY.txt")).unwrap();
-    (out.status.code(), serde_json::from_str(&results).unwrap(), summary, took)
+    // The same report page as a test's: every second of the run drawn.
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(page.contains("aria-label=\"Latency, corrected") || page.contains("No load was measured"), "{page}");
+    (out.status.code(), results, summary, took)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -806,8 +809,7 @@ async fn a_mix_calling_a_tool_the_server_does_not_have_is_refused_before_the_run
         assert!(stderr.contains("calls `nope`, which the server at") && stderr.contains("`echo`"), "{url}: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(10), "refused before the run: {:?}", started.elapsed());
         // The results folder says so too, with nothing measured.
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r/results.json")).unwrap()).unwrap();
+        let r: serde_json::Value = crate::util::read_results(&dir.path().join("r/results.json"));
         assert_eq!(r["verdict"], "error", "{url}");
         assert!(r["error"].as_str().unwrap().contains("calls `nope`"), "{url}: {r}");
         assert_eq!(r["summary"]["requests_total"], 0);

@@ -137,9 +137,27 @@ static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A `test`/`validate` run's results.json; when there is none, the command's own output says
 /// why.
 pub fn read_test_run(dir: &Path, out: &Output) -> swarmctl::report::TestRun {
-    let Ok(json) = std::fs::read_to_string(dir.join("results.json")) else {
+    if !dir.join("results.json").exists() {
         let (stdout, stderr) = text(out);
         panic!("no {}/results.json ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
-    };
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
+    }
+    serde_json::from_value(read_results(&dir.join("results.json")))
+        .unwrap_or_else(|e| panic!("results.json does not parse: {e}"))
+}
+
+/// A results.json of `test`, `validate` or `load`, valid against docs/results.schema.json:
+/// every one the tests read is checked.
+pub fn read_results(file: &Path) -> serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        let text = include_str!("../../docs/results.schema.json");
+        jsonschema::validator_for(&serde_json::from_str(text).unwrap()).expect("docs/results.schema.json is a schema")
+    });
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+    let errors: Vec<String> =
+        schema.iter_errors(&value).take(5).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{} does not follow docs/results.schema.json: {errors:?}", file.display());
+    value
 }
