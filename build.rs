@@ -22,18 +22,13 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    // (In a worktree, HEAD is its own and the branches are the common directory's.)
+    // HEAD moves on a checkout, the branches' folder on a commit (cargo scans a folder for any
+    // change; a packed branch is written loose again by its next commit). In a worktree, HEAD
+    // is its own and the branches are the common directory's.
     if let (Some(dir), Some(common)) = (git("--git-dir"), git("--git-common-dir")) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
-        if let Ok(head) = std::fs::read_to_string(format!("{dir}/HEAD")) {
-            if let Some(r) = head.trim().strip_prefix("ref: ") {
-                if std::path::Path::new(&format!("{common}/{r}")).exists() {
-                    println!("cargo:rerun-if-changed={common}/{r}");
-                }
-            }
-        }
-        if std::path::Path::new(&format!("{common}/packed-refs")).exists() {
-            println!("cargo:rerun-if-changed={common}/packed-refs");
+        if std::path::Path::new(&format!("{common}/refs/heads")).is_dir() {
+            println!("cargo:rerun-if-changed={common}/refs/heads");
         }
     }
     println!("cargo:rerun-if-changed=build.rs");

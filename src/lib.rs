@@ -62,7 +62,9 @@ pub fn error_text(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let m = cause.to_string();
-        if m.is_empty() || text.contains(&m) {
+        // Only a repeat of what was just said: a short cause ("EOF") said earlier in other
+        // words is still news.
+        if m.is_empty() || text == m || text.ends_with(&format!(": {m}")) || text.ends_with(&format!(" {m}")) {
             continue;
         }
         if !text.is_empty() {
@@ -131,5 +133,8 @@ mod error_tests {
         );
         let plain = anyhow::anyhow!("refused").context("cannot connect");
         assert_eq!(super::error_text(&plain), "cannot connect: refused");
+        // A short cause said earlier in other words is still said.
+        let eof = anyhow::anyhow!("EOF").context("no EOF marker in the answer: read failed");
+        assert_eq!(super::error_text(&eof), "no EOF marker in the answer: read failed: EOF");
     }
 }

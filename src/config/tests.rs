@@ -17,6 +17,31 @@ fn every_builtin_stack_loads_and_validates() {
     }
 }
 
+/// The built-in stacks are one list: docs/configuration.md's table and README's global flags
+/// name each (and nothing else), as `--help` does from the list itself.
+#[test]
+fn the_documented_built_in_stacks_are_the_list() {
+    let doc = include_str!("../../docs/configuration.md");
+    let table: Vec<&str> = doc
+        .split("| `--stack` | for |")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.split('`').nth(1).unwrap())
+        .collect();
+    let names: Vec<&str> = BUILTIN_STACKS.iter().map(|(n, _)| *n).collect();
+    let mut sorted = (table.clone(), names.clone());
+    sorted.0.sort();
+    sorted.1.sort();
+    assert_eq!(sorted.0, sorted.1, "docs/configuration.md's table of built-in stacks");
+    let readme = include_str!("../../README.md");
+    for name in names {
+        assert!(readme.contains(&format!("`{name}`")), "README names the built-in stack {name}");
+    }
+}
+
 #[test]
 fn default_stack_has_the_documented_values() {
     let c = load(None, &[]).unwrap();

@@ -148,10 +148,18 @@ pub struct MethodSummary {
 pub struct ThresholdResult {
     /// As given.
     pub expr: String,
-    /// The measured value (ms, or a ratio).
+    /// The measured value (ms, or a ratio); `null` when there was nothing to measure (a
+    /// threshold on a method that sent no request, which therefore fails).
+    #[serde(deserialize_with = "nan_when_null")]
+    #[schemars(with = "Option<f64>")]
     pub actual: f64,
     /// Whether it held.
     pub pass: bool,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, and reads `null` back as NaN here.
+fn nan_when_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Schedule keeping.

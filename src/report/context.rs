@@ -126,8 +126,8 @@ impl RunContext {
         differ("server image", stack(self, |s| s.server_image.clone()), stack(other, |s| s.server_image.clone()));
         differ(
             "server image ID",
-            stack(self, |s| short(&s.server_image_id).to_string()),
-            stack(other, |s| short(&s.server_image_id).to_string()),
+            stack(self, |s| short(&s.server_image_id)),
+            stack(other, |s| short(&s.server_image_id)),
         );
         differ("stack", stack(self, |s| s.name.clone()), stack(other, |s| s.name.clone()));
         differ("deployed specs", stack(self, |s| s.hash.clone()), stack(other, |s| s.hash.clone()));
@@ -148,32 +148,52 @@ impl RunContext {
 }
 
 /// An image ID or digest without its algorithm, 12 characters as docker prints it.
-fn short(id: &str) -> &str {
-    let hex = id.rsplit(':').next().unwrap_or(id);
-    &hex[..hex.len().min(12)]
+fn short(id: &str) -> String {
+    id.rsplit(':').next().unwrap_or(id).chars().take(12).collect()
 }
 
-/// The command line with the values of `--set` keys that look secret masked: results folders
-/// get shared, registry passwords must not travel with them.
+/// The command line with what may be secret masked: results folders get shared, and registry
+/// passwords, bearer tokens and URL credentials must not travel with them. Masked: the values
+/// of `--set` keys naming a password, token, secret, key, credential or auth; every `--header`
+/// value (its name stays); the user and password of a URL.
 pub fn masked(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let secret = |kv: &str| {
+    let secret_key = |kv: &str| {
         let key = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
-        ["password", "token", "secret", "auth"].iter().any(|w| key.contains(w))
+        ["password", "token", "secret", "key", "credential", "auth"].iter().any(|w| key.contains(w))
     };
+    let set = |kv: &str| match secret_key(kv) {
+        true => format!("{}=***", kv.split('=').next().unwrap_or("")),
+        false => kv.to_string(),
+    };
+    let header = |h: &str| format!("{}: ***", h.split(':').next().unwrap_or("").trim());
     let mut out: Vec<String> = Vec::new();
-    let mut after_set = false;
+    let mut previous = String::new();
     for a in args {
         let masked = if let Some(kv) = a.strip_prefix("--set=") {
-            secret(kv).then(|| format!("--set={}=***", kv.split('=').next().unwrap_or("")))
-        } else if after_set && secret(&a) {
-            Some(format!("{}=***", a.split('=').next().unwrap_or("")))
+            format!("--set={}", set(kv))
+        } else if let Some(h) = a.strip_prefix("--header=") {
+            format!("--header={}", header(h))
+        } else if previous == "--set" {
+            set(&a)
+        } else if previous == "--header" {
+            header(&a)
         } else {
-            None
+            without_userinfo(&a)
         };
-        after_set = a == "--set";
-        out.push(masked.unwrap_or(a));
+        previous = a;
+        out.push(masked);
     }
     out
+}
+
+/// `scheme://user:password@host/…` as `scheme://***@host/…`.
+fn without_userinfo(arg: &str) -> String {
+    let Some((scheme, rest)) = arg.split_once("://") else { return arg.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => arg.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -220,12 +240,37 @@ mod tests {
     }
 
     #[test]
-    fn secret_settings_are_masked_in_the_command_line() {
+    fn secrets_are_masked_in_the_command_line() {
         let args =
             ["swarmctl", "up", "--set", "registry.password=hunter2", "--set=registry.token=t0k", "--set", "name=x"];
         assert_eq!(
             masked(args.map(String::from)),
             ["swarmctl", "up", "--set", "registry.password=***", "--set=registry.token=***", "--set", "name=x"]
+        );
+        let args = [
+            "swarmctl",
+            "load",
+            "--url",
+            "https://bob:s3cret@mcp.example:8443/mcp?a=b@c",
+            "--header",
+            "Authorization: Bearer abc",
+            "--header=X-Api-Key:k",
+            "--set",
+            "server.environment.API_KEY=z",
+        ];
+        assert_eq!(
+            masked(args.map(String::from)),
+            [
+                "swarmctl",
+                "load",
+                "--url",
+                "https://***@mcp.example:8443/mcp?a=b@c",
+                "--header",
+                "Authorization: ***",
+                "--header=X-Api-Key: ***",
+                "--set",
+                "server.environment.API_KEY=***",
+            ]
         );
     }
 }

@@ -50,8 +50,9 @@ fn load_of<'a>(r: &'a TestRun, label: &str) -> Option<&'a crate::load::RunResult
         if p.name == label {
             return p.load.as_ref();
         }
+        // Named by the sessions run, which the pre-flight may have capped below those asked.
         let sessions: u64 = label.strip_prefix(&p.name)?.strip_prefix('-')?.parse().ok()?;
-        p.stages.iter().find(|s| s.sessions == sessions).map(|s| &s.load)
+        p.stages.iter().find(|s| s.sessions_run == sessions).map(|s| &s.load)
     })
 }
 
@@ -74,9 +75,13 @@ fn bands(r: &TestRun, c: &Clock) -> Vec<Band> {
             }
         });
         let label = first.phase.clone();
-        if ramp > 0.0 && start + ramp < end {
-            out.push(Band { x0: start, x1: start + ramp, fill: RAMP, label });
-            out.push(Band { x0: start + ramp, x1: end, fill: HOLD, label: String::new() });
+        if ramp > 0.0 {
+            // A run stopped during its ramp is all ramp.
+            let ramp_end = (start + ramp).min(end);
+            out.push(Band { x0: start, x1: ramp_end, fill: RAMP, label });
+            if ramp_end < end {
+                out.push(Band { x0: ramp_end, x1: end, fill: HOLD, label: String::new() });
+            }
         } else {
             out.push(Band { x0: start, x1: end, fill: OTHER, label });
         }
@@ -110,6 +115,13 @@ fn series(r: &TestRun, c: &Clock, name: &str, color: &'static str, f: impl Fn(&P
     Line { name: name.into(), color, dashed: false, points: r.timeline.iter().map(|p| (c.at(p.at_ms), f(p))).collect() }
 }
 
+/// A latency line: a second in which no request completed has no latency, and its 0 would
+/// draw a dive to the axis; the line breaks there instead.
+fn latency_series(r: &TestRun, c: &Clock, name: &str, color: &'static str, f: impl Fn(&Point) -> f64) -> Line {
+    let points = r.timeline.iter().filter(|p| p.requests > 0).map(|p| (c.at(p.at_ms), f(p))).collect();
+    Line { name: name.into(), color, dashed: false, points }
+}
+
 /// A time chart over the load's seconds, with the phases shaded and the events marked.
 fn over_time(r: &TestRun, c: &Clock, x: Scale, title: &str, y: Scale, unit: &str, lines: Vec<Line>) -> Chart {
     let mut chart = Chart::new(title, W, H, x, y);
@@ -121,6 +133,7 @@ fn over_time(r: &TestRun, c: &Clock, x: Scale, title: &str, y: Scale, unit: &str
     chart
 }
 
+/// Decades from the fastest to the slowest, the SLO included so that its line is always drawn.
 fn latency_scale(values: impl Iterator<Item = f64> + Clone, slo: f64) -> Scale {
     let lo = values.clone().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
     let hi = values.fold(slo, f64::max);
@@ -151,7 +164,7 @@ fn timeline(r: &TestRun, c: &Clock, out: &mut String) {
         "Latency, corrected, each second (log scale)",
         lat,
         " ms",
-        vec![series(r, c, "p50", P50, |p| p.p50_ms), series(r, c, "p99", P99, |p| p.p99_ms)],
+        vec![latency_series(r, c, "p50", P50, |p| p.p50_ms), latency_series(r, c, "p99", P99, |p| p.p99_ms)],
     );
     latency.rules = slo_rule(r);
     out.push_str(&latency.render());
@@ -228,6 +241,7 @@ fn spectrum(l: &LatencyMs) -> Vec<(f64, f64)> {
 /// method.
 fn distribution(r: &TestRun, p: &Phase) -> Option<String> {
     let load = p.load.as_ref()?;
+    let all_methods = load.by_method.values().filter(|m| m.count > 0).count();
     let methods: Vec<(&String, &crate::load::MethodSummary)> =
         load.by_method.iter().filter(|(_, m)| m.count > 0).take(METHOD_COLOURS.len()).collect();
     if methods.is_empty() {
@@ -238,7 +252,14 @@ fn distribution(r: &TestRun, p: &Phase) -> Option<String> {
         .flat_map(|(_, m)| spectrum(&m.latency_ms).into_iter().chain(spectrum(&m.latency_uncorrected_ms)).map(|p| p.1));
     let y = latency_scale(all.collect::<Vec<_>>().into_iter(), r.slo.p99_ms);
     let mut chart = Chart::new(
-        format!("Latency distribution, {}: corrected solid, raw dashed (log scales)", p.name),
+        match all_methods > methods.len() {
+            true => format!(
+                "Latency distribution, {}: the first {} of {all_methods} methods, corrected solid, raw dashed (log scales)",
+                p.name,
+                methods.len()
+            ),
+            false => format!("Latency distribution, {}: corrected solid, raw dashed (log scales)", p.name),
+        },
         W,
         260.0,
         Scale::span(0.0, 4.0),
@@ -405,7 +426,9 @@ fn replicas(r: &TestRun, c: &Clock) -> Option<String> {
         let _ = write!(out, "<div class=\"row\"><h3>{} by replica</h3>", esc(name));
         for (slot, pts) in by_slot {
             let title = match nodes.get(&slot) {
-                Some(node) if several_nodes => format!("slot {slot} · node {}", &node[..node.len().min(12)]),
+                Some(node) if several_nodes => {
+                    format!("slot {slot} · node {}", node.chars().take(12).collect::<String>())
+                }
                 _ => format!("slot {slot}"),
             };
             let mut chart = Chart::new(title, 220.0, 130.0, x, Scale::zero_to(top));
@@ -423,10 +446,13 @@ fn replicas(r: &TestRun, c: &Clock) -> Option<String> {
 /// Markdown of the full report as HTML: its tables and lists, not raw text in a box.
 fn markdown_html(md: &str) -> String {
     use pulldown_cmark::Event;
-    // Error samples quote servers' answers, HTML pages among them: text, never markup.
-    let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES).map(|e| match e {
-        Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
-        e => e,
+    use pulldown_cmark::{Tag, TagEnd};
+    // Error samples quote servers' answers: their markup stays text, and their links and images
+    // stay words (a report must not fetch or open anything).
+    let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES).filter_map(|e| match e {
+        Event::Html(s) | Event::InlineHtml(s) => Some(Event::Text(s)),
+        Event::Start(Tag::Link { .. } | Tag::Image { .. }) | Event::End(TagEnd::Link | TagEnd::Image) => None,
+        e => Some(e),
     });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, parser);

@@ -398,23 +398,27 @@ pub fn load_timeline(text: &str) -> Vec<Point> {
         .collect()
 }
 
-/// A bare load as a test run of one phase: its thresholds are the verdict's reasons, and a
-/// `p99<…` threshold is drawn as the SLO.
+/// A bare load as a test run of one phase: its thresholds are the verdict's reasons, and its
+/// overall `p99<…` and `success>…` thresholds are drawn as the SLO.
 fn of_load(l: RunResult, timeline: &[Point]) -> TestRun {
-    let p99 = l.thresholds.iter().find(|t| t.expr.starts_with("p99<")).and_then(|t| {
-        let v = t.expr.trim_start_matches("p99<").trim_start_matches('=');
-        v.parse::<crate::units::Duration>().ok().map(|d| d.0.as_secs_f64() * 1000.0)
-    });
-    let success = l.thresholds.iter().find(|t| t.expr.starts_with("success>")).map(|t| t.actual).unwrap_or(0.0);
+    use crate::load::workload::{Metric, Threshold};
+    let parsed: Vec<Option<Threshold>> = l.thresholds.iter().map(|t| t.expr.parse().ok()).collect();
+    let overall = |want: fn(&Metric) -> bool| {
+        parsed.iter().flatten().find(|t| t.method.is_none() && want(&t.metric)).map(|t| t.bound)
+    };
+    let p99 = overall(|m| matches!(m, Metric::Percentile(p) if *p == 99.0));
+    let success = overall(|m| matches!(m, Metric::Success));
     let finished_ms = (l.summary.duration_s * 1000.0) as u64;
     let reasons = l
         .thresholds
         .iter()
-        .map(|t| {
-            let measured = if t.expr.starts_with('p') {
-                format!("{:.2} ms", t.actual)
-            } else {
-                format!("{:.3} %", t.actual * 100.0)
+        .zip(&parsed)
+        .map(|(t, parsed)| {
+            let measured = match (parsed.as_ref().map(|p| &p.metric), t.actual.is_finite()) {
+                (_, false) => "nothing".to_string(),
+                (Some(Metric::Success), true) => format!("{:.3} %", t.actual * 100.0),
+                (Some(Metric::Percentile(_)), true) => format!("{:.2} ms", t.actual),
+                (None, true) => format!("{}", t.actual),
             };
             format!("{}: {} (measured {measured})", t.expr, if t.pass { "held" } else { "failed" })
         })
@@ -430,7 +434,7 @@ fn of_load(l: RunResult, timeline: &[Point]) -> TestRun {
         finished_ms,
         verdict: l.verdict,
         error: l.error.clone(),
-        slo: Slo { p99_ms: p99.unwrap_or(0.0), success_ratio: success, ..Default::default() },
+        slo: Slo { p99_ms: p99.unwrap_or(0.0), success_ratio: success.unwrap_or(0.0), ..Default::default() },
         phases: vec![Phase {
             name: "load".into(),
             verdict: l.verdict,

@@ -97,6 +97,10 @@ impl Scale {
 
     /// Gridline positions: every decade, or five steps.
     pub fn ticks(&self) -> Vec<f64> {
+        // A hand-made empty or NaN span has one line, not a NaN label.
+        if self.hi.partial_cmp(&self.lo) != Some(std::cmp::Ordering::Greater) {
+            return vec![self.lo];
+        }
         if self.log {
             let (a, b) = (self.lo.log10().round() as i32, self.hi.log10().round() as i32);
             (a..=b).map(|e| 10f64.powi(e)).collect()
@@ -296,7 +300,9 @@ impl Chart {
             );
         }
         let _ = write!(s, r##"<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#999"/>"##);
-        for b in &self.bars {
+        let inside = |x: f64| x >= self.x.lo && x <= self.x.hi;
+        // Outside the axis, a bar or an event would be drawn at its edge, as if it happened there.
+        for b in self.bars.iter().filter(|b| inside(b.x)) {
             let half = (self.px(b.x + b.width / 2.0) - self.px(b.x - b.width / 2.0)).abs() / 2.0;
             let (x, y) = (self.px(b.x), self.py(b.value));
             let _ = write!(
@@ -347,7 +353,7 @@ impl Chart {
                 c = r.color
             );
         }
-        for (i, m) in self.marks.iter().enumerate() {
+        for (i, m) in self.marks.iter().filter(|m| inside(m.x)).enumerate() {
             let x = self.px(m.x);
             // Events come close together (a kill, its replacement, the recovery): their labels
             // step down so none hides another.

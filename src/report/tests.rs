@@ -283,7 +283,7 @@ fn html_is_self_contained_with_one_chart_per_figure() {
     r.error = Some("HTTP 502: <html><b>Bad Gateway</b>".into());
     let page = html(&r);
     assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "no external asset");
-    assert!(!page.contains("NaN") && !page.contains("inf"), "every coordinate is a number");
+    assert!(!page.contains("NaN") && !page.contains("=\"inf"), "every coordinate is a number");
     assert!(!page.contains("<b>Bad") && page.contains("&lt;b&gt;Bad"), "quoted answers stay text");
     let charts: Vec<&str> = page.split("<svg ").skip(1).collect();
     let titled = |t: &str| charts.iter().filter(|c| c.contains(&format!("aria-label=\"{t}"))).count();
@@ -441,7 +441,12 @@ fn the_checked_in_schema_is_the_types_own_and_validates_both_documents() {
 #[test]
 fn a_load_is_reported_as_one_phase_over_its_timeline() {
     let mut load = fixture().phases[0].load.clone().unwrap();
-    load.thresholds = vec![crate::load::ThresholdResult { expr: "p99<250ms".into(), actual: 9.5, pass: true }];
+    load.thresholds = vec![
+        crate::load::ThresholdResult { expr: "p99<250ms".into(), actual: 9.5, pass: true },
+        crate::load::ThresholdResult { expr: "success>=99.5%".into(), actual: 0.9999, pass: true },
+        crate::load::ThresholdResult { expr: "tools/call:p95<50ms".into(), actual: 3.0, pass: true },
+        crate::load::ThresholdResult { expr: "ping:p99<50ms".into(), actual: f64::NAN, pass: false },
+    ];
     let echo = crate::load::MethodSummary { count: 10, ok: 10, ..Default::default() };
     load.by_method = BTreeMap::from([("tools/call:echo".to_string(), echo)]);
     let timeline = load_timeline(
@@ -449,9 +454,94 @@ fn a_load_is_reported_as_one_phase_over_its_timeline() {
     );
     assert_eq!(timeline.len(), 1, "a line cut by a killed run is skipped");
     let run = Results::Load(Box::new(load)).into_test_run(&timeline);
-    assert_eq!((run.kind.as_str(), run.phases.len(), run.slo.p99_ms), ("load", 1, 250.0));
-    assert_eq!(run.phases[0].reasons, ["p99<250ms: held (measured 9.50 ms)"]);
+    assert_eq!((run.kind.as_str(), run.phases.len(), run.slo.p99_ms, run.slo.success_ratio), ("load", 1, 250.0, 0.995));
+    assert_eq!(
+        run.phases[0].reasons,
+        [
+            "p99<250ms: held (measured 9.50 ms)",
+            "success>=99.5%: held (measured 99.990 %)",
+            "tools/call:p95<50ms: held (measured 3.00 ms)",
+            "ping:p99<50ms: failed (measured nothing)"
+        ]
+    );
+    // Nothing measured is `null` in JSON, and reads back.
+    let json = serde_json::to_string(run.phases[0].load.as_ref().unwrap()).unwrap();
+    assert!(json.contains("\"actual\":null"), "{json}");
+    assert!(matches!(Results::parse(&json), Ok(Results::Load(l)) if l.thresholds[3].actual.is_nan()));
     let page = html(&run);
     assert!(page.contains("SLO: p99 ≤ 250 ms") && page.contains("Latency distribution, load"), "{page}");
     assert!(!page.contains("Server replicas"), "a bare load knows no replicas");
+}
+
+/// Two runs on different replica counts: that is the first thing the comparison says.
+#[test]
+fn comparison_names_a_different_replica_count_first() {
+    let context = |replicas, command: &str| RunContext {
+        swarmctl: "0.1.0".into(),
+        commit: "f623872".into(),
+        command: command.split(' ').map(String::from).collect(),
+        stack: Some(StackContext {
+            name: "swarmctl-ci".into(),
+            hash: "aa".into(),
+            server_image: "swarmctl/mcp-server:0.1.0".into(),
+            server_image_id: "sha256:01".into(),
+            replicas,
+        }),
+        ..Default::default()
+    };
+    let mut a = fixture();
+    a.context = Some(context(3, "swarmctl validate --phase all"));
+    let mut b = fixture();
+    b.context = Some(context(6, "swarmctl validate --phase all --set server.replicas=6"));
+    let c = compare(&a, &b, 0.10);
+    let text = c.render();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("the runs differ in what they ran on (A → B):"));
+    assert_eq!(lines.next(), Some("  server replicas: 3 → 6"));
+    assert!(lines.next().unwrap().starts_with("  command: "), "{text}");
+    assert_eq!(c.context.len(), 2, "nothing else differs: {:?}", c.context);
+    assert!(compare(&a, &a, 0.10).context.is_empty());
+    a.context = None;
+    assert_eq!(compare(&a, &b, 0.10).context, ["one run records what it ran on, the other (older) does not"]);
+}
+
+/// What a report must survive: a timeline of one second or none, seconds without requests,
+/// non-ASCII node names, a capped incremental stage, links and markup quoted from a server.
+#[test]
+fn odd_runs_still_draw_numbers_and_quoted_text_stays_text() {
+    let coordinates_are_numbers = |page: &str| {
+        for bad in ["NaN", "=\"inf", "=\"-inf", ",inf", " inf"] {
+            assert!(!page.contains(bad), "`{bad}` in a coordinate");
+        }
+    };
+    let mut r = fixture();
+    r.timeline.truncate(1);
+    r.timeline[0].requests = 0;
+    r.timeline[0].p50_ms = 0.0;
+    r.timeline[0].p99_ms = 0.0;
+    r.resources.iter_mut().for_each(|s| s.node = "nœud-été-0123456789".into());
+    r.resources.push(ResourceSample { at_ms: 1_000_500, slot: 2, node: "ノード".into(), ..Default::default() });
+    r.error = Some("no session could open: [click](javascript:alert(1)) ![x](http://example.invalid/p.png)".into());
+    let page = html(&r);
+    coordinates_are_numbers(&page);
+    assert!(!page.contains("href=") && !page.contains("<img") && !page.contains("src="), "no link, no fetch");
+    assert!(page.contains("click"), "the words stay");
+    r.timeline.clear();
+    coordinates_are_numbers(&html(&r));
+
+    // A stage capped at 19936 of 100000 sessions is shaded by its ramp like any other.
+    let mut r = fixture();
+    let mut stage_load = r.phases[0].load.clone().unwrap();
+    stage_load.config.sessions = 19_936;
+    stage_load.config.ramp = 1000.0;
+    r.phases.push(Phase {
+        name: "incremental".into(),
+        stages: vec![Stage { sessions: 100_000, sessions_run: 19_936, verdict: Verdict::Pass, load: stage_load }],
+        ..Default::default()
+    });
+    for p in r.timeline.iter_mut().skip(50) {
+        p.phase = "incremental-19936".into();
+    }
+    let page = html(&r);
+    assert!(page.contains(">incremental-19936<") && page.matches("fill=\"#e8f0fb\"").count() >= 1, "the stage's ramp");
 }

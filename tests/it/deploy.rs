@@ -175,6 +175,10 @@ async fn up_converges_is_idempotent_updates_one_service_fails_fast_and_down_clea
     assert_eq!(leftovers(&docker).await, Vec::<String>::new());
     let out = swarmctl(&["down", "--stack", "ci", "--set", "name=swit-up"], state.path());
     assert!(out.status.success(), "down twice is fine: {}", text(&out).1);
+    // A stack that is not deployed: status says so and exits 1 (scripts test for it).
+    let out = swarmctl(&["status", "--stack", "ci", "--set", "name=swit-up"], state.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert!(text(&out).0.contains("stack swit-up is not deployed (swarmctl up deploys it)"), "{}", text(&out).0);
 }
 
 /// Several Traefik tasks on one node (`lb.ports_per_task`): the engine gives each its own host
