@@ -189,7 +189,8 @@ pub struct Chart {
     pub height: f64,
     /// The horizontal axis.
     pub x: Scale,
-    /// Labels of the horizontal axis at chosen positions; `None`: five numbers with `x_unit`.
+    /// Labels of the horizontal axis at chosen positions (percentiles, replica counts); `None`:
+    /// its round ticks, each with `x_unit`.
     pub x_labels: Option<Vec<(f64, String)>>,
     /// See `x_labels`.
     pub x_unit: String,
