@@ -364,6 +364,8 @@ pub enum PhaseName {
     Failover,
     /// Replicas scaled under load.
     Scaling,
+    /// One replica stopped (SIGSTOP) under load, then resumed: a replica that hangs.
+    Hang,
     /// incremental, failover, scaling.
     All,
 }

@@ -85,6 +85,7 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode
         PhaseName::Incremental => vec![PhaseKind::Incremental],
         PhaseName::Failover => vec![PhaseKind::Failover],
         PhaseName::Scaling => vec![PhaseKind::Scaling],
+        PhaseName::Hang => vec![PhaseKind::Hang],
         PhaseName::All => vec![PhaseKind::Incremental, PhaseKind::Failover, PhaseKind::Scaling],
     };
     let plan = failover_plan(&config, args.kill, args.target);

@@ -417,6 +417,23 @@ pub struct Test {
     pub scaling: Scaling,
     /// The incremental phase.
     pub incremental: Incremental,
+    /// The hang phase.
+    pub hang: Hang,
+}
+
+/// Hang: one replica stopped (SIGSTOP) under load for a while, then resumed: what clients see
+/// of a replica that neither answers nor dies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hang {
+    /// Load before the replica stops.
+    pub warmup: Duration,
+    /// How long it stays stopped.
+    pub duration: Duration,
+    /// Load after it resumes, while recovery is watched.
+    pub observe: Duration,
+    /// Successes in a row after the last error that count as recovered.
+    pub consecutive_ok: u64,
 }
 
 /// Failover: replicas killed under load, recovery measured.

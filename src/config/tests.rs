@@ -191,6 +191,7 @@ fn semantic_checks_cover_units_ranges_and_references() {
         ("test:\n  phase_profile: soak\n", "test.phase_profile"),
         ("test:\n  failover: { kill: 0 }\n", "test.failover.kill"),
         ("test:\n  failover: { observe: 1s }\n", "test.failover.observe"),
+        ("test:\n  hang: { duration: 0s }\n", "test.hang.duration"),
         ("test:\n  scaling: { steps: [0] }\n", "test.scaling.steps[0]"),
         ("test:\n  incremental: { stages: [] }\n", "test.incremental.stages"),
     ];

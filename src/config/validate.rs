@@ -219,6 +219,10 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         "must be at least 5s: recovery is watched for this long after the kill".into()
     });
     k.ensure(test.failover.consecutive_ok >= 1, "test.failover.consecutive_ok", || "must be at least 1".into());
+    k.ensure(test.hang.duration.0.as_millis() >= 100, "test.hang.duration", || {
+        format!("must be at least 100ms, e.g. 10s (got {})", test.hang.duration)
+    });
+    k.ensure(test.hang.consecutive_ok >= 1, "test.hang.consecutive_ok", || "must be at least 1".into());
     for (i, n) in test.scaling.steps.iter().enumerate() {
         k.ensure(*n >= 1, &format!("test.scaling.steps[{i}]"), || "a replica count of at least 1".into());
     }

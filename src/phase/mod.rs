@@ -14,6 +14,7 @@
 
 mod direct;
 pub mod failover;
+pub mod hang;
 pub mod incremental;
 pub mod prom;
 pub mod ready;
@@ -52,6 +53,8 @@ pub enum PhaseKind {
     Failover,
     /// Replicas scaled under load.
     Scaling,
+    /// A replica stopped and resumed under load.
+    Hang,
 }
 
 impl PhaseKind {
@@ -63,6 +66,7 @@ impl PhaseKind {
             PhaseKind::Incremental => "incremental",
             PhaseKind::Failover => "failover",
             PhaseKind::Scaling => "scaling",
+            PhaseKind::Hang => "hang",
         }
     }
 
@@ -82,6 +86,7 @@ pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
         PhaseKind::Incremental => incremental::measure(ctx, notes).await,
         PhaseKind::Failover => failover::measure(ctx).await,
         PhaseKind::Scaling => scaling::measure(ctx).await,
+        PhaseKind::Hang => hang::measure(ctx).await,
     };
     let mut phase = measured.unwrap_or_else(|e| Phase {
         verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error },

@@ -94,9 +94,9 @@ fn marks(r: &TestRun, c: &Clock) -> Vec<Mark> {
         .iter()
         .filter_map(|e| {
             let color = match e.kind.as_str() {
-                "kill" => ERRORS,
+                "kill" | "hang" => ERRORS,
                 "recovered" => RECOVERED,
-                "scale" => REPLICAS,
+                "scale" | "resume" => REPLICAS,
                 _ => return None,
             };
             Some(Mark { x: c.at(e.at_ms), color, label: e.kind.clone() })
@@ -286,21 +286,45 @@ fn distribution(r: &TestRun, p: &Phase) -> Option<String> {
 fn failover(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
     let f = p.failover.as_ref()?;
     let kill = c.at(f.kill_ms);
-    let mut end = kill + 5.0;
     let mut marks = vec![Mark { x: kill, color: ERRORS, label: "kill".into() }];
     for k in &f.kills {
         if let Some(at) = k.replacement_running_ms {
-            end = end.max(c.at(at));
             marks.push(Mark { x: c.at(at), color: REPLICAS, label: format!("slot {} running", k.slot) });
         }
     }
     if let Some(s) = f.recovery_s {
-        end = end.max(kill + s);
         marks.push(Mark { x: kill + s, color: RECOVERED, label: "recovered".into() });
     }
-    if let Some(at) = f.last_error_ms {
-        end = end.max(c.at(at));
+    zoom(r, c, p, "the kill", kill, f.last_error_ms.map(|at| c.at(at)), marks)
+}
+
+/// The hang phase zoomed on the stop: errors each second and p99, with the stop, the resume
+/// and the clients' recovery marked.
+fn hang(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
+    let h = p.hang.as_ref()?;
+    let stopped = c.at(h.stopped_ms);
+    let mut marks = vec![Mark { x: stopped, color: ERRORS, label: format!("slot {} stopped", h.slot) }];
+    if let Some(at) = h.resumed_ms {
+        marks.push(Mark { x: c.at(at), color: REPLICAS, label: "resumed".into() });
     }
+    if let (Some(s), Some(_)) = (h.recovery_s, h.last_error_ms) {
+        marks.push(Mark { x: stopped + s, color: RECOVERED, label: "recovered".into() });
+    }
+    zoom(r, c, p, "the stop", stopped, h.last_error_ms.map(|at| c.at(at)), marks)
+}
+
+/// Failed requests each second and p99, from a little before the event at `kill` to a little
+/// after the last mark or failure.
+fn zoom(
+    r: &TestRun,
+    c: &Clock,
+    p: &Phase,
+    what: &str,
+    kill: f64,
+    last_error: Option<f64>,
+    marks: Vec<Mark>,
+) -> Option<String> {
+    let end = marks.iter().map(|m| m.x).chain(last_error).fold(kill + 5.0, f64::max);
     let points: Vec<&Point> = r
         .timeline
         .iter()
@@ -320,7 +344,7 @@ fn failover(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
         .collect();
     let top = errors.iter().map(|b| b.value).fold(0.0, f64::max);
     let mut e = Chart::new(
-        format!("{}: failed requests each second around the kill", p.name),
+        format!("{}: failed requests each second around {what}", p.name),
         W / 2.0 - 4.0,
         H,
         x,
@@ -331,7 +355,7 @@ fn failover(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
     e.bars = errors;
     e.marks = marks.clone();
     let mut l = Chart::new(
-        format!("{}: p99 each second around the kill (log)", p.name),
+        format!("{}: p99 each second around {what} (log)", p.name),
         W / 2.0 - 4.0,
         H,
         x,
@@ -512,6 +536,9 @@ svg{{display:inline-block;margin:6px 0;border:1px solid #eee}}.pair svg{{margin-
     for p in &r.phases {
         if let Some(s) = failover(r, &c, p) {
             let _ = write!(h, "<h2>Failover</h2>{s}");
+        }
+        if let Some(s) = hang(r, &c, p) {
+            let _ = write!(h, "<h2>Hang</h2>{s}");
         }
         if let Some(s) = scaling(p) {
             let _ = write!(h, "<h2>Scaling</h2>{s}");

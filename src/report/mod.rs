@@ -131,6 +131,9 @@ pub struct Phase {
     /// Scaling details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<Scaling>,
+    /// Hang details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang: Option<Hang>,
     /// Incremental stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
@@ -188,6 +191,51 @@ pub struct Failover {
     pub sessions_reestablished: u64,
     /// Worst per-second corrected p99 from the kill until recovery, ms.
     pub p99_during_recovery_ms: f64,
+    /// Success ratio over the whole phase.
+    pub success_ratio: f64,
+}
+
+/// What the hang phase measured: one replica stopped (SIGSTOP: it neither answers nor dies,
+/// its connections stay open) and resumed (SIGCONT).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Hang {
+    /// The service.
+    pub service: String,
+    /// The stopped replica's slot, task, container and node.
+    pub slot: i64,
+    /// See `slot`.
+    pub task: String,
+    /// See `slot`.
+    pub container: String,
+    /// See `slot`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// When its node's engine stopped it (Unix ms).
+    pub stopped_ms: u64,
+    /// When it was resumed (Unix ms); `None` when it could not be (`resume_error` says why,
+    /// e.g. the swarm had replaced it for failing its healthcheck).
+    pub resumed_ms: Option<u64>,
+    /// Why it could not be resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_error: Option<String>,
+    /// Failures from the stop to the end of the phase, by class.
+    pub errors: BTreeMap<String, u64>,
+    /// First and last failure after the stop (Unix ms).
+    pub first_error_ms: Option<u64>,
+    /// See `first_error_ms`.
+    pub last_error_ms: Option<u64>,
+    /// Client-visible recovery: from the stop to the first of `consecutive_ok` successes in a
+    /// row after the last failure, s; 0 when clients saw no failure; `None` when they never
+    /// recovered within the phase.
+    pub recovery_s: Option<f64>,
+    /// The `consecutive_ok` used.
+    pub consecutive_ok: u64,
+    /// Worst per-second corrected p99 while it was stopped, ms: the requests it held.
+    pub p99_while_stopped_ms: f64,
+    /// Sessions that lost their connection or server-side session after the stop.
+    pub sessions_dropped: u64,
+    /// Of those, re-established.
+    pub sessions_reestablished: u64,
     /// Success ratio over the whole phase.
     pub success_ratio: f64,
 }

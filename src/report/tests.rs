@@ -545,3 +545,49 @@ fn odd_runs_still_draw_numbers_and_quoted_text_stays_text() {
     let page = html(&r);
     assert!(page.contains(">incremental-19936<") && page.matches("fill=\"#e8f0fb\"").count() >= 1, "the stage's ramp");
 }
+
+/// A hang phase: its headline, its row in the report, and the stop zoomed with the resume and
+/// the recovery marked.
+#[test]
+fn a_hung_replica_is_reported_with_its_stop_and_resume() {
+    let t0 = 1_000_000;
+    let mut r = fixture();
+    r.phases.truncate(1);
+    r.phases[0].name = "hang".into();
+    r.phases[0].failover = None;
+    r.phases[0].hang = Some(Hang {
+        service: "swarmctl-ci_server".into(),
+        slot: 2,
+        task: "k1x7c0ffee00aa".into(),
+        container: "0123456789abcdef".into(),
+        stopped_ms: t0 + 11_000,
+        resumed_ms: Some(t0 + 15_000),
+        errors: BTreeMap::from([("timeout".into(), 10)]),
+        first_error_ms: Some(t0 + 12_000),
+        last_error_ms: Some(t0 + 14_900),
+        recovery_s: Some(4.2),
+        consecutive_ok: 20,
+        p99_while_stopped_ms: 3_950.0,
+        sessions_dropped: 0,
+        sessions_reestablished: 0,
+        success_ratio: 0.999,
+        ..Default::default()
+    });
+    for p in &mut r.timeline {
+        p.phase = "hang".into();
+    }
+    r.judge();
+    assert!(
+        summary(&r).contains("slot 2 stopped: p99 3950 ms while stopped, 10 errors, recovery 4.20 s"),
+        "{}",
+        summary(&r)
+    );
+    let md = markdown(&r);
+    assert!(md.contains("| 2 | k1x7c0ffee00 | — | +4.00 s | +1.00 s | +3.90 s | 0 / 0 |"), "{md}");
+    let page = html(&r);
+    assert!(page.contains("aria-label=\"hang: failed requests each second around the stop"), "{page}");
+    assert!(page.contains(">slot 2 stopped<") && page.contains(">resumed<") && page.contains(">recovered<"));
+    // And it round-trips through the schema's document.
+    let back: TestRun = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+}

@@ -41,6 +41,15 @@ pub fn summary(r: &TestRun) -> String {
 
 /// The phase's key figures in one line.
 fn headline(p: &Phase) -> String {
+    if let Some(h) = &p.hang {
+        return format!(
+            "slot {} stopped: p99 {:.0} ms while stopped, {} errors, recovery {}",
+            h.slot,
+            h.p99_while_stopped_ms,
+            h.errors.values().sum::<u64>(),
+            opt_s(h.recovery_s)
+        );
+    }
     if let Some(f) = &p.failover {
         return format!(
             "recovery {}, {} errors after the kill, sessions dropped {} / re-established {}",
@@ -155,6 +164,21 @@ pub fn markdown(r: &TestRun) -> String {
                     rec.server_received.map(|v| format!("{v:.0}")).unwrap_or("—".into())
                 );
             }
+        }
+        if let Some(h) = &p.hang {
+            let at = |ms: Option<u64>| ms.map(|m| format!("+{:.2} s", secs(m, h.stopped_ms))).unwrap_or("—".into());
+            let _ = writeln!(
+                md,
+                "\n| slot | task stopped | node | resumed | first failure | last failure | sessions dropped / re-established |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} / {} |",
+                h.slot,
+                h.task.chars().take(12).collect::<String>(),
+                if h.node.is_empty() { "—".to_string() } else { h.node.chars().take(12).collect() },
+                h.resume_error.clone().unwrap_or_else(|| at(h.resumed_ms)),
+                at(h.first_error_ms),
+                at(h.last_error_ms),
+                h.sessions_dropped,
+                h.sessions_reestablished
+            );
         }
         if let Some(f) = &p.failover {
             // On several nodes, where each kill and its replacement ran; with the agent's clock,

@@ -44,7 +44,7 @@ fn assert_renders(html: &Path, png: &Path) {
     assert!(page.contains("<h3>requests/s by replica</h3>") && page.contains("<h3>CPU by replica</h3>"));
     assert!(!page.contains("<pre>"), "the full report is HTML");
     let out = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1200"])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,3000"])
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.display()))
         .output()
@@ -221,6 +221,30 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let out = swarmctl(&["report", "compare", full.to_str().unwrap(), worse.to_str().unwrap()], state.path());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out).0);
     assert!(text(&out).0.contains("failover.recovery_s"), "{}", text(&out).0);
+
+    // 3a. A hung replica: stopped (SIGSTOP) under load for 4 s, the requests it held waited,
+    // then it was resumed, and no process of it is left stopped.
+    let hang_dir = results.path().join("hang");
+    let hang_cfg = "test.hang={warmup: 2s, duration: 4s, observe: 6s, consecutive_ok: 20}";
+    let out =
+        run(&["validate", "--phase", "hang", "--set", hang_cfg, "--out", hang_dir.to_str().unwrap()], state.path());
+    let (stdout, stderr) = text(&out);
+    let r = read(&hang_dir, &out);
+    assert_eq!(out.status.code(), Some(i32::from(r.exit_code().number())), "{stdout}\n{stderr}");
+    assert_eq!(r.phases[0].name, "hang");
+    let h = r.phases[0].hang.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
+    assert_eq!(h.resume_error, None, "{h:?}");
+    let held = h.resumed_ms.unwrap() - h.stopped_ms;
+    assert!((3_900..6_000).contains(&held), "stopped for the 4 s asked: {held} ms");
+    assert!(h.p99_while_stopped_ms > 1000.0, "requests to the stopped replica waited: {h:?}");
+    assert!(r.events.iter().any(|e| e.kind == "hang") && r.events.iter().any(|e| e.kind == "resume"));
+    let state_of = docker.client().inspect_container(&h.container, None).await.unwrap().state.unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", state_of.pid.unwrap())).unwrap();
+    let process_state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
+    assert_ne!(process_state, "T", "the replica's process runs again: {stat}");
+    assert_eq!(running_tasks(&docker).await, 3);
+    let page = std::fs::read_to_string(hang_dir.join("report.html")).unwrap();
+    assert!(page.contains("hang: p99 each second around the stop") && page.contains(">resumed<"), "the stop zoomed");
 
     // 3. A killed Traefik task: clients lose the load balancer, the phase ends on time and says so.
     let lb_dir = results.path().join("lb");

@@ -1,0 +1,179 @@
+//! Hang: under constant load through the load balancer, one server replica is stopped with
+//! SIGSTOP for `test.hang.duration`, then resumed with SIGCONT, on whichever node it runs. A
+//! stopped process neither answers nor dies, and the kernel still accepts connections for it,
+//! as with a deadlocked or swapping server. Measured: what clients saw (slow answers or
+//! timeouts, not refusals), its worst p99 and their recovery. The replica is resumed whatever
+//! happens: an error, the load ending, Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{failover, run_load, Ctx};
+use crate::exit::Verdict;
+use crate::load::engine::Live;
+use crate::report::{Hang, Phase};
+use crate::units::unix_now_ms;
+
+/// Stops one replica under load, resumes it, and measures what clients saw.
+pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
+    let cfg = &ctx.config.test.hang;
+    let profile = ctx.phase_profile();
+    let service = ctx.server_service();
+    let tasks = ctx.engine.tasks(&service, false).await?;
+    if !tasks.iter().any(|t| t.is_running() && t.container.is_some()) {
+        anyhow::bail!("{service} has no running task to stop: is the stack up (`swarmctl up`)?");
+    }
+    let victim = failover::victims(&tasks, 1, &ctx.reach).map_err(|e| anyhow::anyhow!("{service}: {e}"))?.remove(0);
+
+    let mut load_plan = ctx.load_plan(&profile).await?;
+    load_plan.hold = cfg.warmup.0 + cfg.duration.0 + cfg.observe.0;
+    load_plan.streak_goal = cfg.consecutive_ok;
+    ctx.say(format!(
+        "[hang] {} sessions through the load balancer; after {} of load, stop {service} slot {} for {}, then watch {}",
+        load_plan.sessions, cfg.warmup, victim.slot, cfg.duration, cfg.observe
+    ));
+    let live = Arc::new(Live::default());
+    let stop = CancellationToken::new();
+    let ramp = load_plan.ramp_time();
+    let load = run_load(ctx, "hang", &load_plan, live.clone(), stop.clone());
+    tokio::pin!(load);
+
+    let warm = tokio::time::sleep(ramp + cfg.warmup.0 + Duration::from_millis(50));
+    tokio::select! {
+        _ = warm => {}
+        r = &mut load => {
+            let r = r?;
+            anyhow::bail!("the load ended before the stop: {}", super::ended_early(&r));
+        }
+    }
+    let dropped_before = live.sessions_dropped.load(Relaxed);
+    let reestablished_before = live.sessions_reestablished.load(Relaxed);
+    let sent = match ctx.reach.signal(&victim, "SIGSTOP").await {
+        Ok(sent) => sent,
+        Err(e) => {
+            stop.cancel();
+            let _ = (&mut load).await;
+            anyhow::bail!("cannot stop slot {} on node {}: {e}", victim.slot, ctx.reach.node_of(&victim));
+        }
+    };
+    let stopped_ms = sent.done_ms;
+    let on = if victim.node.is_empty() { String::new() } else { format!(" on node {}", victim.node) };
+    ctx.rec.event_at(stopped_ms, "hang", format!("{service} slot {} stopped (SIGSTOP){on}", victim.slot));
+    ctx.say(format!("[hang] stopped slot {}{on}", victim.slot));
+
+    // Held stopped for the duration; the load ending early or Ctrl-C cut it short, and the
+    // replica is resumed before anything else.
+    let mut ended = None;
+    tokio::select! {
+        _ = tokio::time::sleep(cfg.duration.0) => {}
+        _ = ctx.cancel.cancelled() => {}
+        r = &mut load => ended = Some(r),
+    }
+    let (resumed_ms, resume_error) = match ctx.reach.signal(&victim, "SIGCONT").await {
+        Ok(sent) => {
+            ctx.rec.event_at(sent.done_ms, "resume", format!("slot {} resumed (SIGCONT)", victim.slot));
+            ctx.say(format!("[hang] resumed slot {}", victim.slot));
+            (Some(sent.done_ms), None)
+        }
+        Err(e) => {
+            // Most likely the swarm replaced it for failing its healthcheck: said, not hidden.
+            let why = format!("could not resume slot {}: {e}", victim.slot);
+            ctx.say(format!("[hang] {why}"));
+            (None, Some(why))
+        }
+    };
+    let result = match ended {
+        Some(r) => r?,
+        None => (&mut load).await?,
+    };
+
+    let recovered_at = Some(live.streak_reached_ms.load(Relaxed)).filter(|at| *at > 0);
+    let failures: Vec<(u64, crate::load::stats::ErrorClass)> = live
+        .failures
+        .lock()
+        .map(|f| f.iter().filter(|(at, _)| *at >= stopped_ms).copied().collect())
+        .unwrap_or_default();
+    let times: Vec<u64> = failures.iter().map(|(at, _)| *at).collect();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, class) in &failures {
+        *errors.entry(class.name().to_string()).or_default() += 1;
+    }
+    let recovery = failover::recovery_s(stopped_ms, &times, recovered_at);
+    if let (Some(r), false) = (recovery, times.is_empty()) {
+        ctx.rec.event_at(
+            stopped_ms + (r * 1000.0) as u64,
+            "recovered",
+            format!("{} successes in a row after the last failure", cfg.consecutive_ok),
+        );
+    }
+    let until = resumed_ms.unwrap_or_else(unix_now_ms);
+    let p99_while_stopped = ctx
+        .rec
+        .points_since(stopped_ms)
+        .iter()
+        .filter(|p| p.phase == "hang" && p.at_ms <= until + 1000)
+        .map(|p| p.p99_ms)
+        .fold(0.0, f64::max);
+    let hang = Hang {
+        service,
+        slot: victim.slot,
+        task: victim.id.clone(),
+        container: sent.container,
+        node: victim.node.clone(),
+        stopped_ms,
+        resumed_ms,
+        resume_error,
+        errors,
+        first_error_ms: times.iter().min().copied(),
+        last_error_ms: times.iter().max().copied(),
+        recovery_s: recovery,
+        consecutive_ok: cfg.consecutive_ok,
+        p99_while_stopped_ms: p99_while_stopped,
+        sessions_dropped: live.sessions_dropped.load(Relaxed) - dropped_before,
+        sessions_reestablished: live.sessions_reestablished.load(Relaxed) - reestablished_before,
+        success_ratio: result.summary.success_ratio,
+    };
+    let (verdict, reasons) = judge(ctx, &result, &hang);
+    Ok(Phase { verdict, reasons, load: Some(result), hang: Some(hang), ..Default::default() })
+}
+
+/// Judged by the failover SLO: a hung replica is a lost replica that clients cannot see go.
+fn judge(ctx: &Ctx, r: &crate::load::RunResult, h: &Hang) -> (Verdict, Vec<String>) {
+    let slo = &ctx.config.slo;
+    let limit = slo.failover_recovery.0.as_secs_f64();
+    let failed: u64 = h.errors.values().sum();
+    let mut reasons = vec![format!(
+        "while slot {} was stopped, the slowest second's p99 was {:.0} ms",
+        h.slot, h.p99_while_stopped_ms
+    )];
+    let recovered = matches!(h.recovery_s, Some(s) if s <= limit);
+    reasons.push(match h.recovery_s {
+        Some(_) if failed == 0 => "clients saw no failure: requests to it waited, then were answered".to_string(),
+        Some(s) => format!(
+            "{failed} failures ({}); clients recovered {s:.2} s after the stop, {} the SLO of {limit} s",
+            h.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            if recovered { "within" } else { "beyond" }
+        ),
+        None => format!(
+            "clients never saw {} successes in a row after the last failure before the phase ended",
+            h.consecutive_ok
+        ),
+    });
+    let ok = r.summary.success_ratio >= slo.failover_success_ratio && r.summary.requests_total > 0;
+    reasons.push(format!(
+        "success {:.3} % over the phase {} the SLO of {:.2} %",
+        r.summary.success_ratio * 100.0,
+        if ok { "meets" } else { "misses" },
+        slo.failover_success_ratio * 100.0
+    ));
+    reasons.push(match &h.resume_error {
+        None => format!("slot {} resumed", h.slot),
+        Some(e) => e.clone(),
+    });
+    let interrupted = r.verdict == Verdict::Interrupted || ctx.cancel.is_cancelled();
+    (Verdict::judged(interrupted, recovered && ok), reasons)
+}
