@@ -3,7 +3,7 @@
 //! re-established, and the time until `consecutive_ok` requests in a row succeeded after the
 //! last failure; beside it, the engine's own timestamps of the replacement tasks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,15 +80,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let load = run_load(ctx, "failover", &load_plan, live.clone(), stop.clone());
     tokio::pin!(load);
 
-    // Warm up: the ramp, then the warmup period, all under load.
-    let warm = tokio::time::sleep(ramp + cfg.warmup.0 + Duration::from_millis(50));
-    tokio::select! {
-        _ = warm => {}
-        r = &mut load => {
-            let r = r?;
-            anyhow::bail!("the load ended before the kill: {}", super::ended_early(&r));
-        }
-    }
+    super::warm_up(load.as_mut(), ramp + cfg.warmup.0, "the kill").await?;
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let kill_ms = unix_now_ms();
@@ -148,13 +140,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         }
     }
 
-    let failures: Vec<(u64, crate::load::stats::ErrorClass)> =
-        live.failures.lock().map(|f| f.iter().filter(|(at, _)| *at >= kill_ms).copied().collect()).unwrap_or_default();
-    let times: Vec<u64> = failures.iter().map(|(at, _)| *at).collect();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, class) in &failures {
-        *errors.entry(class.name().to_string()).or_default() += 1;
-    }
+    let (times, errors) = super::failures_since(&live, kill_ms);
     let recovery = recovery_s(kill_ms, &times, recovered_at);
     if let Some(r) = recovery {
         ctx.rec.event_at(
@@ -164,13 +150,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         );
     }
     let until = recovered_at.unwrap_or(u64::MAX).max(kill_ms + 1000);
-    let p99_during = ctx
-        .rec
-        .points_since(kill_ms)
-        .iter()
-        .filter(|p| p.phase == "failover" && p.at_ms <= until + 1000)
-        .map(|p| p.p99_ms)
-        .fold(0.0, f64::max);
+    let p99_during = super::worst_p99(ctx, "failover", kill_ms, until);
     let failover = Failover {
         service: service.clone(),
         kills,
@@ -274,6 +254,20 @@ fn note_replacements(
     }
 }
 
+/// Whether the phase's success ratio meets `slo.failover_success_ratio`, and the sentence that
+/// says so (a phase that sent nothing does not).
+pub(super) fn success(ctx: &Ctx, r: &crate::load::RunResult) -> (bool, String) {
+    let slo = &ctx.config.slo;
+    let ok = r.summary.success_ratio >= slo.failover_success_ratio && r.summary.requests_total > 0;
+    let said = format!(
+        "success {:.3} % over the phase {} the SLO of {:.2} %",
+        r.summary.success_ratio * 100.0,
+        if ok { "meets" } else { "misses" },
+        slo.failover_success_ratio * 100.0
+    );
+    (ok, said)
+}
+
 fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (Verdict, Vec<String>) {
     let slo = &ctx.config.slo;
     let limit = slo.failover_recovery.0.as_secs_f64();
@@ -293,13 +287,8 @@ fn judge(ctx: &Ctx, r: &crate::load::RunResult, f: &Failover) -> (Verdict, Vec<S
             f.consecutive_ok
         ),
     });
-    let ok = r.summary.success_ratio >= slo.failover_success_ratio && r.summary.requests_total > 0;
-    reasons.push(format!(
-        "success {:.3} % over the phase {} the SLO of {:.2} %",
-        r.summary.success_ratio * 100.0,
-        if ok { "meets" } else { "misses" },
-        slo.failover_success_ratio * 100.0
-    ));
+    let (ok, said) = success(ctx, r);
+    reasons.push(said);
     let replaced = f.kills.iter().all(|k| k.replacement_running_ms.is_some());
     if !replaced {
         reasons.push("a killed task's replacement was not running within 60 s after the load ended".into());

@@ -5,10 +5,8 @@
 //! timeouts, not refusals), its worst p99 and their recovery. The replica is resumed whatever
 //! happens: an error, the load ending, Ctrl-C.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -42,14 +40,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let load = run_load(ctx, "hang", &load_plan, live.clone(), stop.clone());
     tokio::pin!(load);
 
-    let warm = tokio::time::sleep(ramp + cfg.warmup.0 + Duration::from_millis(50));
-    tokio::select! {
-        _ = warm => {}
-        r = &mut load => {
-            let r = r?;
-            anyhow::bail!("the load ended before the stop: {}", super::ended_early(&r));
-        }
-    }
+    super::warm_up(load.as_mut(), ramp + cfg.warmup.0, "the stop").await?;
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let sent = match ctx.reach.signal(&victim, "SIGSTOP").await {
@@ -92,16 +83,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     };
 
     let recovered_at = Some(live.streak_reached_ms.load(Relaxed)).filter(|at| *at > 0);
-    let failures: Vec<(u64, crate::load::stats::ErrorClass)> = live
-        .failures
-        .lock()
-        .map(|f| f.iter().filter(|(at, _)| *at >= stopped_ms).copied().collect())
-        .unwrap_or_default();
-    let times: Vec<u64> = failures.iter().map(|(at, _)| *at).collect();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, class) in &failures {
-        *errors.entry(class.name().to_string()).or_default() += 1;
-    }
+    let (times, errors) = super::failures_since(&live, stopped_ms);
     let recovery = failover::recovery_s(stopped_ms, &times, recovered_at);
     if let (Some(r), false) = (recovery, times.is_empty()) {
         ctx.rec.event_at(
@@ -111,13 +93,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
         );
     }
     let until = resumed_ms.unwrap_or_else(unix_now_ms);
-    let p99_while_stopped = ctx
-        .rec
-        .points_since(stopped_ms)
-        .iter()
-        .filter(|p| p.phase == "hang" && p.at_ms <= until + 1000)
-        .map(|p| p.p99_ms)
-        .fold(0.0, f64::max);
+    let p99_while_stopped = super::worst_p99(ctx, "hang", stopped_ms, until);
     let hang = Hang {
         service,
         slot: victim.slot,
@@ -163,13 +139,8 @@ fn judge(ctx: &Ctx, r: &crate::load::RunResult, h: &Hang) -> (Verdict, Vec<Strin
             h.consecutive_ok
         ),
     });
-    let ok = r.summary.success_ratio >= slo.failover_success_ratio && r.summary.requests_total > 0;
-    reasons.push(format!(
-        "success {:.3} % over the phase {} the SLO of {:.2} %",
-        r.summary.success_ratio * 100.0,
-        if ok { "meets" } else { "misses" },
-        slo.failover_success_ratio * 100.0
-    ));
+    let (ok, said) = failover::success(ctx, r);
+    reasons.push(said);
     reasons.push(match &h.resume_error {
         None => format!("slot {} resumed", h.slot),
         Some(e) => e.clone(),

@@ -418,6 +418,44 @@ pub async fn run_load(
     Ok(result)
 }
 
+/// Lets the load ramp up and warm for `ramp_and_warmup`; an error when it ended before, `what`
+/// (the fault) still to come.
+pub(crate) async fn warm_up(
+    mut load: std::pin::Pin<&mut impl std::future::Future<Output = anyhow::Result<RunResult>>>,
+    ramp_and_warmup: std::time::Duration,
+    what: &str,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = tokio::time::sleep(ramp_and_warmup + std::time::Duration::from_millis(50)) => Ok(()),
+        r = &mut load => {
+            let r = r?;
+            anyhow::bail!("the load ended before {what}: {}", ended_early(&r));
+        }
+    }
+}
+
+/// The failures the load engine saw from `since_ms` on: their times, and their count by class.
+pub(crate) fn failures_since(live: &Live, since_ms: u64) -> (Vec<u64>, std::collections::BTreeMap<String, u64>) {
+    let failures: Vec<(u64, load::stats::ErrorClass)> =
+        live.failures.lock().map(|f| f.iter().filter(|(at, _)| *at >= since_ms).copied().collect()).unwrap_or_default();
+    let mut by_class = std::collections::BTreeMap::new();
+    for (_, class) in &failures {
+        *by_class.entry(class.name().to_string()).or_default() += 1;
+    }
+    (failures.into_iter().map(|(at, _)| at).collect(), by_class)
+}
+
+/// The worst per-second corrected p99 of `phase` from `from_ms` to `until_ms` (a second is
+/// recorded at its end, so up to a second later).
+pub(crate) fn worst_p99(ctx: &Ctx, phase: &str, from_ms: u64, until_ms: u64) -> f64 {
+    ctx.rec
+        .points_since(from_ms)
+        .iter()
+        .filter(|p| p.phase == phase && p.at_ms <= until_ms.saturating_add(1000))
+        .map(|p| p.p99_ms)
+        .fold(0.0, f64::max)
+}
+
 /// Why a load run ended before its phase wanted it to, from its results.
 pub fn ended_early(r: &RunResult) -> String {
     let init = r.by_method.get("initialize");
