@@ -41,7 +41,8 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let progress = crate::progress::stderr(quiet);
     let mut outcome = load::run(&plan, args.out.as_deref(), cancel, progress.as_ref()).await?;
     if let Some(dir) = &args.out {
-        load::record_context(dir, &mut outcome.result, Some(crate::context::local()))?;
+        outcome.result.context = Some(crate::context::local());
+        load::write_folder(dir, &outcome.result)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.result)?);

@@ -560,8 +560,8 @@ pub fn report(cmd: &ReportCommand) -> anyhow::Result<ExitCode> {
                 println!("rendered {}/{{SUMMARY.txt,FINAL_REPORT.md,report.html}} from results.json", dir.display());
                 Ok(ExitCode::SUCCESS)
             }
-            report::Results::Load(mut r) => {
-                crate::load::record_context(dir, &mut r, None)?;
+            report::Results::Load(r) => {
+                crate::load::write_folder(dir, &r)?;
                 println!("rendered {}/{{SUMMARY.txt,report.html}} from results.json and timeline.jsonl", dir.display());
                 Ok(ExitCode::SUCCESS)
             }

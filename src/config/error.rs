@@ -40,12 +40,13 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The stack file could not be read.
-    #[error("cannot read stack file {path}: {source}")]
+    #[error("cannot read stack file {path}: {error}")]
     Read {
         /// The path given.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error, said in the message (not chained as a source, which would say it
+        /// twice).
+        error: std::io::Error,
     },
     /// `--stack NAME` names no built-in stack and no file.
     #[error("unknown stack `{name}`: built-in stacks are {available}; or give a path to a .yaml file")]

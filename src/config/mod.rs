@@ -42,7 +42,7 @@ impl StackSource {
         let looks_like_path = stack.contains('/') || stack.ends_with(".yaml") || stack.ends_with(".yml");
         if looks_like_path {
             let text = std::fs::read_to_string(stack)
-                .map_err(|source| ConfigError::Read { path: Path::new(stack).to_path_buf(), source })?;
+                .map_err(|error| ConfigError::Read { path: Path::new(stack).to_path_buf(), error })?;
             return Ok(StackSource { origin: Origin::File(stack.to_string()), text });
         }
         let (name, text) =

@@ -30,7 +30,7 @@ pub use client::Target;
 pub use plan::LoadPlan;
 pub use preflight::{check_open_files, check_ports, local_port_range, sessions_per_process};
 pub use results::{
-    detail_lines, record_context, summary_text, write_refused, Generator, MethodSummary, Outcome, RunConfig, RunResult,
+    detail_lines, summary_text, write_folder, write_refused, Generator, MethodSummary, Outcome, RunConfig, RunResult,
     Summary, ThresholdResult, SCHEMA_VERSION,
 };
 use results::{Measured, SessionCounts};

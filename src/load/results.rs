@@ -517,30 +517,29 @@ pub fn write_refused(dir: &Path, plan: &LoadPlan, why: &str, context: crate::rep
         generator: Generator { kept_schedule: true, ..Default::default() },
         ..Default::default()
     };
-    write_results(dir, &r)
+    write_folder(dir, &r)
 }
 
-/// results.json, then what is rendered from it: SUMMARY.txt, and report.html over the seconds
-/// of the folder's timeline.jsonl (the same page `test` and `validate` write).
+fn put(dir: &Path, name: &str, body: String) -> anyhow::Result<()> {
+    std::fs::write(dir.join(name), body).with_context(|| format!("cannot write {}/{name}", dir.display()))
+}
+
+/// results.json and SUMMARY.txt: what every run with a folder leaves, a phase's included.
 pub(crate) fn write_results(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
-    let put = |name: &str, body: String| {
-        std::fs::write(dir.join(name), body).with_context(|| format!("cannot write {}/{name}", dir.display()))
-    };
-    put("results.json", serde_json::to_string_pretty(r)?)?;
-    put("SUMMARY.txt", summary_text(r))?;
+    put(dir, "results.json", serde_json::to_string_pretty(r)?)?;
+    put(dir, "SUMMARY.txt", summary_text(r))
+}
+
+/// A bare load's folder as `swarmctl load` leaves it: results.json and SUMMARY.txt, and
+/// report.html over the seconds of its timeline.jsonl (the page `test` and `validate` write).
+/// The run wrote the first two when it ended; this writes them again with what the command
+/// adds (the run's context), and draws the page once.
+pub fn write_folder(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
+    write_results(dir, r)?;
     let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap_or_default();
     let view =
         crate::report::Results::Load(Box::new(r.clone())).into_test_run(&crate::report::load_timeline(&timeline));
-    put("report.html", crate::report::html(&view))
-}
-
-/// Records what the run ran on in its folder's results (written without it when the run
-/// ended; `None` keeps what they say), and renders the rest again.
-pub fn record_context(dir: &Path, r: &mut RunResult, context: Option<crate::report::RunContext>) -> anyhow::Result<()> {
-    if context.is_some() {
-        r.context = context;
-    }
-    write_results(dir, r)
+    put(dir, "report.html", crate::report::html(&view))
 }
 
 #[cfg(test)]

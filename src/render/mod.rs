@@ -35,12 +35,13 @@ pub const BUILTIN_IMAGE_REPO: &str = "swarmctl/mcp-server";
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// An override folder could not be read.
-    #[error("cannot read template {path}: {source}")]
+    #[error("cannot read template {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error, said in the message (not chained as a source, which would say it
+        /// twice).
+        error: std::io::Error,
     },
     /// An override folder has a file that replaces no template (most likely a typo).
     #[error("{path}: not a swarmctl template; the names that can be overridden are: {valid}")]
@@ -95,7 +96,7 @@ impl Templates {
                 });
             }
             let text =
-                std::fs::read_to_string(&path).map_err(|source| RenderError::Read { path: path.clone(), source })?;
+                std::fs::read_to_string(&path).map_err(|error| RenderError::Read { path: path.clone(), error })?;
             sources.insert(name, text);
         }
         Self::build(sources.into_iter().collect())
@@ -116,12 +117,12 @@ impl Templates {
 }
 
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>, RenderError> {
-    let read = |p: &Path| std::fs::read_dir(p).map_err(|source| RenderError::Read { path: p.into(), source });
+    let read = |p: &Path| std::fs::read_dir(p).map_err(|error| RenderError::Read { path: p.into(), error });
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in read(&d)? {
-            let path = entry.map_err(|source| RenderError::Read { path: d.clone(), source })?.path();
+            let path = entry.map_err(|error| RenderError::Read { path: d.clone(), error })?.path();
             if path.is_dir() {
                 stack.push(path);
             } else {
