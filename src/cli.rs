@@ -366,7 +366,16 @@ pub enum PhaseName {
     Scaling,
     /// One replica stopped (SIGSTOP) under load, then resumed: a replica that hangs.
     Hang,
-    /// incremental, failover, scaling.
+    /// A release of the server rolled out under load (every task replaced, under the stack's
+    /// `server.update` policy).
+    Update,
+    /// A release whose tasks cannot start, rolled out under load: swarm must roll it back.
+    Rollback,
+    /// The worker node with the most replicas drained under load, then made active again
+    /// (a swarm of several nodes).
+    Drain,
+    /// incremental, failover, scaling, hang, update, rollback, and drain where the swarm has
+    /// a worker node (skipped with the reason otherwise).
     All,
 }
 

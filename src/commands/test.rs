@@ -53,16 +53,9 @@ pub async fn test(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let (kind, names) = match args.kind {
         TestKind::Baseline => ("baseline", vec![PhaseKind::Baseline]),
         TestKind::Stress => ("stress", vec![PhaseKind::Stress]),
-        TestKind::Full => (
-            "full",
-            vec![
-                PhaseKind::Baseline,
-                PhaseKind::Stress,
-                PhaseKind::Incremental,
-                PhaseKind::Failover,
-                PhaseKind::Scaling,
-            ],
-        ),
+        TestKind::Full => {
+            ("full", [PhaseKind::Baseline, PhaseKind::Stress].into_iter().chain(PhaseKind::VALIDATE_ALL).collect())
+        }
     };
     let progress = crate::progress::stderr(cli.quiet);
     if !args.no_deploy {
@@ -86,7 +79,10 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode
         PhaseName::Failover => vec![PhaseKind::Failover],
         PhaseName::Scaling => vec![PhaseKind::Scaling],
         PhaseName::Hang => vec![PhaseKind::Hang],
-        PhaseName::All => vec![PhaseKind::Incremental, PhaseKind::Failover, PhaseKind::Scaling],
+        PhaseName::Update => vec![PhaseKind::Update],
+        PhaseName::Rollback => vec![PhaseKind::Rollback],
+        PhaseName::Drain => vec![PhaseKind::Drain],
+        PhaseName::All => PhaseKind::VALIDATE_ALL.to_vec(),
     };
     let plan = failover_plan(&config, args.kill, args.target);
     let progress = crate::progress::stderr(cli.quiet);
@@ -370,6 +366,13 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     for &kind in names {
         if ctx.cancel.is_cancelled() {
             break;
+        }
+        if names.len() > 1 {
+            if let Some(why) = kind.cannot_run(&ctx).await {
+                ctx.say(format!("[{}] skipped: {why}", kind.as_str()));
+                notes.push(format!("{}: skipped: {why}", kind.as_str()));
+                continue;
+            }
         }
         let p = phase::run(&ctx, kind, &mut notes).await;
         ctx.say(format!("[{}] {}: {}", p.name, p.verdict.upper(), p.reasons.join("; ")));

@@ -419,6 +419,25 @@ pub struct Test {
     pub incremental: Incremental,
     /// The hang phase.
     pub hang: Hang,
+    /// The update and rollback phases.
+    pub update: Update,
+    /// The drain phase (`timeout`: the wait for the replicas to run elsewhere).
+    pub drain: Update,
+}
+
+/// Update and rollback: a release of the server rolled out under load (every task replaced),
+/// and one whose tasks cannot start, which swarm must roll back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Update {
+    /// Load before the release.
+    pub warmup: Duration,
+    /// Load after swarm says the update (or the rollback) is done.
+    pub observe: Duration,
+    /// Successes in a row after the last error that count as recovered.
+    pub consecutive_ok: u64,
+    /// Longest wait for swarm to finish the update or the rollback.
+    pub timeout: Duration,
 }
 
 /// Hang: one replica stopped (SIGSTOP) under load for a while, then resumed: what clients see

@@ -223,6 +223,12 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
         format!("must be at least 100ms, e.g. 10s (got {})", test.hang.duration)
     });
     k.ensure(test.hang.consecutive_ok >= 1, "test.hang.consecutive_ok", || "must be at least 1".into());
+    for (key, u) in [("update", &test.update), ("drain", &test.drain)] {
+        k.ensure(u.consecutive_ok >= 1, &format!("test.{key}.consecutive_ok"), || "must be at least 1".into());
+        k.ensure(u.timeout.0.as_secs() >= 10, &format!("test.{key}.timeout"), || {
+            format!("must be at least 10s: swarm moves the tasks one batch at a time (got {})", u.timeout)
+        });
+    }
     for (i, n) in test.scaling.steps.iter().enumerate() {
         k.ensure(*n >= 1, &format!("test.scaling.steps[{i}]"), || "a replica count of at least 1".into());
     }

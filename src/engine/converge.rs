@@ -175,9 +175,9 @@ async fn service_state(
     };
     let (state, message) = match &svc.update {
         Some(UpdateState::Paused(m)) => ("paused", m),
-        Some(UpdateState::RolledBack(m)) => ("rolled back", m),
+        Some(UpdateState::RollingBack(m) | UpdateState::RolledBack(m)) => ("rolled back", m),
         Some(UpdateState::RollbackPaused(m)) => ("rollback paused", m),
-        Some(UpdateState::Fine) | None => ("", &String::new()),
+        Some(UpdateState::Updating | UpdateState::Completed) | None => ("", &String::new()),
     };
     if !state.is_empty() {
         // Swarm's message names a task, not why it failed: the tasks of the spec that was

@@ -113,6 +113,31 @@ impl Engine for Bollard {
         self.docker.leave_swarm(Some(opts)).await.map_err(|e| api("leave the swarm", e))
     }
 
+    async fn set_availability(&self, node: &str, availability: &str) -> Result<(), EngineError> {
+        let action = format!("set node {node} to {availability}");
+        let wanted = match availability {
+            "active" => NodeSpecAvailabilityEnum::ACTIVE,
+            "pause" => NodeSpecAvailabilityEnum::PAUSE,
+            "drain" => NodeSpecAvailabilityEnum::DRAIN,
+            other => return Err(EngineError::refused(action, format!("`{other}` is not active, pause or drain"))),
+        };
+        for attempt in 0..5 {
+            let current = self.docker.inspect_node(node).await.map_err(|e| api(&action, e))?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0) as i64;
+            let mut spec = current.spec.unwrap_or_default();
+            spec.availability = Some(wanted);
+            let opts = bollard::query_parameters::UpdateNodeOptions { version };
+            match self.docker.update_node(node, spec, opts).await {
+                Ok(()) => return Ok(()),
+                Err(e) if message(&e).contains("out of sequence") && attempt < 4 => {
+                    tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                }
+                Err(e) => return Err(api(action, e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         let list = self.docker.list_nodes(None).await.map_err(|e| api("list nodes", e))?;
         Ok(list
@@ -220,8 +245,10 @@ impl Engine for Bollard {
         Ok(res.warnings.unwrap_or_default())
     }
 
-    /// A full-spec update at the service's current version, keeping its `ForceUpdate` counter;
-    /// retried when another writer got in between ("update out of sequence").
+    /// A full-spec update at the service's current version, keeping its `ForceUpdate` counter
+    /// (a spec that sets one moves it on instead: every task is replaced, as `docker service
+    /// update --force` does); retried when another writer got in between ("update out of
+    /// sequence").
     async fn update_service(
         &self,
         name: &str,
@@ -234,7 +261,10 @@ impl Engine for Bollard {
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
             let force = current.spec.and_then(|s| s.task_template).and_then(|t| t.force_update);
             if let Some(t) = spec.task_template.as_mut() {
-                t.force_update = force;
+                t.force_update = match t.force_update {
+                    Some(_) => Some(force.unwrap_or(0) + 1),
+                    None => force,
+                };
             }
             let opts =
                 UpdateServiceOptions { version: version as i32, registry_auth_from: "spec".into(), rollback: None };
@@ -310,11 +340,11 @@ impl Engine for Bollard {
             match status.state {
                 Some(ServiceUpdateStatusStateEnum::PAUSED) => UpdateState::Paused(message),
                 // Swarm rolls back on its own the moment the update fails: the wait is over.
-                Some(
-                    ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED,
-                ) => UpdateState::RolledBack(message),
+                Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED) => UpdateState::RollingBack(message),
+                Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => UpdateState::RolledBack(message),
                 Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => UpdateState::RollbackPaused(message),
-                _ => UpdateState::Fine,
+                Some(ServiceUpdateStatusStateEnum::COMPLETED) => UpdateState::Completed,
+                _ => UpdateState::Updating,
             }
         });
         Ok(ServiceInfo { id: svc.id.unwrap_or_default(), replicas, update, image })

@@ -311,6 +311,18 @@ impl Engine for Fake {
         Ok(self.lock().nodes.clone())
     }
 
+    async fn set_availability(&self, node: &str, availability: &str) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        s.calls.push(format!("set node {node} {availability}"));
+        match s.nodes.iter_mut().find(|n| n.id == node) {
+            Some(n) => {
+                n.availability = availability.into();
+                Ok(())
+            }
+            None => Err(Fake::refused(format!("set node {node} to {availability}"), "node not found (HTTP 404)")),
+        }
+    }
+
     async fn observe(&self, stack: &str) -> Result<Observed, EngineError> {
         let s = self.lock();
         let objects = |m: &BTreeMap<String, (String, Option<String>)>| -> Vec<ObservedObject> {
@@ -375,11 +387,16 @@ impl Engine for Fake {
         let Some(svc) = s.services.get_mut(name) else {
             return Err(Fake::refused(format!("update service {name}"), "service not found (HTTP 404)"));
         };
+        let mut spec = spec;
+        let force = svc.spec.task_template.as_ref().and_then(|t| t.force_update);
+        if let Some(t) = spec.task_template.as_mut() {
+            t.force_update = t.force_update.map(|_| force.unwrap_or(0) + 1).or(force);
+        }
         // Only a change of the task template replaces the tasks, as in swarm.
         let respec = svc.spec.task_template != spec.task_template;
         svc.spec = spec;
         svc.version += 1;
-        svc.update = Some(UpdateState::Fine);
+        svc.update = Some(UpdateState::Completed);
         s.calls.push(format!("update service {name}{}", with(&auth)));
         s.reconcile(name, respec);
         Ok(Vec::new())

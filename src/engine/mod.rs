@@ -48,6 +48,8 @@ pub trait Engine: Send + Sync {
     async fn leave_swarm(&self) -> Result<(), EngineError>;
     /// Every node of the swarm.
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError>;
+    /// Sets a node's availability: `active`, `pause` or `drain` (its tasks move elsewhere).
+    async fn set_availability(&self, node: &str, availability: &str) -> Result<(), EngineError>;
 
     /// Everything labelled with stack `stack`.
     async fn observe(&self, stack: &str) -> Result<Observed, EngineError>;
@@ -60,8 +62,9 @@ pub trait Engine: Send + Sync {
     /// Creates a service; the engine's warnings. `auth`, when given, goes with it to the
     /// swarm, which hands it to the nodes that pull the service's image.
     async fn create_service(&self, spec: ServiceSpec, auth: Option<Credentials>) -> Result<Vec<String>, EngineError>;
-    /// Replaces a service's spec (at its current version, keeping its force-update counter);
-    /// the engine's warnings. Without `auth`, the service keeps the credentials it has.
+    /// Replaces a service's spec (at its current version, keeping its force-update counter,
+    /// unless the spec sets one: then the counter moves on and every task is replaced); the
+    /// engine's warnings. Without `auth`, the service keeps the credentials it has.
     async fn update_service(
         &self,
         name: &str,
@@ -161,14 +164,18 @@ pub struct ServiceInfo {
     pub image: String,
 }
 
-/// An update that did not complete.
+/// Where a service's latest update stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateState {
-    /// In progress, or completed.
-    Fine,
+    /// In progress.
+    Updating,
+    /// Completed: every task runs the new spec.
+    Completed,
     /// Paused (its failure action).
     Paused(String),
-    /// Being rolled back (its failure action), or rolled back.
+    /// Being rolled back (its failure action).
+    RollingBack(String),
+    /// Rolled back: every task runs the previous spec again.
     RolledBack(String),
     /// The rollback itself paused.
     RollbackPaused(String),

@@ -134,7 +134,80 @@ fn ready(spec: &ServiceSpec, observed: &Observed) -> Result<ServiceSpec, EngineE
 /// every task. The spec-hash label stays the configured spec's, so `up` sees the other count
 /// and restores it. Refuses when the deployed service is not the stack's current spec.
 pub async fn scale(engine: &dyn Engine, desired: &DesiredStack, service: &str, n: u64) -> Result<(), EngineError> {
-    let action = format!("scale {service} to {n}");
+    rewrite(engine, desired, service, &format!("scale {service} to {n}"), |spec| {
+        spec.mode = Some(bollard::models::ServiceSpecMode {
+            replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(n as i64) }),
+            ..Default::default()
+        });
+    })
+    .await
+}
+
+/// Replaces every task of a service of the deployed stack by a new one of the same spec, under
+/// its rolling-update policy, as `docker service update --force` does: what a release of a
+/// new image looks like to clients, and the spec left behind is the stack's own.
+pub async fn restart(engine: &dyn Engine, desired: &DesiredStack, service: &str) -> Result<(), EngineError> {
+    rewrite(engine, desired, service, &format!("restart the tasks of {service}"), |spec| {
+        if let Some(t) = spec.task_template.as_mut() {
+            t.force_update = Some(1);
+        }
+    })
+    .await
+}
+
+/// Command of a release that cannot start ([`release_broken`]).
+pub const BROKEN_COMMAND: &str = "/swarmctl-release-that-cannot-start";
+
+/// Rolls out a release of a service whose tasks cannot start (their command does not exist),
+/// as a broken image would: under a `rollback` failure action swarm puts the previous spec
+/// back by itself. Its spec-hash label is not the stack's, so that `up` repairs the service if
+/// nothing else does.
+pub async fn release_broken(engine: &dyn Engine, desired: &DesiredStack, service: &str) -> Result<(), EngineError> {
+    rewrite(engine, desired, service, &format!("roll out a broken release of {service}"), |spec| {
+        if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+            c.command = Some(vec![BROKEN_COMMAND.into()]);
+            c.args = None;
+        }
+        spec.labels.get_or_insert_with(HashMap::new).insert(LABEL_SPEC_HASH.into(), "broken-release".into());
+    })
+    .await
+}
+
+/// Writes the stack's own spec for `service` back, whatever the engine has: what a phase that
+/// changed it does when swarm did not put it back.
+pub async fn reset(engine: &dyn Engine, desired: &DesiredStack, service: &str) -> Result<(), EngineError> {
+    let spec = desired
+        .services
+        .iter()
+        .find(|s| s.name.as_deref() == Some(service))
+        .ok_or_else(|| EngineError::refused(format!("reset {service}"), "the stack has no such service"))?;
+    let observed = engine.observe(&desired.namespace).await?;
+    engine.update_service(service, ready(spec, &observed)?, None).await.map(|_| ())
+}
+
+/// Whether the engine runs the stack's own spec for `service`, at its configured count.
+pub async fn is_current(engine: &dyn Engine, desired: &DesiredStack, service: &str) -> Result<bool, EngineError> {
+    let Some(spec) = desired.services.iter().find(|s| s.name.as_deref() == Some(service)) else {
+        return Ok(false);
+    };
+    let want = spec.mode.as_ref().and_then(|m| m.replicated.as_ref()).and_then(|r| r.replicas).map(|n| n as u64);
+    let observed = engine.observe(&desired.namespace).await?;
+    Ok(observed
+        .services
+        .iter()
+        .any(|s| s.name == service && s.spec_hash.as_deref() == Some(spec_hash(spec).as_str()) && s.replicas == want))
+}
+
+/// Writes the stack's own spec for `service`, changed by `edit`. Refuses when the deployed
+/// service is not the stack's current spec: the change would also undo another deploy.
+async fn rewrite(
+    engine: &dyn Engine,
+    desired: &DesiredStack,
+    service: &str,
+    action: &str,
+    edit: impl FnOnce(&mut ServiceSpec),
+) -> Result<(), EngineError> {
+    let action = action.to_string();
     let spec = desired
         .services
         .iter()
@@ -149,10 +222,7 @@ pub async fn scale(engine: &dyn Engine, desired: &DesiredStack, service: &str, n
         });
     }
     let mut spec = ready(spec, &observed)?;
-    spec.mode = Some(bollard::models::ServiceSpecMode {
-        replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(n as i64) }),
-        ..Default::default()
-    });
+    edit(&mut spec);
     // Without credentials: the service keeps those it was deployed with.
     engine.update_service(service, spec, None).await.map(|_| ())
 }

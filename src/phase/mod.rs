@@ -6,7 +6,8 @@
 //!   measures, and keeps what it measured with its verdict (an error is the phase's verdict,
 //!   never the end of the run).
 //! - `load_phase`: a profile's load (baseline, stress).
-//! - `failover`, `scaling`, `incremental`: the `validate` phases.
+//! - `failover`, `scaling`, `incremental`, `hang`, `update` (and rollback): the `validate`
+//!   phases.
 //! - `Recorder`: the run's timeline and events, appended to timeline.jsonl as they happen.
 //! - `sampler`: CPU and memory of every replica through the Engine API.
 //! - `prom`: the stack's Prometheus API.
@@ -20,6 +21,7 @@ pub mod prom;
 pub mod ready;
 pub mod sampler;
 pub mod scaling;
+pub mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,9 +57,35 @@ pub enum PhaseKind {
     Scaling,
     /// A replica stopped and resumed under load.
     Hang,
+    /// A release rolled out under load.
+    Update,
+    /// A release that cannot start, rolled back by swarm under load.
+    Rollback,
+    /// A worker node drained under load.
+    Drain,
 }
 
 impl PhaseKind {
+    /// What `validate --phase all` runs, and `test full` after the two loads.
+    pub const VALIDATE_ALL: [PhaseKind; 7] = [
+        PhaseKind::Incremental,
+        PhaseKind::Failover,
+        PhaseKind::Scaling,
+        PhaseKind::Hang,
+        PhaseKind::Update,
+        PhaseKind::Rollback,
+        PhaseKind::Drain,
+    ];
+
+    /// Why this swarm cannot run the phase, when it cannot (`--phase all` and `test full` then
+    /// skip it and say why; asked for alone, it is an error with the same reason).
+    pub async fn cannot_run(self, ctx: &Ctx) -> Option<String> {
+        match self {
+            PhaseKind::Drain => update::cannot_drain(ctx).await,
+            _ => None,
+        }
+    }
+
     /// Its name in results.json and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +95,9 @@ impl PhaseKind {
             PhaseKind::Failover => "failover",
             PhaseKind::Scaling => "scaling",
             PhaseKind::Hang => "hang",
+            PhaseKind::Update => "update",
+            PhaseKind::Rollback => "rollback",
+            PhaseKind::Drain => "drain",
         }
     }
 
@@ -87,6 +118,9 @@ pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
         PhaseKind::Failover => failover::measure(ctx).await,
         PhaseKind::Scaling => scaling::measure(ctx).await,
         PhaseKind::Hang => hang::measure(ctx).await,
+        PhaseKind::Update => update::measure(ctx, update::Release::Restart).await,
+        PhaseKind::Rollback => update::measure(ctx, update::Release::Broken).await,
+        PhaseKind::Drain => update::measure(ctx, update::Release::Drain).await,
     };
     let mut phase = measured.unwrap_or_else(|e| Phase {
         verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error },

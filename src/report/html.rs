@@ -94,7 +94,7 @@ fn marks(r: &TestRun, c: &Clock) -> Vec<Mark> {
         .iter()
         .filter_map(|e| {
             let color = match e.kind.as_str() {
-                "kill" | "hang" => ERRORS,
+                "kill" | "hang" | "release" => ERRORS,
                 "recovered" => RECOVERED,
                 "scale" | "resume" => REPLICAS,
                 _ => return None,
@@ -311,6 +311,23 @@ fn hang(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
         marks.push(Mark { x: stopped + s, color: RECOVERED, label: "recovered".into() });
     }
     zoom(r, c, p, "the stop", stopped, h.last_error_ms.map(|at| c.at(at)), marks)
+}
+
+/// The update and rollback phases zoomed on the release: errors each second and p99, with the
+/// release, each new task running, swarm's outcome and the clients' recovery marked.
+fn update(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
+    let u = p.update.as_ref()?;
+    let released = c.at(u.released_ms);
+    let label = if u.release == "drain" { "drained".to_string() } else { format!("{} release", u.release) };
+    let mut marks = vec![Mark { x: released, color: ERRORS, label }];
+    for e in r.events.iter().filter(|e| e.kind == "replaced" && e.at_ms >= u.released_ms) {
+        marks.push(Mark { x: c.at(e.at_ms), color: REPLICAS, label: e.detail.split(':').next().unwrap_or("").into() });
+    }
+    if let Some(at) = u.finished_ms {
+        marks.push(Mark { x: c.at(at), color: RECOVERED, label: u.outcome.clone() });
+    }
+    let what = if u.release == "drain" { "the drain" } else { "the release" };
+    zoom(r, c, p, what, released, u.last_error_ms.map(|at| c.at(at)), marks)
 }
 
 /// Failed requests each second and p99, from a little before the event at `kill` to a little
@@ -539,6 +556,14 @@ svg{{display:inline-block;margin:6px 0;border:1px solid #eee}}.pair svg{{margin-
         }
         if let Some(s) = hang(r, &c, p) {
             let _ = write!(h, "<h2>Hang</h2>{s}");
+        }
+        if let Some(s) = update(r, &c, p) {
+            let title = match p.name.as_str() {
+                "rollback" => "Rollback",
+                "drain" => "Drain",
+                _ => "Rolling update",
+            };
+            let _ = write!(h, "<h2>{title}</h2>{s}");
         }
         if let Some(s) = scaling(p) {
             let _ = write!(h, "<h2>Scaling</h2>{s}");

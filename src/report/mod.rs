@@ -134,6 +134,9 @@ pub struct Phase {
     /// Hang details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang: Option<Hang>,
+    /// Update or rollback details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Update>,
     /// Incremental stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
@@ -240,6 +243,64 @@ pub struct Hang {
     pub success_ratio: f64,
 }
 
+/// What the update and rollback phases measured: a release of the server rolled out under load,
+/// and what swarm and the clients made of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Update {
+    /// The service.
+    pub service: String,
+    /// `restart`: every task replaced by one of the same spec (a new release of a working
+    /// image); `broken`: a release whose tasks cannot start, which swarm must roll back.
+    pub release: String,
+    /// The policy swarm rolled it out with, as the stack sets it.
+    pub policy: String,
+    /// When the release was handed to swarm (Unix ms).
+    pub released_ms: u64,
+    /// When swarm said the update completed or the rollback did (Unix ms); `None` when it had
+    /// not within the phase.
+    pub finished_ms: Option<u64>,
+    /// `completed`, `rolled back`, `paused`, `rollback paused`, or `unfinished`.
+    pub outcome: String,
+    /// Swarm's message about the update, when it gave one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// New tasks that came to run during the phase.
+    pub tasks_started: u64,
+    /// New tasks that failed or were rejected, with the first reason.
+    pub tasks_failed: u64,
+    /// See `tasks_failed`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_task_error: String,
+    /// Failures from the release to the end of the phase, by class.
+    pub errors: BTreeMap<String, u64>,
+    /// Of those, the requests that failed for another reason than the server forgetting their
+    /// session: what the rolling-update policy, the server's drain and the load balancer decide.
+    pub failed_requests: u64,
+    /// Requests answered "session unknown" (HTTP 404) because the replica that held their
+    /// session was replaced: MCP sessions live in one replica, and the protocol asks the client
+    /// to initialize again.
+    pub sessions_moved: u64,
+    /// First and last failure after the release (Unix ms).
+    pub first_error_ms: Option<u64>,
+    /// See `first_error_ms`.
+    pub last_error_ms: Option<u64>,
+    /// Client-visible recovery from the release, s (as in failover); 0 when clients saw no
+    /// failure.
+    pub recovery_s: Option<f64>,
+    /// The `consecutive_ok` used.
+    pub consecutive_ok: u64,
+    /// Worst per-second corrected p99 from the release to its end, ms.
+    pub p99_during_ms: f64,
+    /// Sessions that lost their connection or server-side session after the release.
+    pub sessions_dropped: u64,
+    /// Of those, re-established.
+    pub sessions_reestablished: u64,
+    /// Success ratio over the whole phase.
+    pub success_ratio: f64,
+    /// Afterwards, the service ran the stack's own spec with all its replicas.
+    pub restored: bool,
+}
+
 /// One killed task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Kill {
@@ -321,7 +382,8 @@ pub struct Event {
     /// When (Unix ms).
     pub at_ms: u64,
     /// `phase`, `kill`, `replacement_created`, `replacement_running`, `recovered`, `scale`,
-    /// `converged`.
+    /// `converged`, `hang`, `resume`, `release`, `replaced`, `task failed`, `update`,
+    /// `restore`.
     pub kind: String,
     /// Human detail.
     pub detail: String,

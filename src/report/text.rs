@@ -41,6 +41,17 @@ pub fn summary(r: &TestRun) -> String {
 
 /// The phase's key figures in one line.
 fn headline(p: &Phase) -> String {
+    if let Some(u) = &p.update {
+        return format!(
+            "{} {}{}: {} failed requests, {} sessions moved, p99 {:.0} ms at worst",
+            if u.release == "drain" { "drain:".to_string() } else { format!("{} release", u.release) },
+            u.outcome,
+            u.finished_ms.map(|f| format!(" after {:.1} s", secs(f, u.released_ms))).unwrap_or_default(),
+            u.failed_requests,
+            u.sessions_moved,
+            u.p99_during_ms
+        );
+    }
     if let Some(h) = &p.hang {
         return format!(
             "slot {} stopped: p99 {:.0} ms while stopped, {} errors, recovery {}",
@@ -164,6 +175,25 @@ pub fn markdown(r: &TestRun) -> String {
                     rec.server_received.map(|v| format!("{v:.0}")).unwrap_or("—".into())
                 );
             }
+        }
+        if let Some(u) = &p.update {
+            let at = |ms: Option<u64>| ms.map(|m| format!("+{:.2} s", secs(m, u.released_ms))).unwrap_or("—".into());
+            let _ = writeln!(
+                md,
+                "\n| release | policy | swarm | new tasks running / failed | failed requests | sessions moved | first / last failure | sessions dropped / re-established |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} {} | {} / {} | {} | {} | {} / {} | {} / {} |",
+                u.release,
+                u.policy,
+                u.outcome,
+                at(u.finished_ms),
+                u.tasks_started,
+                u.tasks_failed,
+                u.failed_requests,
+                u.sessions_moved,
+                at(u.first_error_ms),
+                at(u.last_error_ms),
+                u.sessions_dropped,
+                u.sessions_reestablished
+            );
         }
         if let Some(h) = &p.hang {
             let at = |ms: Option<u64>| ms.map(|m| format!("+{:.2} s", secs(m, h.stopped_ms))).unwrap_or("—".into());

@@ -117,7 +117,8 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
             "--set",
             "server.replicas=6",
             "--set",
-            "server.placement.max_replicas_per_node=2",
+            // Room for all 6 on the two nodes a drain leaves.
+            "server.placement.max_replicas_per_node=3",
             "--set",
             "lb.ports={web: 28680, websocket: 28681, metrics: 28682, tcp: 28683}",
             "--set",
@@ -219,7 +220,11 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     let r: Value = crate::util::read_results(&results.join("results.json"));
     let phases = r["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling"], "{stderr}");
+    assert_eq!(
+        names,
+        ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback", "drain"],
+        "{stderr}"
+    );
     // Verdicts are measurements against the SLO on 2 cores shared by three engines: pass or
     // fail, with the exit code that says which; never an error.
     for p in phases {
@@ -256,6 +261,34 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     }
     // Scaling 6 → 5 → 2 → 6 and back as configured.
     assert_eq!(phases[4]["scaling"]["restored"], true, "{}", phases[4]["scaling"]);
+    // A rolling update across the nodes fails no request; a broken release is rolled back.
+    let update = &phases[6]["update"];
+    assert_eq!(update["outcome"], "completed", "{update}");
+    assert_eq!(update["failed_requests"], 0, "{update}");
+    assert_eq!(update["restored"], true, "{update}");
+    let rollback = &phases[7]["update"];
+    assert_eq!(rollback["outcome"], "rolled back", "{rollback}");
+    assert_eq!(rollback["restored"], true, "{rollback}");
+    // The worker with the most replicas drained: its replicas ran on the others, then the node
+    // was active again and the replicas spread over all three.
+    let drain = &phases[8]["update"];
+    assert_eq!(drain["outcome"], "moved", "{drain}");
+    assert_eq!(drain["restored"], true, "{drain}");
+    assert!(drain["tasks_started"].as_u64().unwrap() >= 1, "{drain}");
+    let drained =
+        drain["policy"].as_str().unwrap().split_whitespace().nth(1).unwrap().trim_end_matches(',').to_string();
+    assert!(workers.contains(&drained), "a worker was drained, not {drained}: {drain}");
+    assert!(events.iter().any(|e| e["kind"] == "active"), "{events:?}");
+    let nodes_after = engine.nodes().await.unwrap();
+    assert!(nodes_after.iter().all(|n| n.availability == "active"), "no node left drained: {nodes_after:?}");
+    let spread = engine.tasks("swit-mn_server", true).await.unwrap().into_iter().filter(|t| t.is_running()).fold(
+        BTreeMap::<String, usize>::new(),
+        |mut m, t| {
+            *m.entry(t.node).or_default() += 1;
+            m
+        },
+    );
+    assert_eq!(spread.len(), 3, "replicas on every node again: {spread:?}");
 
     // Resources: every replica read before the load, on every node; nothing unmeasured.
     let resources = r["resources"].as_array().unwrap();

@@ -114,7 +114,18 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     );
     assert!(started.elapsed() < Duration::from_secs(600), "took {:?}", started.elapsed());
     let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling"], "{stdout}\n{stderr}");
+    assert_eq!(
+        names,
+        ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"],
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n == "drain: skipped: a one-node swarm cannot drain: its tasks would have nowhere to go"),
+        "{:?}",
+        r.notes
+    );
     for p in &r.phases {
         assert!(matches!(p.verdict.as_str(), "pass" | "fail"), "{}: {} {:?}", p.name, p.verdict, p.reasons);
         assert!(!p.reasons.is_empty() && p.finished_ms > p.started_ms, "{}", p.name);
@@ -182,6 +193,57 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
         r.timeline.iter().filter(|p| p.phase == "scaling").map(|p| p.replicas).collect();
     assert_eq!(points_per_replica_count, [2, 3, 5].into_iter().collect());
 
+    // A hung replica: stopped (SIGSTOP) under load for 4 s (stacks/ci.yaml), the requests it
+    // held waited, then it was resumed, and no process of it is left stopped.
+    let h = r.phases[5].hang.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[5]));
+    assert_eq!(h.resume_error, None, "{h:?}");
+    let held = h.resumed_ms.unwrap() - h.stopped_ms;
+    assert!((3_900..6_000).contains(&held), "stopped for the 4 s asked: {held} ms");
+    assert!(h.p99_while_stopped_ms > 1000.0, "requests to the stopped replica waited: {h:?}");
+    assert!(r.events.iter().any(|e| e.kind == "hang") && r.events.iter().any(|e| e.kind == "resume"));
+    // The rolling update that follows replaced it; whichever containers run the replicas now,
+    // none of their processes is left stopped.
+    let mut containers: Vec<String> = swarmctl::engine::Engine::tasks(&docker, "swit-ph_server", true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.is_running())
+        .filter_map(|t| t.container)
+        .collect();
+    containers.push(h.container.clone());
+    for c in containers {
+        let pid = docker.client().inspect_container(&c, None).await.ok().and_then(|c| c.state?.pid);
+        if let Some(pid) = pid.filter(|p| *p > 0) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let process_state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
+            assert_ne!(process_state, "T", "no replica's process is left stopped: {stat}");
+        }
+    }
+
+    // A rolling update of the reference server through Traefik under the stack's policy
+    // (start-first, one at a time): every task replaced, no request failed; the sessions of
+    // the replaced replicas moved (HTTP 404, initialized again), every one came back.
+    let u = r.phases[6].update.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[6]));
+    assert_eq!((u.release.as_str(), u.outcome.as_str()), ("restart", "completed"), "{u:?}");
+    assert!(u.tasks_started >= 3 && u.tasks_failed == 0, "{u:?}");
+    assert_eq!(u.failed_requests, 0, "a rolling update fails no request: {u:?}");
+    assert_eq!(u.sessions_dropped, u.sessions_reestablished, "{u:?}");
+    assert!(u.restored, "{u:?}");
+    assert_eq!(r.phases[6].verdict.as_str(), "pass", "{:?}", r.phases[6].reasons);
+    // A release that cannot start: swarm rolled it back by itself, clients saw nothing.
+    let rb = r.phases[7].update.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[7]));
+    assert_eq!((rb.release.as_str(), rb.outcome.as_str()), ("broken", "rolled back"), "{rb:?}");
+    assert!(rb.tasks_failed >= 1 && rb.first_task_error.contains("swarmctl-release-that-cannot-start"), "{rb:?}");
+    assert_eq!(rb.failed_requests, 0, "{rb:?}");
+    assert!(rb.restored, "{rb:?}");
+    assert!(r.phases[7].reasons[0].contains("rolled the release back by itself"), "{:?}", r.phases[7].reasons);
+    // Nothing changed is left: the stack's own spec, its 3 replicas running.
+    let spec = docker.client().inspect_service("swit-ph_server", None).await.unwrap().spec.unwrap();
+    let command = spec.task_template.unwrap().container_spec.unwrap().command.unwrap_or_default();
+    assert!(!command.iter().any(|c| c.contains("cannot-start")), "{command:?}");
+    assert_ne!(spec.labels.unwrap()["swarmctl.spec-hash"], "broken-release");
+    assert_eq!(running_tasks(&docker).await, 3);
+
     // The rest of the folder.
     assert!(!r.resources.is_empty(), "Engine API stats were sampled");
     let baselines: Vec<i64> = r.resources.iter().filter(|s| s.baseline).map(|s| s.slot).collect();
@@ -204,6 +266,9 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let slots: std::collections::BTreeSet<i64> = r.replica_series.iter().map(|p| p.slot).collect();
     assert!(slots.len() >= 3, "each replica's requests and sessions, from Prometheus: {slots:?}");
     assert_renders(&full.join("report.html"), &results.path().join("report.png"));
+    let page = std::fs::read_to_string(full.join("report.html")).unwrap();
+    assert!(page.contains("hang: p99 each second around the stop") && page.contains(">resumed<"), "the stop zoomed");
+    assert!(page.contains("update: failed requests each second around the release"), "the release zoomed");
 
     // 2. report render rebuilds the same files from results.json; compare flags regressions.
     let before = std::fs::read_to_string(full.join("FINAL_REPORT.md")).unwrap();
@@ -221,30 +286,6 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let out = swarmctl(&["report", "compare", full.to_str().unwrap(), worse.to_str().unwrap()], state.path());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out).0);
     assert!(text(&out).0.contains("failover.recovery_s"), "{}", text(&out).0);
-
-    // 3a. A hung replica: stopped (SIGSTOP) under load for 4 s, the requests it held waited,
-    // then it was resumed, and no process of it is left stopped.
-    let hang_dir = results.path().join("hang");
-    let hang_cfg = "test.hang={warmup: 2s, duration: 4s, observe: 6s, consecutive_ok: 20}";
-    let out =
-        run(&["validate", "--phase", "hang", "--set", hang_cfg, "--out", hang_dir.to_str().unwrap()], state.path());
-    let (stdout, stderr) = text(&out);
-    let r = read(&hang_dir, &out);
-    assert_eq!(out.status.code(), Some(i32::from(r.exit_code().number())), "{stdout}\n{stderr}");
-    assert_eq!(r.phases[0].name, "hang");
-    let h = r.phases[0].hang.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
-    assert_eq!(h.resume_error, None, "{h:?}");
-    let held = h.resumed_ms.unwrap() - h.stopped_ms;
-    assert!((3_900..6_000).contains(&held), "stopped for the 4 s asked: {held} ms");
-    assert!(h.p99_while_stopped_ms > 1000.0, "requests to the stopped replica waited: {h:?}");
-    assert!(r.events.iter().any(|e| e.kind == "hang") && r.events.iter().any(|e| e.kind == "resume"));
-    let state_of = docker.client().inspect_container(&h.container, None).await.unwrap().state.unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", state_of.pid.unwrap())).unwrap();
-    let process_state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
-    assert_ne!(process_state, "T", "the replica's process runs again: {stat}");
-    assert_eq!(running_tasks(&docker).await, 3);
-    let page = std::fs::read_to_string(hang_dir.join("report.html")).unwrap();
-    assert!(page.contains("hang: p99 each second around the stop") && page.contains(">resumed<"), "the stop zoomed");
 
     // 3. A killed Traefik task: clients lose the load balancer, the phase ends on time and says so.
     let lb_dir = results.path().join("lb");
