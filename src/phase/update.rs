@@ -184,7 +184,17 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
     };
     u.restored = restore(ctx, &service, base).await && active;
     let result = result?;
-    watched?;
+    if let Err(e) = watched {
+        // Cut short (Ctrl-C, the load gone): what was measured and restored is still reported.
+        let restored = if u.restored {
+            format!("{service} runs the stack's own spec on all its replicas again")
+        } else {
+            format!("{service} does NOT run the stack's own spec on all its replicas: run `swarmctl up`")
+        };
+        let verdict = if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error };
+        let reasons = vec![crate::error_text(&e), restored];
+        return Ok(Phase { verdict, reasons, load: Some(result), update: Some(u), ..Default::default() });
+    }
 
     let recovered_at = Some(live.streak_reached_ms.load(Relaxed)).filter(|at| *at > 0);
     let (times, errors) = super::failures_since(&live, released_ms);

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use bollard::models::{ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfigOrderEnum};
+
 use crate::convert::DesiredStack;
 
 /// One node, as the check needs it.
@@ -98,6 +100,22 @@ pub fn check(desired: &DesiredStack, nodes: &[NodeInfo]) -> Vec<String> {
         let fit: i64 =
             eligible.iter().map(|n| by_resources(n).min(max.unwrap_or(i64::MAX))).fold(0, i64::saturating_add);
         if fit >= replicas {
+            // A start-first update (or rollback) runs each batch of new tasks beside the old
+            // ones: without room for them, swarm waits for a node forever.
+            let update = (spec.update_config.as_ref())
+                .filter(|u| u.order == Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST))
+                .map(|u| u.parallelism);
+            let rollback = (spec.rollback_config.as_ref())
+                .filter(|u| u.order == Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST))
+                .map(|u| u.parallelism);
+            let start_first =
+                [update, rollback].into_iter().flatten().map(|p| p.filter(|p| *p > 0).unwrap_or(replicas)).max();
+            if let Some(batch) = start_first.filter(|b| fit < replicas + b) {
+                problems.push(format!(
+                    "service {name}: a start-first update runs {batch} new task(s) beside the ones they replace, but the eligible nodes hold only {fit} of its tasks{}: swarm would wait for room forever. Raise the per-node cap (placement.max_replicas_per_node) or add nodes, or set update.order and rollback.order to stop-first",
+                    max.map(|m| format!(" (at most {m} per node)")).unwrap_or_default()
+                ));
+            }
             continue;
         }
         let unbounded: i64 = eligible.iter().map(|n| by_resources(n)).fold(0, i64::saturating_add);
@@ -233,6 +251,34 @@ mod tests {
             check(&capped, &nodes),
             ["service st_server: 4 replicas at most 1 per node need 4 nodes, 3 are eligible"]
         );
+    }
+
+    #[test]
+    fn a_start_first_update_needs_room_beside_the_old_tasks() {
+        let nodes = [node("a", "manager", 2, 8), node("b", "worker", 2, 8), node("c", "worker", 2, 8)];
+        let mut s = stack(&[], 6, None, None);
+        s.services[0].task_template.as_mut().unwrap().placement.as_mut().unwrap().max_replicas = Some(2);
+        s.services[0].update_config = Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+            ..Default::default()
+        });
+        assert_eq!(
+            check(&s, &nodes),
+            ["service st_server: a start-first update runs 1 new task(s) beside the ones they replace, but the eligible nodes hold only 6 of its tasks (at most 2 per node): swarm would wait for room forever. Raise the per-node cap (placement.max_replicas_per_node) or add nodes, or set update.order and rollback.order to stop-first"]
+        );
+        // Room for one more: fine; stop-first needs none.
+        s.services[0].task_template.as_mut().unwrap().placement.as_mut().unwrap().max_replicas = Some(3);
+        assert!(check(&s, &nodes).is_empty());
+        s.services[0].task_template.as_mut().unwrap().placement.as_mut().unwrap().max_replicas = Some(2);
+        s.services[0].update_config.as_mut().unwrap().order = Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        assert!(check(&s, &nodes).is_empty());
+        // The rollback's order counts too.
+        s.services[0].rollback_config = Some(ServiceSpecRollbackConfig {
+            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+            ..Default::default()
+        });
+        assert_eq!(check(&s, &nodes).len(), 1);
     }
 
     #[test]
