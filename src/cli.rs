@@ -186,6 +186,15 @@ pub enum Command {
     /// See docs/multi-node.md.
     Agent(AgentArgs),
 
+    /// Add latency, jitter and loss to every interface (but loopback) of the network namespace
+    /// it runs in, or remove them (`--clear`), through rtnetlink; prints one JSON line: the
+    /// interfaces, and those with netem afterwards.
+    ///
+    /// What `validate --phase network` runs in a helper container that shares one replica's
+    /// network namespace (with NET_ADMIN), on the replica's node. `--clear` exits 1 when a
+    /// netem qdisc is still there afterwards.
+    Netem(NetemArgs),
+
     /// Print a shell completion script, e.g. `swarmctl completions bash > /etc/bash_completion.d/swarmctl`.
     Completions(CompletionsArgs),
 
@@ -374,8 +383,11 @@ pub enum PhaseName {
     /// The worker node with the most replicas drained under load, then made active again
     /// (a swarm of several nodes).
     Drain,
-    /// incremental, failover, scaling, hang, update, rollback, and drain where the swarm has
-    /// a worker node (skipped with the reason otherwise).
+    /// One replica's network slowed and made lossy (netem: `test.network`) under load, then
+    /// restored.
+    Network,
+    /// incremental, failover, scaling, hang, update, rollback, network, and drain where the
+    /// swarm has a worker node (skipped with the reason otherwise).
     All,
 }
 
@@ -446,6 +458,31 @@ pub struct AgentArgs {
     /// This node's swarm ID (swarm sets it in the agent's service).
     #[arg(long, env = "SWARMCTL_AGENT_NODE")]
     pub node: String,
+    /// The image helper containers run in (`swarmctl netem` in a replica's network
+    /// namespace): the agent's own.
+    #[arg(long, value_name = "IMAGE", default_value = "")]
+    pub image: String,
+}
+
+/// `swarmctl netem`.
+#[derive(Debug, Args)]
+pub struct NetemArgs {
+    /// Latency added to every packet sent.
+    #[arg(long, default_value = "100ms", conflicts_with = "clear")]
+    pub delay: crate::units::Duration,
+    /// Its variation (uniform, ±).
+    #[arg(long, default_value = "0s", conflicts_with = "clear")]
+    pub jitter: crate::units::Duration,
+    /// Share of packets dropped, 0 to 1.
+    #[arg(long, default_value = "0", conflicts_with = "clear")]
+    pub loss: f64,
+    /// Remove the impairment instead (the interfaces' default qdisc comes back).
+    #[arg(long)]
+    pub clear: bool,
+    /// Only say whether the kernel has netem (a netem that adds nothing, set on loopback and
+    /// removed at once).
+    #[arg(long, conflicts_with_all = ["clear", "delay", "jitter", "loss"])]
+    pub probe: bool,
 }
 
 /// `swarmctl completions`.

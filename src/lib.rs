@@ -35,6 +35,7 @@ pub mod http;
 pub mod image;
 pub mod load;
 pub mod mix;
+pub mod netem;
 pub mod phase;
 pub mod plan;
 pub mod progress;

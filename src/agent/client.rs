@@ -70,6 +70,15 @@ impl Client {
         self.call(Method::POST, "/v1/signal", Some(body)).await
     }
 
+    /// Probes, sets or clears netem on `container`'s network.
+    pub async fn netem(&self, container: &str, order: crate::netem::Order) -> Result<super::NetemDone, AgentError> {
+        let body =
+            serde_json::to_vec(&super::Netem { container: container.into(), order }).expect("a netem order serializes");
+        // A helper container is created, run and removed on the node: more than a signal.
+        let patient = Client { addr: self.addr.clone(), token: self.token.clone(), timeout: Duration::from_secs(40) };
+        patient.call(Method::POST, "/v1/netem", Some(body)).await
+    }
+
     /// One sample of `container`'s CPU time and memory.
     pub async fn usage(&self, container: &str) -> Result<Usage, AgentError> {
         self.call(Method::GET, &format!("/v1/usage/{container}"), None).await

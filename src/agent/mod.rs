@@ -81,6 +81,47 @@ pub struct Sent {
     pub done_ms: u64,
 }
 
+/// What to do to a container's network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Netem {
+    /// The container (ID or name).
+    pub container: String,
+    /// Probe, apply or clear.
+    pub order: crate::netem::Order,
+}
+
+/// Netem set or cleared, with the node's clock around it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetemDone {
+    /// Where.
+    pub node: String,
+    /// The interfaces, and those with netem afterwards.
+    pub outcome: crate::netem::Outcome,
+    /// When the helper was asked for (Unix ms).
+    pub asked_ms: u64,
+    /// When it had finished (Unix ms).
+    pub done_ms: u64,
+}
+
+/// Runs `swarmctl netem` in `container`'s network namespace (a helper container of `image`,
+/// with NET_ADMIN, removed afterwards) on this engine, and reads what it says it left.
+pub async fn netem_in(
+    engine: &dyn crate::engine::Engine,
+    container: &str,
+    image: &str,
+    order: &crate::netem::Order,
+) -> Result<crate::netem::Outcome, crate::engine::EngineError> {
+    let (code, output) = engine.run_in_netns(container, image, order.args()).await?;
+    let said = output.lines().rev().find_map(|l| serde_json::from_str::<crate::netem::Outcome>(l.trim()).ok());
+    match (code, said) {
+        (0, Some(outcome)) => Ok(outcome),
+        _ => Err(crate::engine::EngineError::refused(
+            format!("netem in container {container}"),
+            format!("the helper exited {code}: {}", output.trim()),
+        )),
+    }
+}
+
 /// The agent's global service: the builtin image on every node but this engine's
 /// (`except_node`), the engine socket mounted, the token secret, a host-mode port. Pure, so
 /// that it is pinned by a snapshot.
@@ -101,6 +142,8 @@ pub fn spec(stack: &str, image: &str, port: u16, secret: (&str, &str), except_no
                     format!("0.0.0.0:{port}"),
                     "--token-file".into(),
                     TOKEN_FILE.into(),
+                    "--image".into(),
+                    image.into(),
                 ]),
                 // Swarm fills in the node at each task's start: the agent needs no API call to
                 // know where it is.

@@ -69,6 +69,8 @@ pub struct Reach {
     missing: BTreeMap<String, String>,
     /// The stack whose agent service and secret exist for this run.
     deployed: Option<String>,
+    /// The builtin image, for helper containers on this engine's node (the agents use theirs).
+    image: Option<String>,
 }
 
 /// The nodes other than this engine's that can run tasks (ready, not drained): where a run
@@ -111,7 +113,20 @@ fn has_registry(image: &str) -> bool {
 impl Reach {
     /// This engine's node only: a one-node swarm needs no agent.
     pub fn local(engine: Handle, node: impl Into<String>) -> Reach {
-        Reach { engine, local: node.into(), agents: BTreeMap::new(), missing: BTreeMap::new(), deployed: None }
+        Reach {
+            engine,
+            local: node.into(),
+            agents: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            deployed: None,
+            image: None,
+        }
+    }
+
+    /// With the builtin image for helper containers on this engine's node (netem).
+    pub fn with_image(mut self, image: Option<String>) -> Reach {
+        self.image = image;
+        self
     }
 
     /// As if agents answered on `nodes`, for tests of what acts through a `Reach` (the agents
@@ -151,6 +166,7 @@ impl Reach {
             agents: BTreeMap::new(),
             missing: BTreeMap::new(),
             deployed: Some(setup.stack.clone()),
+            image: Some(setup.image.clone()),
         };
         if let Err(e) = engine.create_service(spec, setup.auth.clone()).await {
             let _ = remove(engine.as_ref(), &setup.stack).await;
@@ -299,6 +315,30 @@ impl Reach {
         Ok(sent)
     }
 
+    /// Probes, sets or clears netem on `task`'s network, on whichever node it runs: what the
+    /// helper left, with the time it had finished on this machine's clock.
+    pub async fn netem(
+        &self,
+        task: &Task,
+        order: crate::netem::Order,
+    ) -> Result<(crate::netem::Outcome, u64), ReachError> {
+        let container = task.container.clone().unwrap_or_default();
+        if self.node_of(task) == self.local {
+            let Some(image) = &self.image else {
+                return Err(ReachError::Engine(EngineError::refused(
+                    format!("netem in container {container}"),
+                    "the run has no builtin image to run the helper in",
+                )));
+            };
+            let outcome = super::netem_in(self.engine.as_ref(), &container, image, &order).await?;
+            return Ok((outcome, unix_now_ms()));
+        }
+        let Some(agent) = self.agents.get(&task.node) else { return Err(self.no_agent(&task.node)) };
+        let done = agent.netem(&container, order).await?;
+        // The agent's clock is not this one: the answer's arrival is when it was done here.
+        Ok((done.outcome, unix_now_ms()))
+    }
+
     /// One sample of `task`'s container, on whichever node it runs.
     pub async fn usage(&self, task: &Task) -> Result<Usage, ReachError> {
         let container = task.container.clone().unwrap_or_default();
@@ -349,7 +389,13 @@ pub(crate) mod tests {
             let addr = &all.iter().find(|n| n.id == *id).unwrap().addr;
             let listener = tokio::net::TcpListener::bind((addr.as_str(), port)).await.unwrap();
             port = listener.local_addr().unwrap().port();
-            let agent = Agent { engine: fake.clone(), stack: STACK.into(), node: id.to_string(), token: token.into() };
+            let agent = Agent {
+                engine: fake.clone(),
+                stack: STACK.into(),
+                node: id.to_string(),
+                token: token.into(),
+                image: "swarmctl/mcp-server:test".into(),
+            };
             let stop = CancellationToken::new();
             tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
             stops.push(stop);

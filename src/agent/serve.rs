@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hello, Sent, Signal, LABEL_SERVICE, SIGNALS};
+use super::{Hello, Netem, NetemDone, Sent, Signal, LABEL_SERVICE, SIGNALS};
 use crate::engine::{EngineError, Handle};
 use crate::units::unix_now_ms;
 
@@ -35,6 +35,8 @@ pub struct Agent {
     pub node: String,
     /// The token callers must present.
     pub token: String,
+    /// The image helper containers run in (its own).
+    pub image: String,
 }
 
 /// Serves on `listener` until `stop`.
@@ -135,6 +137,30 @@ async fn handle(agent: &Agent, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Err(e) => engine_error(e),
             }
         }
+        (Method::POST, "/v1/netem") => {
+            let body = match Limited::new(req.into_body(), 4096).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the request: {e}")),
+            };
+            let order: Netem = match serde_json::from_slice(&body) {
+                Ok(o) => o,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"container\", \"order\"}}: {e}")),
+            };
+            if let Err(res) = of_the_stack(agent, &order.container).await {
+                return res;
+            }
+            if agent.image.is_empty() {
+                return error(StatusCode::CONFLICT, "this agent was started without --image: it cannot run netem");
+            }
+            let asked_ms = unix_now_ms();
+            match crate::agent::netem_in(agent.engine.as_ref(), &order.container, &agent.image, &order.order).await {
+                Ok(outcome) => reply(
+                    StatusCode::OK,
+                    &NetemDone { node: agent.node.clone(), outcome, asked_ms, done_ms: unix_now_ms() },
+                ),
+                Err(e) => engine_error(e),
+            }
+        }
         (Method::GET, p) if p.starts_with("/v1/usage/") => {
             let container = &p["/v1/usage/".len()..];
             if let Err(res) = of_the_stack(agent, container).await {
@@ -145,9 +171,10 @@ async fn handle(agent: &Agent, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Err(e) => engine_error(e),
             }
         }
-        _ => {
-            error(StatusCode::NOT_FOUND, "the agent answers GET /v1/hello, POST /v1/signal, GET /v1/usage/<container>")
-        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "the agent answers GET /v1/hello, POST /v1/signal, POST /v1/netem, GET /v1/usage/<container>",
+        ),
     }
 }
 

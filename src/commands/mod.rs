@@ -28,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(cmd) => test::report(cmd),
         Command::Probe(args) => serve::probe(args).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Netem(args) => agent::netem(args),
         Command::Load(args) => load::run(&cli, args).await,
         Command::LoadWorker { dir } => load::worker(dir).await,
         Command::Completions(args) => {

@@ -82,6 +82,7 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode
         PhaseName::Update => vec![PhaseKind::Update],
         PhaseName::Rollback => vec![PhaseKind::Rollback],
         PhaseName::Drain => vec![PhaseKind::Drain],
+        PhaseName::Network => vec![PhaseKind::Network],
         PhaseName::All => PhaseKind::VALIDATE_ALL.to_vec(),
     };
     let plan = failover_plan(&config, args.kill, args.target);
@@ -279,9 +280,13 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     // missing on every other node.
     let image = match via {
         phase::Via::Direct => Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?),
-        phase::Via::Lb if others.is_empty() => None,
+        phase::Via::Lb if others.is_empty() && !names.contains(&PhaseKind::Network) => None,
         phase::Via::Lb => match deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await {
             Ok(image) => Some(image),
+            Err(e) if others.is_empty() => {
+                notes.push(format!("no builtin image for the network phase's helper: {}", crate::error_text(&e)));
+                None
+            }
             Err(e) => {
                 notes.push(format!(
                     "no agent on the {} other node(s): {}; their replicas can be neither killed nor measured",
@@ -301,8 +306,8 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     };
     let timeline = std::fs::File::create(out.join("timeline.jsonl")).context("cannot create timeline.jsonl")?;
     let cancel = crate::shutdown::on_signals();
-    let reach = match image.filter(|_| !others.is_empty()) {
-        None => Reach::local(engine.clone(), local),
+    let reach = match image.clone().filter(|_| !others.is_empty()) {
+        None => Reach::local(engine.clone(), local).with_image(image),
         Some(image) => {
             let (reach, missing) =
                 start_agents(engine.clone(), &config, &local, &others, image, progress.as_ref(), &cancel).await?;

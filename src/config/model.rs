@@ -423,6 +423,28 @@ pub struct Test {
     pub update: Update,
     /// The drain phase (`timeout`: the wait for the replicas to run elsewhere).
     pub drain: Update,
+    /// The network phase.
+    pub network: Impair,
+}
+
+/// Network: one replica's network impaired (netem) under load for a while, then restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Impair {
+    /// Load before the impairment.
+    pub warmup: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// Load after it is removed.
+    pub observe: Duration,
+    /// Latency added to every packet the replica sends.
+    pub delay: Duration,
+    /// Its variation (uniform, ±).
+    pub jitter: Duration,
+    /// Share of packets dropped, 0 to 1.
+    pub loss: f64,
+    /// Successes in a row after the last error that count as recovered.
+    pub consecutive_ok: u64,
 }
 
 /// Update and rollback: a release of the server rolled out under load (every task replaced),

@@ -229,6 +229,16 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
             format!("must be at least 10s: swarm moves the tasks one batch at a time (got {})", u.timeout)
         });
     }
+    k.ensure((0.0..=1.0).contains(&test.network.loss), "test.network.loss", || {
+        format!("a share from 0 to 1, e.g. 0.01 for 1 % (got {})", test.network.loss)
+    });
+    k.ensure(test.network.duration.0.as_secs() >= 1, "test.network.duration", || {
+        format!("must be at least 1s, e.g. 20s (got {})", test.network.duration)
+    });
+    k.ensure(test.network.jitter.0 <= test.network.delay.0, "test.network.jitter", || {
+        format!("must not exceed test.network.delay ({} > {})", test.network.jitter, test.network.delay)
+    });
+    k.ensure(test.network.consecutive_ok >= 1, "test.network.consecutive_ok", || "must be at least 1".into());
     for (i, n) in test.scaling.steps.iter().enumerate() {
         k.ensure(*n >= 1, &format!("test.scaling.steps[{i}]"), || "a replica count of at least 1".into());
     }

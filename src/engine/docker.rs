@@ -593,6 +593,44 @@ impl Engine for Bollard {
         out
     }
 
+    async fn run_in_netns(
+        &self,
+        container: &str,
+        image: &str,
+        args: Vec<String>,
+    ) -> Result<(i64, String), EngineError> {
+        let action = format!("run a {image} helper in container {container}'s network namespace");
+        let body = ContainerCreateBody {
+            image: Some(image.into()),
+            cmd: Some(args),
+            labels: Some(HashMap::from([(oneoff::LABEL.to_string(), "netem".to_string())])),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{container}")),
+                cap_add: Some(vec!["NET_ADMIN".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(CreateContainerOptions { name: None, platform: String::new() }), body)
+            .await
+            .map_err(|e| api(&action, e))?;
+        let ran = async {
+            self.docker
+                .start_container(&created.id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| api(&action, e))?;
+            let code = tokio::time::timeout(Duration::from_secs(30), self.wait_container(&created.id))
+                .await
+                .map_err(|_| EngineError::refused(&action, "the helper did not finish within 30 s"))??;
+            Ok((code, self.container_logs(&created.id, 50).await))
+        }
+        .await;
+        let _ = self.remove_container(&created.id).await;
+        ran
+    }
+
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
         self.docker
             .remove_container(id, Some(RemoveContainerOptions { force: true, v: true, link: false }))

@@ -582,4 +582,16 @@ impl Engine for Fake {
         self.lock().calls.push(format!("remove container {id}"));
         Ok(())
     }
+
+    /// Answers as `swarmctl netem` would in a container with one interface, `eth0`.
+    async fn run_in_netns(
+        &self,
+        container: &str,
+        image: &str,
+        args: Vec<String>,
+    ) -> Result<(i64, String), EngineError> {
+        self.lock().calls.push(format!("netns {container} {image} {}", args.join(" ")));
+        let netem = if args.iter().any(|a| a == "--clear") { "" } else { "\"eth0\"" };
+        Ok((0, format!("{{\"interfaces\":[\"eth0\"],\"netem\":[{netem}]}}\n")))
+    }
 }

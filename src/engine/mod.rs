@@ -123,6 +123,10 @@ pub trait Engine: Send + Sync {
     async fn container_logs(&self, id: &str, tail: usize) -> String;
     /// Removes a container, running or not.
     async fn remove_container(&self, id: &str) -> Result<(), EngineError>;
+    /// Runs `image` with `args` to completion in `container`'s network namespace, with
+    /// NET_ADMIN (and nothing else of its), then removes it: its exit code and output.
+    async fn run_in_netns(&self, container: &str, image: &str, args: Vec<String>)
+        -> Result<(i64, String), EngineError>;
 }
 
 /// This engine's place in a swarm.

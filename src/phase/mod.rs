@@ -17,6 +17,7 @@ mod direct;
 pub mod failover;
 pub mod hang;
 pub mod incremental;
+pub mod network;
 pub mod prom;
 pub mod ready;
 pub mod sampler;
@@ -63,17 +64,20 @@ pub enum PhaseKind {
     Rollback,
     /// A worker node drained under load.
     Drain,
+    /// One replica's network impaired under load.
+    Network,
 }
 
 impl PhaseKind {
     /// What `validate --phase all` runs, and `test full` after the two loads.
-    pub const VALIDATE_ALL: [PhaseKind; 7] = [
+    pub const VALIDATE_ALL: [PhaseKind; 8] = [
         PhaseKind::Incremental,
         PhaseKind::Failover,
         PhaseKind::Scaling,
         PhaseKind::Hang,
         PhaseKind::Update,
         PhaseKind::Rollback,
+        PhaseKind::Network,
         PhaseKind::Drain,
     ];
 
@@ -82,6 +86,7 @@ impl PhaseKind {
     pub async fn cannot_run(self, ctx: &Ctx) -> Option<String> {
         match self {
             PhaseKind::Drain => update::cannot_drain(ctx).await,
+            PhaseKind::Network => network::cannot_run(ctx).await,
             _ => None,
         }
     }
@@ -98,6 +103,7 @@ impl PhaseKind {
             PhaseKind::Update => "update",
             PhaseKind::Rollback => "rollback",
             PhaseKind::Drain => "drain",
+            PhaseKind::Network => "network",
         }
     }
 
@@ -121,6 +127,7 @@ pub async fn run(ctx: &Ctx, kind: PhaseKind, notes: &mut Vec<String>) -> Phase {
         PhaseKind::Update => update::measure(ctx, update::Release::Restart).await,
         PhaseKind::Rollback => update::measure(ctx, update::Release::Broken).await,
         PhaseKind::Drain => update::measure(ctx, update::Release::Drain).await,
+        PhaseKind::Network => network::measure(ctx).await,
     };
     let mut phase = measured.unwrap_or_else(|e| Phase {
         verdict: if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error },

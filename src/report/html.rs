@@ -94,7 +94,7 @@ fn marks(r: &TestRun, c: &Clock) -> Vec<Mark> {
         .iter()
         .filter_map(|e| {
             let color = match e.kind.as_str() {
-                "kill" | "hang" | "release" => ERRORS,
+                "kill" | "hang" | "release" | "netem" => ERRORS,
                 "recovered" => RECOVERED,
                 "scale" | "resume" => REPLICAS,
                 _ => return None,
@@ -311,6 +311,18 @@ fn hang(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
         marks.push(Mark { x: stopped + s, color: RECOVERED, label: "recovered".into() });
     }
     zoom(r, c, p, "the stop", stopped, h.last_error_ms.map(|at| c.at(at)), marks)
+}
+
+/// The network phase zoomed on the impairment: errors each second and p99, with the moment it
+/// was set and removed marked.
+fn network(r: &TestRun, c: &Clock, p: &Phase) -> Option<String> {
+    let n = p.network.as_ref()?;
+    let applied = c.at(n.applied_ms);
+    let mut marks = vec![Mark { x: applied, color: ERRORS, label: format!("slot {} impaired", n.slot) }];
+    if let Some(at) = n.cleared_ms {
+        marks.push(Mark { x: c.at(at), color: REPLICAS, label: "removed".into() });
+    }
+    zoom(r, c, p, "the impairment", applied, n.last_error_ms.map(|at| c.at(at)), marks)
 }
 
 /// The update and rollback phases zoomed on the release: errors each second and p99, with the
@@ -556,6 +568,9 @@ svg{{display:inline-block;margin:6px 0;border:1px solid #eee}}.pair svg{{margin-
         }
         if let Some(s) = hang(r, &c, p) {
             let _ = write!(h, "<h2>Hang</h2>{s}");
+        }
+        if let Some(s) = network(r, &c, p) {
+            let _ = write!(h, "<h2>Network</h2>{s}");
         }
         if let Some(s) = update(r, &c, p) {
             let title = match p.name.as_str() {

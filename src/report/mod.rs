@@ -134,9 +134,12 @@ pub struct Phase {
     /// Hang details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang: Option<Hang>,
-    /// Update or rollback details.
+    /// Update, rollback or drain details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
+    /// Network impairment details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     /// Incremental stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
@@ -299,6 +302,55 @@ pub struct Update {
     pub success_ratio: f64,
     /// Afterwards, the service ran the stack's own spec with all its replicas.
     pub restored: bool,
+}
+
+/// What the network phase measured: one replica's network impaired (netem) and restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Network {
+    /// The service.
+    pub service: String,
+    /// The impaired replica's slot, task, container and node.
+    pub slot: i64,
+    /// See `slot`.
+    pub task: String,
+    /// See `slot`.
+    pub container: String,
+    /// See `slot`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// What was added to every packet it sent.
+    pub impairment: crate::netem::Impairment,
+    /// The interfaces it was set on.
+    pub interfaces: Vec<String>,
+    /// When it was set and removed (Unix ms); `cleared_ms` is `None` when it could not be.
+    pub applied_ms: u64,
+    /// See `applied_ms`.
+    pub cleared_ms: Option<u64>,
+    /// Why it could not be removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_error: Option<String>,
+    /// Interfaces still with netem after the removal (empty: proven gone).
+    pub netem_left: Vec<String>,
+    /// Failures from the moment it was set to the end of the phase, by class.
+    pub errors: BTreeMap<String, u64>,
+    /// First and last of them (Unix ms).
+    pub first_error_ms: Option<u64>,
+    /// See `first_error_ms`.
+    pub last_error_ms: Option<u64>,
+    /// Client-visible recovery, as in failover, from the moment it was set.
+    pub recovery_s: Option<f64>,
+    /// The `consecutive_ok` used.
+    pub consecutive_ok: u64,
+    /// Worst per-second corrected p99 in the seconds before it was set, ms.
+    pub p99_before_ms: f64,
+    /// Worst per-second corrected p99 while it was on, ms.
+    pub p99_during_ms: f64,
+    /// Sessions that lost their connection or server-side session after it was set.
+    pub sessions_dropped: u64,
+    /// Of those, re-established.
+    pub sessions_reestablished: u64,
+    /// Success ratio over the whole phase.
+    pub success_ratio: f64,
 }
 
 /// One killed task.

@@ -41,6 +41,17 @@ pub fn summary(r: &TestRun) -> String {
 
 /// The phase's key figures in one line.
 fn headline(p: &Phase) -> String {
+    if let Some(n) = &p.network {
+        return format!(
+            "slot {}: {}: p99 {:.0} ms during (before {:.0} ms), {} errors, {}",
+            n.slot,
+            n.impairment.describe(),
+            n.p99_during_ms,
+            n.p99_before_ms,
+            n.errors.values().sum::<u64>(),
+            if n.cleared_ms.is_some() && n.netem_left.is_empty() { "removed" } else { "NOT removed" }
+        );
+    }
     if let Some(u) = &p.update {
         return format!(
             "{} {}{}: {} failed requests, {} sessions moved, p99 {:.0} ms at worst",
@@ -193,6 +204,23 @@ pub fn markdown(r: &TestRun) -> String {
                 at(u.last_error_ms),
                 u.sessions_dropped,
                 u.sessions_reestablished
+            );
+        }
+        if let Some(n) = &p.network {
+            let at = |ms: Option<u64>| ms.map(|m| format!("+{:.2} s", secs(m, n.applied_ms))).unwrap_or("—".into());
+            let _ = writeln!(
+                md,
+                "\n| slot | node | impairment | interfaces | removed | netem left | p99 before / during | sessions dropped / re-established |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {:.0} / {:.0} ms | {} / {} |",
+                n.slot,
+                if n.node.is_empty() { "—".to_string() } else { n.node.chars().take(12).collect() },
+                n.impairment.describe(),
+                n.interfaces.join(", "),
+                n.clear_error.clone().unwrap_or_else(|| at(n.cleared_ms)),
+                if n.netem_left.is_empty() { "none".to_string() } else { n.netem_left.join(", ") },
+                n.p99_before_ms,
+                n.p99_during_ms,
+                n.sessions_dropped,
+                n.sessions_reestablished
             );
         }
         if let Some(h) = &p.hang {

@@ -118,6 +118,12 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
             "server.replicas=6",
             "--set",
             "server.placement.max_replicas_per_node=2",
+            // Two per node on three nodes hold the six exactly: no room to start a new task
+            // beside the old one, so updates stop one first (`up` refuses start-first here).
+            "--set",
+            "server.update.order=stop-first",
+            "--set",
+            "server.rollback.order=stop-first",
             "--set",
             "lb.ports={web: 28680, websocket: 28681, metrics: 28682, tcp: 28683}",
             "--set",
@@ -126,6 +132,20 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         v.extend_from_slice(extra);
         v
     };
+
+    // Start-first updates with no room beside the old tasks would wait forever: refused before
+    // anything is deployed, saying what to change.
+    let mut args = vec!["up", "--timeout", "2m"];
+    args.extend(stack(&["--set", "server.update.order=start-first"]));
+    let out = swarmctl(&args, state.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a start-first update runs 1 new task(s) beside the ones they replace")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert!(engine.service("swit-mn_server").await.is_err(), "nothing deployed");
 
     // Without a registry the builtin image is only on the manager: the workers' tasks are
     // rejected, and `up` says why at once instead of waiting out its timeout.
@@ -219,11 +239,11 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     let r: Value = crate::util::read_results(&results.join("results.json"));
     let phases = r["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"],
-        "{stderr}"
-    );
+    let mut expected = vec!["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"];
+    if crate::util::kernel_has_netem() {
+        expected.push("network");
+    }
+    assert_eq!(names, expected, "{stderr}");
     // Two per node at most: the two nodes a drain leaves cannot hold the six, and the run says so.
     let skipped = "drain: skipped: the 2 node(s) left after a drain cannot hold the 6 replicas at server.placement.max_replicas_per_node 2";
     assert!(r["notes"].as_array().unwrap().iter().any(|n| n == skipped), "{}", r["notes"]);
@@ -271,6 +291,22 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     let rollback = &phases[7]["update"];
     assert_eq!(rollback["outcome"], "rolled back", "{rollback}");
     assert_eq!(rollback["restored"], true, "{rollback}");
+    // A replica's link slowed on whichever node it runs (through that node's agent there), and
+    // the impairment proven gone; on a kernel without netem (the nodes here share this
+    // machine's), the phase skipped with the reason the helper got from a node's kernel.
+    if crate::util::kernel_has_netem() {
+        let network = &phases[8]["network"];
+        assert!(network["cleared_ms"].as_u64().is_some(), "{network}");
+        assert_eq!(network["netem_left"], serde_json::json!([]), "{network}");
+        assert!(!network["interfaces"].as_array().unwrap().is_empty(), "{network}");
+    } else {
+        let notes = r["notes"].as_array().unwrap();
+        assert!(
+            notes.iter().any(|n| n.as_str().unwrap().starts_with("network: skipped: the kernel of node ")
+                && n.as_str().unwrap().contains("has no netem qdisc")),
+            "{notes:?}"
+        );
+    }
 
     // Resources: every replica read before the load, on every node; nothing unmeasured.
     let resources = r["resources"].as_array().unwrap();

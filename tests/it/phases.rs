@@ -73,6 +73,69 @@ fn assert_renders(html: &Path, png: &Path) {
     );
 }
 
+/// The network phase of `test full`: with netem in the kernel, one replica's link slowed
+/// (100 ms ± 20 ms, 1 % loss) for 6 s, its requests slower by about that much, and no netem
+/// left on it, as the helper said and as the kernel says from inside the container's network
+/// namespace. Without netem (the kernels here), the phase skipped with the reason the real
+/// kernel gave the helper, and the helper's netlink code checked in a replica's namespace.
+async fn network_phase_or_its_reason(docker: &swarmctl::engine::Bollard, r: &swarmctl::report::TestRun, state: &Path) {
+    let server = swarmctl::engine::Engine::tasks(docker, "swit-ph_server", true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.is_running())
+        .and_then(|t| t.container)
+        .unwrap();
+    if crate::util::kernel_has_netem() {
+        let p = r.phases.iter().find(|p| p.name == "network").unwrap();
+        let n = p.network.as_ref().unwrap_or_else(|| panic!("{p:?}"));
+        assert!(!n.interfaces.is_empty() && n.netem_left.is_empty() && n.clear_error.is_none(), "{n:?}");
+        let held = n.cleared_ms.unwrap() - n.applied_ms;
+        assert!((5_500..9_000).contains(&held), "impaired for the 6 s asked: {held} ms");
+        assert!(n.p99_during_ms > 80.0, "the delay reached the clients: {n:?}");
+        assert!(r.events.iter().any(|e| e.kind == "netem") && r.events.iter().any(|e| e.kind == "netem cleared"));
+    } else {
+        let note =
+            r.notes.iter().find(|n| n.starts_with("network: skipped: ")).unwrap_or_else(|| panic!("{:?}", r.notes));
+        assert!(note.contains("has no netem qdisc (CONFIG_NET_SCH_NETEM is not set)"), "{note}");
+        // The helper in a replica's namespace, straight: it lists the interfaces and finds no
+        // netem to clear; asked for netem, it says what the kernel refused.
+        let pid = docker.client().inspect_container(&server, None).await.unwrap().state.unwrap().pid.unwrap();
+        let helper = |args: &[&str]| {
+            std::process::Command::new("nsenter")
+                .args(["-t", &pid.to_string(), "-n", env!("CARGO_BIN_EXE_swarmctl"), "netem"])
+                .args(args)
+                .env("SWARMCTL_STATE_DIR", state)
+                .output()
+                .unwrap()
+        };
+        let out = helper(&["--clear"]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let outcome: Value = serde_json::from_str(text(&out).0.trim()).unwrap();
+        assert!(outcome["interfaces"].as_array().unwrap().iter().any(|i| i == "eth0"), "{outcome}");
+        assert_eq!(outcome["netem"], serde_json::json!([]), "{outcome}");
+        let out = helper(&["--probe"]);
+        assert_eq!(serde_json::from_str::<Value>(text(&out).0.trim()).unwrap()["supported"], false);
+        let out = helper(&["--delay", "100ms"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out).1.contains("this kernel has no netem qdisc"), "{}", text(&out).1);
+    }
+    // Either way, the kernel says no netem is on the replica, and no helper container is left.
+    let pid = docker.client().inspect_container(&server, None).await.unwrap().state.unwrap().pid.unwrap();
+    let qdiscs = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "tc", "qdisc", "show"])
+        .output()
+        .unwrap();
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout).into_owned();
+    assert!(qdiscs.contains("qdisc") && !qdiscs.contains("netem"), "{qdiscs}");
+    let all = bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() };
+    let helpers = docker.client().list_containers(Some(all)).await.unwrap();
+    assert!(
+        !helpers.iter().any(|c| c.labels.as_ref().and_then(|l| l.get("swarmctl.oneoff")).is_some_and(|v| v == "netem")),
+        "no helper container left"
+    );
+}
+
 /// Server tasks running now.
 async fn running_tasks(engine: &swarmctl::engine::Bollard) -> usize {
     swarmctl::engine::Engine::tasks(engine, "swit-ph_server", false)
@@ -114,11 +177,11 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     );
     assert!(started.elapsed() < Duration::from_secs(600), "took {:?}", started.elapsed());
     let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"],
-        "{stdout}\n{stderr}"
-    );
+    let mut expected = vec!["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"];
+    if crate::util::kernel_has_netem() {
+        expected.push("network");
+    }
+    assert_eq!(names, expected, "{stdout}\n{stderr}");
     assert!(
         r.notes
             .iter()
@@ -237,6 +300,8 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(rb.failed_requests, 0, "{rb:?}");
     assert!(rb.restored, "{rb:?}");
     assert!(r.phases[7].reasons[0].contains("rolled the release back by itself"), "{:?}", r.phases[7].reasons);
+    network_phase_or_its_reason(&docker, &r, state.path()).await;
+
     // Nothing changed is left: the stack's own spec, its 3 replicas running.
     let spec = docker.client().inspect_service("swit-ph_server", None).await.unwrap().spec.unwrap();
     let command = spec.task_template.unwrap().container_spec.unwrap().command.unwrap_or_default();
@@ -269,6 +334,9 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     let page = std::fs::read_to_string(full.join("report.html")).unwrap();
     assert!(page.contains("hang: p99 each second around the stop") && page.contains(">resumed<"), "the stop zoomed");
     assert!(page.contains("update: failed requests each second around the release"), "the release zoomed");
+    if crate::util::kernel_has_netem() {
+        assert!(page.contains("network: p99 each second around the impairment"), "the impairment zoomed");
+    }
 
     // 2. report render rebuilds the same files from results.json; compare flags regressions.
     let before = std::fs::read_to_string(full.join("FINAL_REPORT.md")).unwrap();
@@ -404,6 +472,46 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(running_tasks(&docker).await, 3, "restored to 3 replicas after Ctrl-C");
     assert!(int.join("report.html").exists() && int.join("FINAL_REPORT.md").exists());
 
+    // 6b. Ctrl-C while swarm rolls out a release that cannot start: whether swarm had rolled it
+    // back yet or not, the stack's own spec runs on its 3 replicas afterwards, and the report
+    // says so.
+    let int = results.path().join("interrupted-rollback");
+    let mut all = vec!["validate", "--phase", "rollback", "--out", int.to_str().unwrap()];
+    all.extend_from_slice(SETS);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(&all)
+        .env("SWARMCTL_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(results.path().join("interrupted-rollback.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"release\"") {
+        assert!(Instant::now() < deadline, "no release within 90 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "validate did not stop within 240 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = std::fs::read(results.path().join("interrupted-rollback.stderr")).unwrap_or_default();
+    let out = std::process::Output { status, stdout: Vec::new(), stderr };
+    assert_eq!(status.code(), Some(130), "{}", text(&out).1);
+    let r = read(&int, &out);
+    assert_eq!(r.phases[0].verdict.as_str(), "interrupted", "{:?}", r.phases[0].reasons);
+    let u = r.phases[0].update.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
+    assert!(u.restored, "{u:?}");
+    let spec = docker.client().inspect_service("swit-ph_server", None).await.unwrap().spec.unwrap();
+    let command = spec.task_template.unwrap().container_spec.unwrap().command.unwrap_or_default();
+    assert!(!command.iter().any(|c| c.contains("cannot-start")), "{command:?}");
+    assert_ne!(spec.labels.unwrap()["swarmctl.spec-hash"], "broken-release");
+    assert_eq!(running_tasks(&docker).await, 3, "3 replicas of the stack's spec after Ctrl-C");
+
     // 7. The agent (what every other node of a swarm runs for the length of a run) on this real
     // engine: it reads and kills the stack's replicas for the run's token, and nothing else.
     agent_acts_on_the_stack_only(&docker).await;
@@ -423,7 +531,16 @@ async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
     let addr = listener.local_addr().unwrap().to_string();
     let stop = tokio_util::sync::CancellationToken::new();
     let token = "it-token-0123456789abcdef";
-    let agent = Agent { engine: engine.clone(), stack: "swit-ph".into(), node: node.clone(), token: token.into() };
+    // The image the replicas run (the builtin one, packed by `up` from the swarmctl binary).
+    let server = docker.client().inspect_service("swit-ph_server", None).await.unwrap();
+    let image = server.spec.and_then(|s| s.task_template?.container_spec?.image).expect("the server's image");
+    let agent = Agent {
+        engine: engine.clone(),
+        stack: "swit-ph".into(),
+        node: node.clone(),
+        token: token.into(),
+        image: image.clone(),
+    };
     let served = tokio::spawn(serve(Arc::new(agent), listener, stop.clone()));
     let client = Client::new(&addr, token);
     assert_eq!(client.hello().await.unwrap().node, node);
@@ -436,10 +553,14 @@ async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
     let err = Client::new(&addr, "guess").signal(&container, "SIGKILL").await.unwrap_err().to_string();
     assert!(err.contains("(401)"), "{err}");
 
+    // netem through the agent: its helper container in the replica's network namespace answers
+    // with the kernel's word on netem, lists the interfaces, and leaves none.
+    let probe = client.netem(&container, swarmctl::netem::Order::Probe).await.unwrap();
+    assert_eq!(probe.outcome.supported, crate::util::kernel_has_netem(), "{probe:?}");
+    let cleared = client.netem(&container, swarmctl::netem::Order::Clear).await.unwrap();
+    assert!(cleared.outcome.netem.is_empty() && cleared.outcome.interfaces.iter().any(|i| i == "eth0"), "{cleared:?}");
+
     // A container that is no task of the stack: refused whatever the token.
-    // The image the replicas run (the builtin one, packed by `up` from the swarmctl binary).
-    let server = docker.client().inspect_service("swit-ph_server", None).await.unwrap();
-    let image = server.spec.and_then(|s| s.task_template?.container_spec?.image).expect("the server's image");
     let outsider = docker
         .client()
         .create_container(
@@ -453,6 +574,7 @@ async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
         .unwrap()
         .id;
     let refused = client.signal(&outsider, "SIGKILL").await;
+    let impair = client.netem(&outsider, swarmctl::netem::Order::Clear).await;
     docker
         .client()
         .remove_container(&outsider, None::<bollard::query_parameters::RemoveContainerOptions>)
@@ -460,6 +582,7 @@ async fn agent_acts_on_the_stack_only(docker: &swarmctl::engine::Bollard) {
         .unwrap();
     let err = refused.unwrap_err().to_string();
     assert!(err.contains("(403)") && err.contains("not a task of stack swit-ph"), "{err}");
+    assert!(impair.unwrap_err().to_string().contains("(403)"));
 
     // The kill, timed by this node's clock; swarm replaces the replica.
     let before = swarmctl::units::unix_now_ms();

@@ -161,3 +161,16 @@ pub fn read_results(file: &Path) -> serde_json::Value {
     assert!(errors.is_empty(), "{} does not follow docs/results.schema.json: {errors:?}", file.display());
     value
 }
+
+/// Whether this machine's kernel has the netem qdisc: set on the loopback of a network
+/// namespace made for the question, then the namespace removed.
+pub fn kernel_has_netem() -> bool {
+    let ns = format!("swit-netem-{}", std::process::id());
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output().expect("run ip");
+    assert!(ip(&["netns", "add", &ns]).status.success(), "ip netns add");
+    let added = ip(&["netns", "exec", &ns, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]);
+    assert!(ip(&["netns", "del", &ns]).status.success(), "ip netns del");
+    let said = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success() || said.contains("qdisc kind is unknown"), "tc: {said}");
+    added.status.success()
+}
