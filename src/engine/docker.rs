@@ -31,6 +31,18 @@ pub struct Bollard {
 }
 
 impl Bollard {
+    /// Creates a container of swarmctl's own (unnamed).
+    async fn create(
+        &self,
+        body: ContainerCreateBody,
+        action: &str,
+    ) -> Result<bollard::models::ContainerCreateResponse, EngineError> {
+        self.docker
+            .create_container(Some(CreateContainerOptions { name: None, platform: String::new() }), body)
+            .await
+            .map_err(|e| api(action, e))
+    }
+
     /// Connects and pings, failing within a few seconds when nothing answers.
     pub async fn connect() -> Result<Bollard, EngineError> {
         let unreachable = |reason: String| EngineError::Unreachable { place: endpoint(), reason };
@@ -560,11 +572,7 @@ impl Engine for Bollard {
             }),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(Some(CreateContainerOptions { name: None, platform: String::new() }), body)
-            .await
-            .map_err(|e| api(format!("create a {} container", spec.image), e))?;
+        let created = self.create(body, &format!("create a {} container", spec.image)).await?;
         self.docker
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
@@ -611,11 +619,7 @@ impl Engine for Bollard {
             }),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(Some(CreateContainerOptions { name: None, platform: String::new() }), body)
-            .await
-            .map_err(|e| api(&action, e))?;
+        let created = self.create(body, &action).await?;
         let ran = async {
             self.docker
                 .start_container(&created.id, None::<StartContainerOptions>)

@@ -136,6 +136,46 @@ async fn network_phase_or_its_reason(docker: &swarmctl::engine::Bollard, r: &swa
     );
 }
 
+/// Runs `validate --phase PHASE` on the test's stack, sends it SIGINT once its timeline has an
+/// event of `kind`, and checks it exits 130 with its results written: those, and the folder.
+fn interrupted(
+    phase: &str,
+    kind: &str,
+    results: &Path,
+    state: &Path,
+) -> (swarmctl::report::TestRun, std::path::PathBuf) {
+    let int = results.join(format!("interrupted-{phase}"));
+    let stderr_file = results.join(format!("interrupted-{phase}.stderr"));
+    let mut all = vec!["validate", "--phase", phase, "--out", int.to_str().unwrap()];
+    all.extend_from_slice(SETS);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(&all)
+        .env("SWARMCTL_STATE_DIR", state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).unwrap())
+        .spawn()
+        .unwrap();
+    let marker = format!("\"kind\":\"{kind}\"");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains(&marker) {
+        assert!(Instant::now() < deadline, "{phase}: no {kind} event within 90 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{phase}: validate did not stop within 240 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = std::fs::read(&stderr_file).unwrap_or_default();
+    let out = std::process::Output { status, stdout: Vec::new(), stderr };
+    assert_eq!(status.code(), Some(130), "{phase}: {}", text(&out).1);
+    (read(&int, &out), int)
+}
+
 /// Server tasks running now.
 async fn running_tasks(engine: &swarmctl::engine::Bollard) -> usize {
     swarmctl::engine::Engine::tasks(engine, "swit-ph_server", false)
@@ -439,34 +479,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
 
     // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
     // is written and says interrupted, exit 130.
-    let int = results.path().join("interrupted");
-    let mut all = vec!["validate", "--phase", "scaling", "--out", int.to_str().unwrap()];
-    all.extend_from_slice(SETS);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(&all)
-        .env("SWARMCTL_STATE_DIR", state.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(results.path().join("interrupted.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"scale\"") {
-        assert!(Instant::now() < deadline, "no scale step within 90 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "validate did not stop within 120 s of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read(results.path().join("interrupted.stderr")).unwrap_or_default();
-    let out = std::process::Output { status, stdout: Vec::new(), stderr };
-    assert_eq!(status.code(), Some(130), "{}", text(&out).1);
-    let r = read(&int, &out);
+    let (r, int) = interrupted("scaling", "scale", results.path(), state.path());
     assert_eq!((r.verdict.as_str(), r.phases[0].verdict.as_str()), ("interrupted", "interrupted"), "{:?}", r.phases);
     assert!(r.phases[0].scaling.as_ref().unwrap().restored, "{:?}", r.phases[0]);
     assert_eq!(running_tasks(&docker).await, 3, "restored to 3 replicas after Ctrl-C");
@@ -475,34 +488,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     // 6b. Ctrl-C while swarm rolls out a release that cannot start: whether swarm had rolled it
     // back yet or not, the stack's own spec runs on its 3 replicas afterwards, and the report
     // says so.
-    let int = results.path().join("interrupted-rollback");
-    let mut all = vec!["validate", "--phase", "rollback", "--out", int.to_str().unwrap()];
-    all.extend_from_slice(SETS);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(&all)
-        .env("SWARMCTL_STATE_DIR", state.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(results.path().join("interrupted-rollback.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains("\"kind\":\"release\"") {
-        assert!(Instant::now() < deadline, "no release within 90 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "validate did not stop within 240 s of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read(results.path().join("interrupted-rollback.stderr")).unwrap_or_default();
-    let out = std::process::Output { status, stdout: Vec::new(), stderr };
-    assert_eq!(status.code(), Some(130), "{}", text(&out).1);
-    let r = read(&int, &out);
+    let (r, _) = interrupted("rollback", "release", results.path(), state.path());
     assert_eq!(r.phases[0].verdict.as_str(), "interrupted", "{:?}", r.phases[0].reasons);
     let u = r.phases[0].update.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0]));
     assert!(u.restored, "{u:?}");
@@ -511,6 +497,22 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(!command.iter().any(|c| c.contains("cannot-start")), "{command:?}");
     assert_ne!(spec.labels.unwrap()["swarmctl.spec-hash"], "broken-release");
     assert_eq!(running_tasks(&docker).await, 3, "3 replicas of the stack's spec after Ctrl-C");
+
+    // 6c. Ctrl-C while a replica is stopped (SIGSTOP): it is resumed before the run ends.
+    let (r, _) = interrupted("hang", "hang", results.path(), state.path());
+    assert_eq!(r.phases[0].verdict.as_str(), "interrupted", "{:?}", r.phases[0].reasons);
+    assert!(r.events.iter().any(|e| e.kind == "resume"), "{:?}", r.events);
+    let stopped = r.events.iter().find(|e| e.kind == "hang").unwrap();
+    let slot: i64 = stopped.detail.split("slot ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let task = swarmctl::engine::Engine::tasks(&docker, "swit-ph_server", true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.slot == slot && t.is_running())
+        .unwrap_or_else(|| panic!("slot {slot} runs"));
+    let pid = docker.client().inspect_container(&task.container.unwrap(), None).await.unwrap().state.unwrap().pid;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.unwrap())).unwrap();
+    assert_ne!(stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap(), "T", "resumed: {stat}");
 
     // 7. The agent (what every other node of a swarm runs for the length of a run) on this real
     // engine: it reads and kills the stack's replicas for the run's token, and nothing else.
