@@ -152,15 +152,18 @@ pub fn add_message(ifindex: u32, imp: &Impairment, seq: u32) -> Vec<u8> {
     header(&mut buf, RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq);
     tcmsg(&mut buf, ifindex, TC_H_ROOT);
     attr(&mut buf, TCA_KIND, b"netem\0");
-    // struct tc_netem_qopt (latency and jitter in scheduler ticks: left 0, the 64-bit
-    // nanosecond attributes after it say them exactly), then netem's own attributes.
+    // struct tc_netem_qopt, latency and jitter in scheduler ticks (64 ns each since Linux
+    // 2.6.31, as iproute2 writes them), then the 64-bit nanosecond attributes that say them
+    // exactly to kernels that know them (4.15 and later).
     let loss = (imp.loss.clamp(0.0, 1.0) * f64::from(u32::MAX)).round() as u32;
+    let ns = |ms: u64| ms.saturating_mul(1_000_000).min(i64::MAX as u64) as i64;
+    let ticks = |ms: u64| (ns(ms) / 64).min(i64::from(u32::MAX)) as u32;
     let mut opts = Vec::with_capacity(48);
-    for v in [0u32, LIMIT, loss, 0, 0, 0] {
+    for v in [ticks(imp.delay_ms), LIMIT, loss, 0, 0, ticks(imp.jitter_ms)] {
         opts.extend_from_slice(&v.to_ne_bytes());
     }
-    attr(&mut opts, TCA_NETEM_LATENCY64, &(imp.delay_ms as i64 * 1_000_000).to_ne_bytes());
-    attr(&mut opts, TCA_NETEM_JITTER64, &(imp.jitter_ms as i64 * 1_000_000).to_ne_bytes());
+    attr(&mut opts, TCA_NETEM_LATENCY64, &ns(imp.delay_ms).to_ne_bytes());
+    attr(&mut opts, TCA_NETEM_JITTER64, &ns(imp.jitter_ms).to_ne_bytes());
     attr(&mut buf, TCA_OPTIONS, &opts);
     finish(buf)
 }
@@ -222,9 +225,9 @@ pub fn netem_indexes(answer: &[u8]) -> Vec<u32> {
 
 /// The kernel's answer to one request: 0, or the errno it refused with.
 fn acknowledged(answer: &[u8]) -> Option<i32> {
-    messages(answer).into_iter().find(|(k, _)| *k == NLMSG_ERROR).map(|(_, p)| {
-        let code = i32::from_ne_bytes(p[..4].try_into().expect("4 bytes"));
-        -code
+    messages(answer).into_iter().find(|(k, _)| *k == NLMSG_ERROR).map(|(_, p)| match p.get(..4) {
+        Some(code) => -i32::from_ne_bytes(code.try_into().expect("4 bytes")),
+        None => nix::Error::EPROTO as i32,
     })
 }
 
@@ -385,7 +388,9 @@ mod tests {
         // TCA_OPTIONS: the 24-byte qopt, then LATENCY64 and JITTER64 (12 bytes each).
         assert_eq!((u16_at(&m, 48), u16_at(&m, 50)), (4 + 24 + 12 + 12, TCA_OPTIONS));
         let qopt = 52;
+        assert_eq!(u32_at(&m, qopt), 1_562_500, "100 ms in 64 ns ticks");
         assert_eq!(u32_at(&m, qopt + 4), LIMIT);
+        assert_eq!(u32_at(&m, qopt + 20), 312_500, "20 ms in 64 ns ticks");
         let loss = u32_at(&m, qopt + 8) as f64 / f64::from(u32::MAX);
         assert!((loss - 0.01).abs() < 1e-9, "{loss}");
         assert_eq!((u16_at(&m, qopt + 24), u16_at(&m, qopt + 26)), (12, TCA_NETEM_LATENCY64));

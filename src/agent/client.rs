@@ -74,8 +74,9 @@ impl Client {
     pub async fn netem(&self, container: &str, order: crate::netem::Order) -> Result<super::NetemDone, AgentError> {
         let body =
             serde_json::to_vec(&super::Netem { container: container.into(), order }).expect("a netem order serializes");
-        // A helper container is created, run and removed on the node: more than a signal.
-        let patient = Client { addr: self.addr.clone(), token: self.token.clone(), timeout: Duration::from_secs(40) };
+        // A helper container is created, run (30 s at most) and removed on the node: the wait
+        // outlasts the agent's, so that a clear never overtakes a set still running there.
+        let patient = Client { addr: self.addr.clone(), token: self.token.clone(), timeout: Duration::from_secs(75) };
         patient.call(Method::POST, "/v1/netem", Some(body)).await
     }
 

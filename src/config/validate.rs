@@ -235,6 +235,9 @@ fn server(k: &mut Checker, s: &Server, test: &Test) {
     k.ensure(test.network.duration.0.as_secs() >= 1, "test.network.duration", || {
         format!("must be at least 1s, e.g. 20s (got {})", test.network.duration)
     });
+    k.ensure(test.network.delay.0.as_secs() <= 10, "test.network.delay", || {
+        format!("must be at most 10s: a slow link, not a dead one (got {})", test.network.delay)
+    });
     k.ensure(test.network.jitter.0 <= test.network.delay.0, "test.network.jitter", || {
         format!("must not exceed test.network.delay ({} > {})", test.network.jitter, test.network.delay)
     });

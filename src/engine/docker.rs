@@ -268,15 +268,15 @@ impl Engine for Bollard {
         auth: Option<Credentials>,
     ) -> Result<Vec<String>, EngineError> {
         let action = format!("update service {name}");
+        // Decided once: a retry must not read the counter written by the attempt before it
+        // as a request to replace every task.
+        let bump = spec.task_template.as_ref().is_some_and(|t| t.force_update.is_some());
         for attempt in 0..5 {
             let current = self.docker.inspect_service(name, None).await.map_err(|e| api(&action, e))?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
             let force = current.spec.and_then(|s| s.task_template).and_then(|t| t.force_update);
             if let Some(t) = spec.task_template.as_mut() {
-                t.force_update = match t.force_update {
-                    Some(_) => Some(force.unwrap_or(0) + 1),
-                    None => force,
-                };
+                t.force_update = if bump { Some(force.unwrap_or(0) + 1) } else { force };
             }
             let opts =
                 UpdateServiceOptions { version: version as i32, registry_auth_from: "spec".into(), rollback: None };

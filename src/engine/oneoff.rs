@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-/// Label on every container swarmctl starts, with the stack's name.
+/// Label on every container swarmctl starts, with the stack's name (`netem` on the network
+/// phase's helpers, which live for one call).
 pub const LABEL: &str = "swarmctl.oneoff";
 
 /// A container to run once.

@@ -129,7 +129,19 @@ pub async fn scale_to(
     if engine.service(service).await?.replicas != n {
         stack::scale(engine, desired, service, n).await?;
     }
-    converge::wait(engine, &[service.to_string()], timeout, Duration::ZERO, cancel, &mut |_| {}).await?;
+    for attempt in 0..3 {
+        converge::wait(engine, &[service.to_string()], timeout, Duration::ZERO, cancel, &mut |_| {}).await?;
+        // Swarm can lose a scale-down that comes while the tasks of the scale-up before it are
+        // still being created: they start after the count went down, and stay (seen here with
+        // Ctrl-C right after a step). Written again, the count is reconciled.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let wanted = engine.tasks(service, true).await?.iter().filter(|t| t.desired_running).count() as u64;
+        if wanted <= n || attempt == 2 {
+            break;
+        }
+        tracing::warn!("{service}: {wanted} tasks meant to run at {n} replicas; writing the count again");
+        stack::scale(engine, desired, service, n).await?;
+    }
     Ok(asked.elapsed().as_secs_f64())
 }
 

@@ -97,9 +97,21 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
     let name = release.phase();
     let service = ctx.server_service();
     let base = ctx.config.server.replicas as u64;
-    let running = ctx.engine.tasks(&service, true).await?.iter().filter(|t| t.is_running()).count() as u64;
-    if running != base {
-        anyhow::bail!("{service} runs {running} of its {base} replicas: run `swarmctl up` and wait until it is whole");
+    // A phase just before may have left swarm finishing a change: wait for it (1 min at most).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks = ctx.engine.tasks(&service, true).await?;
+        let running = tasks.iter().filter(|t| t.is_running()).count() as u64;
+        let wanted = tasks.iter().filter(|t| t.desired_running).count() as u64;
+        if running == base && wanted == base {
+            break;
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "{service} runs {running} of its {base} replicas ({wanted} meant to run): run `swarmctl up` and wait until it is whole"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (node, policy) = match release {
         Release::Drain => {
@@ -148,6 +160,8 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
         if let Some(node) = &node {
             reactivate(ctx, node).await;
         }
+        // The engine may have taken the write though its answer was lost: put it back.
+        restore(ctx, &service, base).await;
         return Err(e.into());
     }
     let what = match &node {
@@ -270,7 +284,7 @@ async fn watch(
             u.finished_ms = Some(at);
             u.outcome = outcome.into();
             u.message = message;
-            let took = (at - u.released_ms) as f64 / 1000.0;
+            let took = at.saturating_sub(u.released_ms) as f64 / 1000.0;
             ctx.rec.event_at(at, "update", format!("{outcome} after {took:.1} s"));
             ctx.say(format!("[{name}] swarm: {outcome} after {took:.1} s"));
             return Ok(());
@@ -330,9 +344,25 @@ pub async fn cannot_drain(ctx: &Ctx) -> Option<String> {
             "no other node is ready and active: draining this one would take the load balancer with it".into(),
         );
     }
-    // The replicas of the drained node must fit on the others, or the drain never ends.
+    // The replicas of the drained node must fit on the others its placement allows, or the
+    // drain never ends.
+    let service = ctx.server_service();
+    let constraints: Vec<String> = (ctx.desired.services.iter())
+        .find(|s| s.name.as_deref() == Some(service.as_str()))
+        .and_then(|s| s.task_template.as_ref()?.placement.as_ref()?.constraints.clone())
+        .unwrap_or_default();
+    let eligible = (nodes.iter())
+        .filter(|n| n.state == "ready" && n.availability == "active")
+        .filter(|n| constraints.iter().all(|c| crate::plan::topology::satisfies(n, c).unwrap_or(true)))
+        .count() as u64;
+    let left = eligible.saturating_sub(1);
     let replicas = ctx.config.server.replicas as u64;
-    let left = nodes.iter().filter(|n| n.state == "ready" && n.availability == "active").count() as u64 - 1;
+    if left == 0 {
+        return Some(format!(
+            "no other node satisfies the server's placement ({}): its replicas would have nowhere to go",
+            constraints.join(", ")
+        ));
+    }
     match ctx.config.server.placement.max_replicas_per_node {
         Some(max) if u64::from(max) * left < replicas => Some(format!(
             "the {left} node(s) left after a drain cannot hold the {replicas} replicas at server.placement.max_replicas_per_node {max}"
@@ -431,7 +461,7 @@ async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
 fn judge(ctx: &Ctx, release: Release, r: &crate::load::RunResult, u: &Update) -> (Verdict, Vec<String>) {
     let slo = &ctx.config.slo;
     let mut reasons = Vec::new();
-    let took = u.finished_ms.map(|f| (f - u.released_ms) as f64 / 1000.0);
+    let took = u.finished_ms.map(|f| f.saturating_sub(u.released_ms) as f64 / 1000.0);
     let ended_well = u.outcome == release.expected();
     reasons.push(match (took, release) {
         (Some(s), Release::Restart) if ended_well => {

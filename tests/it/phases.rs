@@ -158,7 +158,14 @@ fn interrupted(
     let marker = format!("\"kind\":\"{kind}\"");
     let deadline = Instant::now() + Duration::from_secs(90);
     while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains(&marker) {
-        assert!(Instant::now() < deadline, "{phase}: no {kind} event within 90 s");
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{phase}: no {kind} event within 90 s:\n{}",
+                std::fs::read_to_string(&stderr_file).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
