@@ -39,6 +39,17 @@ pub fn recovery_s(kill_ms: u64, failures: &[u64], recovered_at_ms: Option<u64>) 
     }
 }
 
+/// The one server replica a single-replica fault (hang, network) acts on, chosen as failover
+/// chooses its kills; `what` the fault does, for the error when none runs.
+pub async fn one_victim(ctx: &Ctx, what: &str) -> anyhow::Result<Task> {
+    let service = ctx.server_service();
+    let tasks = ctx.engine.tasks(&service, false).await?;
+    if !tasks.iter().any(|t| t.is_running() && t.container.is_some()) {
+        anyhow::bail!("{service} has no running task to {what}: is the stack up (`swarmctl up`)?");
+    }
+    Ok(victims(&tasks, 1, &ctx.reach).map_err(|e| anyhow::anyhow!("{service}: {e}"))?.remove(0))
+}
+
 /// Kills `ctx.failover`'s tasks under load and measures what clients saw.
 pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let plan = ctx.failover;

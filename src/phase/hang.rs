@@ -21,11 +21,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let cfg = &ctx.config.test.hang;
     let profile = ctx.phase_profile();
     let service = ctx.server_service();
-    let tasks = ctx.engine.tasks(&service, false).await?;
-    if !tasks.iter().any(|t| t.is_running() && t.container.is_some()) {
-        anyhow::bail!("{service} has no running task to stop: is the stack up (`swarmctl up`)?");
-    }
-    let victim = failover::victims(&tasks, 1, &ctx.reach).map_err(|e| anyhow::anyhow!("{service}: {e}"))?.remove(0);
+    let victim = failover::one_victim(ctx, "stop").await?;
 
     let mut load_plan = ctx.load_plan(&profile).await?;
     load_plan.hold = cfg.warmup.0 + cfg.duration.0 + cfg.observe.0;

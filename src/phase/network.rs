@@ -27,11 +27,7 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     };
     let profile = ctx.phase_profile();
     let service = ctx.server_service();
-    let tasks = ctx.engine.tasks(&service, false).await?;
-    if !tasks.iter().any(|t| t.is_running() && t.container.is_some()) {
-        anyhow::bail!("{service} has no running task to impair: is the stack up (`swarmctl up`)?");
-    }
-    let victim = failover::victims(&tasks, 1, &ctx.reach).map_err(|e| anyhow::anyhow!("{service}: {e}"))?.remove(0);
+    let victim = failover::one_victim(ctx, "impair").await?;
     if let Some(why) = cannot_impair(ctx, &victim).await {
         anyhow::bail!("{why}");
     }
@@ -152,14 +148,9 @@ async fn cannot_impair(ctx: &Ctx, task: &Task) -> Option<String> {
 /// Why this run cannot impair a replica's network, when it cannot (`--phase all` and `test
 /// full` then skip the phase).
 pub async fn cannot_run(ctx: &Ctx) -> Option<String> {
-    let service = ctx.server_service();
-    let tasks = match ctx.engine.tasks(&service, false).await {
-        Ok(t) => t,
-        Err(e) => return Some(format!("cannot list the tasks of {service}: {e}")),
-    };
-    match failover::victims(&tasks, 1, &ctx.reach) {
-        Ok(mut v) => cannot_impair(ctx, &v.remove(0)).await,
-        Err(e) => Some(format!("{service}: {e}")),
+    match failover::one_victim(ctx, "impair").await {
+        Ok(victim) => cannot_impair(ctx, &victim).await,
+        Err(e) => Some(crate::error_text(&e)),
     }
 }
 

@@ -180,7 +180,7 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
         outcome: "unfinished".into(),
         ..Default::default()
     };
-    let watched = watch(ctx, &mut u, node.as_deref(), base, cfg.timeout.0, load.as_mut()).await;
+    let watched = watch(ctx, release, &mut u, node.as_deref(), base, cfg.timeout.0, load.as_mut()).await;
     if u.finished_ms.is_some() && watched.is_ok() {
         tokio::select! {
             _ = tokio::time::sleep(cfg.observe.0) => {}
@@ -200,13 +200,8 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
     let result = result?;
     if let Err(e) = watched {
         // Cut short (Ctrl-C, the load gone): what was measured and restored is still reported.
-        let restored = if u.restored {
-            format!("{service} runs the stack's own spec on all its replicas again")
-        } else {
-            format!("{service} does NOT run the stack's own spec on all its replicas: run `swarmctl up`")
-        };
         let verdict = if ctx.cancel.is_cancelled() { Verdict::Interrupted } else { Verdict::Error };
-        let reasons = vec![crate::error_text(&e), restored];
+        let reasons = vec![crate::error_text(&e), restored(release, &u)];
         return Ok(Phase { verdict, reasons, load: Some(result), update: Some(u), ..Default::default() });
     }
 
@@ -231,17 +226,14 @@ pub async fn measure(ctx: &Ctx, release: Release) -> anyhow::Result<Phase> {
 /// fails on the timeline.
 async fn watch(
     ctx: &Ctx,
+    release: Release,
     u: &mut Update,
     drained: Option<&str>,
     base: u64,
     timeout: Duration,
     mut load: std::pin::Pin<&mut impl std::future::Future<Output = anyhow::Result<crate::load::RunResult>>>,
 ) -> anyhow::Result<()> {
-    let name = match u.release.as_str() {
-        "broken" => "rollback",
-        "drain" => "drain",
-        _ => "update",
-    };
+    let name = release.phase();
     let deadline = Instant::now() + timeout;
     let mut seen: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -455,6 +447,16 @@ async fn restore(ctx: &Ctx, service: &str, base: u64) -> bool {
     }
 }
 
+/// Whether the stack is as it was afterwards, in the phase's words.
+fn restored(release: Release, u: &Update) -> String {
+    let node_too = if release == Release::Drain { ", the node active again" } else { "" };
+    if u.restored {
+        format!("{} runs the stack's own spec on all its replicas{node_too}", u.service)
+    } else {
+        format!("{} does NOT run the stack's own spec on all its replicas{node_too}: run `swarmctl up`", u.service)
+    }
+}
+
 /// Judged on what the policy, the drain and the load balancer decide: swarm ends where it
 /// should, no request fails for another reason than its session having to move (within the
 /// failover success ratio), every dropped session comes back, and the stack's spec runs after.
@@ -517,12 +519,7 @@ fn judge(ctx: &Ctx, release: Release, r: &crate::load::RunResult, u: &Update) ->
         ));
     }
     let sessions_back = u.sessions_reestablished >= u.sessions_dropped;
-    let node_too = if release == Release::Drain { ", the node active again" } else { "" };
-    reasons.push(if u.restored {
-        format!("{} runs the stack's own spec on all its replicas{node_too}", u.service)
-    } else {
-        format!("{} does NOT run the stack's own spec on all its replicas{node_too}: run `swarmctl up`", u.service)
-    });
+    reasons.push(restored(release, u));
     let interrupted = r.verdict == Verdict::Interrupted || ctx.cancel.is_cancelled();
     (Verdict::judged(interrupted, ended_well && clients_ok && sessions_back && u.restored), reasons)
 }
