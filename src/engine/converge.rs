@@ -175,6 +175,9 @@ async fn service_state(
     };
     let (state, message) = match &svc.update {
         Some(UpdateState::Paused(m)) => ("paused", m),
+        // A rollback that ended before this wait leaves the previous spec running, as stable
+        // as any: swarm keeps reporting it until the next update (a scale, say).
+        Some(UpdateState::RolledBack(_)) if svc.update_at_ms.is_some_and(|at| at < since_ms) => ("", &String::new()),
         Some(UpdateState::RollingBack(m) | UpdateState::RolledBack(m)) => ("rolled back", m),
         Some(UpdateState::RollbackPaused(m)) => ("rollback paused", m),
         Some(UpdateState::Updating | UpdateState::Completed) | None => ("", &String::new()),
@@ -310,9 +313,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_rolled_back_update_is_said_at_once() {
         let (fake, _) = with_stack(0, &[]).await;
-        fake.set_update(SERVER, UpdateState::RolledBack("update out of sequence".into()));
+        let now = crate::units::unix_now_ms();
+        fake.set_update(SERVER, UpdateState::RolledBack("update out of sequence".into()), now);
         let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
         assert_eq!(err, format!("service {SERVER}: update rolled back: update out of sequence"));
+    }
+
+    /// Swarm reports a rollback until the next update: one that ended before the wait (an
+    /// earlier rollback phase, say) must not fail `up` or a restore ever after.
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_that_ended_before_the_wait_is_history() {
+        let (fake, _) = with_stack(0, &[]).await;
+        let earlier = crate::units::unix_now_ms() - 60_000;
+        fake.set_update(SERVER, UpdateState::RolledBack("rollback completed".into()), earlier);
+        let states = wait_for(&fake, Duration::from_secs(300)).await.unwrap();
+        assert!(states[0].converged(), "{states:?}");
+        // A pause is not history: the update waits for someone to act.
+        fake.set_update(SERVER, UpdateState::Paused("update paused".into()), earlier);
+        let err = wait_for(&fake, Duration::from_secs(300)).await.unwrap_err().to_string();
+        assert!(err.contains("update paused"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]

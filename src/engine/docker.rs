@@ -347,6 +347,11 @@ impl Engine for Bollard {
         let spec = svc.spec.clone().unwrap_or_default();
         let image = crate::engine::stack::image_of(&spec).to_string();
         let replicas = spec.mode.and_then(|m| m.replicated).and_then(|r| r.replicas).unwrap_or(1).max(0) as u64;
+        let update_at_ms = svc
+            .update_status
+            .as_ref()
+            .and_then(|s| s.completed_at.as_deref().or(s.started_at.as_deref()))
+            .and_then(unix_ms);
         let update = svc.update_status.map(|status| {
             let message = status.message.unwrap_or_default();
             match status.state {
@@ -359,7 +364,7 @@ impl Engine for Bollard {
                 _ => UpdateState::Updating,
             }
         });
-        Ok(ServiceInfo { id: svc.id.unwrap_or_default(), replicas, update, image })
+        Ok(ServiceInfo { id: svc.id.unwrap_or_default(), replicas, update, update_at_ms, image })
     }
 
     async fn tasks(&self, service: &str, current_only: bool) -> Result<Vec<Task>, EngineError> {

@@ -42,7 +42,7 @@ struct Service {
     id: String,
     spec: ServiceSpec,
     version: u64,
-    update: Option<UpdateState>,
+    update: Option<(UpdateState, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -125,10 +125,10 @@ impl Fake {
         self.lock().node_fates.insert((service.into(), node.into()), fate);
     }
 
-    /// Marks `service`'s latest update so.
-    pub fn set_update(&self, service: &str, update: UpdateState) {
+    /// Marks `service`'s latest update so, as of `at_ms` (Unix milliseconds).
+    pub fn set_update(&self, service: &str, update: UpdateState, at_ms: u64) {
         if let Some(s) = self.lock().services.get_mut(service) {
-            s.update = Some(update);
+            s.update = Some((update, at_ms));
         }
     }
 
@@ -396,7 +396,7 @@ impl Engine for Fake {
         let respec = svc.spec.task_template != spec.task_template;
         svc.spec = spec;
         svc.version += 1;
-        svc.update = Some(UpdateState::Completed);
+        svc.update = Some((UpdateState::Completed, crate::units::unix_now_ms()));
         s.calls.push(format!("update service {name}{}", with(&auth)));
         s.reconcile(name, respec);
         Ok(Vec::new())
@@ -461,7 +461,8 @@ impl Engine for Fake {
         Ok(ServiceInfo {
             id: svc.id.clone(),
             replicas: crate::plan::replicas(&svc.spec).unwrap_or(1),
-            update: svc.update.clone(),
+            update: svc.update.as_ref().map(|(u, _)| u.clone()),
+            update_at_ms: svc.update.as_ref().map(|(_, at)| *at),
             image: super::stack::image_of(&svc.spec).to_string(),
         })
     }

@@ -164,6 +164,9 @@ pub struct ServiceInfo {
     pub replicas: u64,
     /// Where its latest update stands, when it had one.
     pub update: Option<UpdateState>,
+    /// When that update reached its state (completed, rolled back, …; started while it runs),
+    /// Unix milliseconds: a rollback that ended before a wait began is history to that wait.
+    pub update_at_ms: Option<u64>,
     /// The image its current spec runs.
     pub image: String,
 }

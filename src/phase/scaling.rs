@@ -228,6 +228,9 @@ async fn steps(ctx: &Ctx, scaling: &mut Scaling) -> anyhow::Result<crate::load::
         r = &mut steps => r,
         r = &mut load => {
             let r = r?;
+            if ctx.cancel.is_cancelled() {
+                anyhow::bail!("interrupted during the scaling steps: {}", super::ended_early(&r));
+            }
             anyhow::bail!("the load ended before the scaling steps did: {}", super::ended_early(&r));
         }
     };

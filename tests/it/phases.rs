@@ -179,6 +179,8 @@ fn interrupted(
     };
     let stderr = std::fs::read(&stderr_file).unwrap_or_default();
     let out = std::process::Output { status, stdout: Vec::new(), stderr };
+    // Shown with whatever assertion of the caller fails: the warnings say why.
+    println!("{phase} after Ctrl-C, stderr:\n{}", text(&out).1);
     assert_eq!(status.code(), Some(130), "{phase}: {}", text(&out).1);
     (read(&int, &out), int)
 }
