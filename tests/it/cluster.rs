@@ -465,6 +465,29 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(spread.values().sum::<usize>(), 6, "{spread:?}");
     assert_no_agent(&engine).await;
 
+    // Ctrl-C once the node is drained: the node is active again, the replicas run on every
+    // node, and the report says interrupted.
+    let results = state.path().join("drain-interrupted");
+    let mut args = vec!["validate", "--phase", "drain", "--out", results.to_str().unwrap()];
+    args.extend(stack(&roomy));
+    args.extend(["--set", "server.placement.max_replicas_per_node=3"]);
+    let mut command = crate::util::swarmctl_command(state.path());
+    command.env("DOCKER_CONFIG", LOGIN).args(&args);
+    let out = crate::util::ctrl_c_at(command, &results, "release");
+    let r: Value = crate::util::read_results(&results.join("results.json"));
+    let drain = &r["phases"][0]["update"];
+    assert_eq!(r["phases"][0]["verdict"], "interrupted", "{drain}\n{}", text(&out).1);
+    assert_eq!(drain["restored"], true, "{drain}");
+    assert!(r["events"].as_array().unwrap().iter().any(|e| e["kind"] == "active"), "{}", r["events"]);
+    let nodes_after = engine.nodes().await.unwrap();
+    assert!(nodes_after.iter().all(|n| n.availability == "active"), "no node left drained: {nodes_after:?}");
+    let running: Vec<_> =
+        engine.tasks("swit-mn_server", true).await.unwrap().into_iter().filter(|t| t.is_running()).collect();
+    assert_eq!(running.len(), 6, "{running:?}");
+    assert_eq!(running.iter().map(|t| &t.node).collect::<BTreeSet<_>>().len(), 3, "spread again: {running:?}");
+    assert!(results.join("report.html").exists(), "a usable partial report");
+    assert_no_agent(&engine).await;
+
     let mut args = vec!["down"];
     args.extend(stack(&[]));
     let out = swarmctl(&args, state.path());

@@ -145,43 +145,11 @@ fn interrupted(
     state: &Path,
 ) -> (swarmctl::report::TestRun, std::path::PathBuf) {
     let int = results.join(format!("interrupted-{phase}"));
-    let stderr_file = results.join(format!("interrupted-{phase}.stderr"));
     let mut all = vec!["validate", "--phase", phase, "--out", int.to_str().unwrap()];
     all.extend_from_slice(SETS);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
-        .args(&all)
-        .env("SWARMCTL_STATE_DIR", state)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr_file).unwrap())
-        .spawn()
-        .unwrap();
-    let marker = format!("\"kind\":\"{kind}\"");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !std::fs::read_to_string(int.join("timeline.jsonl")).unwrap_or_default().contains(&marker) {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{phase}: no {kind} event within 90 s:\n{}",
-                std::fs::read_to_string(&stderr_file).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "{phase}: validate did not stop within 240 s of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stderr = std::fs::read(&stderr_file).unwrap_or_default();
-    let out = std::process::Output { status, stdout: Vec::new(), stderr };
-    // Shown with whatever assertion of the caller fails: the warnings say why.
-    println!("{phase} after Ctrl-C, stderr:\n{}", text(&out).1);
-    assert_eq!(status.code(), Some(130), "{phase}: {}", text(&out).1);
+    let mut command = crate::util::swarmctl_command(state);
+    command.args(&all);
+    let out = crate::util::ctrl_c_at(command, &int, kind);
     (read(&int, &out), int)
 }
 

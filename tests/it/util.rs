@@ -38,6 +38,42 @@ pub fn swarmctl_command(state: &Path) -> Command {
     c
 }
 
+/// Runs `command` (a swarmctl run writing its results to `out`) and sends it SIGINT, as Ctrl-C
+/// does, once its timeline has an event of `kind`; waits until it exits, which must be with
+/// 130. Its stderr is printed, so that whatever assertion of the caller fails says why.
+pub fn ctrl_c_at(mut command: Command, out: &Path, kind: &str) -> Output {
+    use std::time::{Duration, Instant};
+    let stderr_file = out.with_extension("stderr");
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).unwrap())
+        .spawn()
+        .expect("run swarmctl");
+    let stderr = || std::fs::read_to_string(&stderr_file).unwrap_or_default();
+    let marker = format!("\"kind\":\"{kind}\"");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(out.join("timeline.jsonl")).unwrap_or_default().contains(&marker) {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no {kind} event within 90 s:\n{}", stderr());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop within 240 s of Ctrl-C at {kind}:\n{}", stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("stopped by Ctrl-C at {kind}, stderr:\n{}", stderr());
+    assert_eq!(status.code(), Some(130), "Ctrl-C at {kind}:\n{}", stderr());
+    Output { status, stdout: Vec::new(), stderr: stderr().into_bytes() }
+}
+
 /// stdout and stderr as text.
 pub fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
