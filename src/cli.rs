@@ -146,11 +146,12 @@ pub enum Command {
     Load(Box<LoadArgs>),
 
     /// Internal: one worker process of a `load` split over processes (its share of the plan is
-    /// DIR/plan.json; it reports into DIR).
+    /// DIR/plan.json; it reports into DIR). Without DIR, the task of a load service: the
+    /// whole plan in SWARMCTL_LOAD_PLAN, its share by SWARMCTL_LOAD_SLOT, reporting on stdout.
     #[command(hide = true)]
     LoadWorker {
         /// The worker's folder.
-        dir: PathBuf,
+        dir: Option<PathBuf>,
     },
 
     /// Deploy if needed, run a load profile through the load balancer and write a results
@@ -326,7 +327,9 @@ pub struct TestArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// How the baseline, stress and incremental loads reach the servers: through the load
-    /// balancer, or straight to every replica (from a load container on the stack's network).
+    /// balancer, or straight to every replica (from a load container on the stack's network),
+    /// or straight to every replica from the tasks of a load service spread over the swarm's
+    /// nodes (swarm: one task per worker of the profile; load from more than one machine).
     #[arg(long, value_enum, default_value = "lb")]
     pub via: crate::phase::Via,
 }

@@ -53,7 +53,7 @@ pub async fn run(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One worker process of a split load.
-pub async fn worker(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+pub async fn worker(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let cancel = crate::shutdown::on_signals();
     Ok(load::run_worker(dir, cancel).await?.into())
 }

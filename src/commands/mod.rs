@@ -30,7 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args).await,
         Command::Netem(args) => agent::netem(args),
         Command::Load(args) => load::run(&cli, args).await,
-        Command::LoadWorker { dir } => load::worker(dir).await,
+        Command::LoadWorker { dir } => load::worker(dir.as_deref()).await,
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "swarmctl", &mut std::io::stdout());

@@ -116,10 +116,10 @@ fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<Strin
         phase::Via::Lb => notes.push(format!(
             "ephemeral ports: {ports} per source address and destination; over 4,000 sessions to loopback the clients spread over 127.0.0.2 and up (one address per 1,000 sessions)"
         )),
-        phase::Via::Direct => notes.push(
-            "ephemeral ports: the load container's range is set to 1024-65535 (64,512 per replica from its one address)"
-                .to_string(),
-        ),
+        phase::Via::Direct | phase::Via::Swarm => notes.push(format!(
+            "ephemeral ports: the range of the load {} is set to 1024-65535 (64,512 per replica from its one address)",
+            if via == phase::Via::Direct { "container" } else { "tasks" }
+        )),
     }
     let nofile = config.server.ulimits.get("nofile").copied().unwrap_or(per_process);
     let read = |path: &str| std::fs::read_to_string(path).ok();
@@ -279,7 +279,9 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     // servers run. A direct load cannot go without it; the agents can, and are then noted
     // missing on every other node.
     let image = match via {
-        phase::Via::Direct => Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?),
+        phase::Via::Direct | phase::Via::Swarm => {
+            Some(deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await?)
+        }
         phase::Via::Lb if others.is_empty() && !names.contains(&PhaseKind::Network) => None,
         phase::Via::Lb => match deploy::builtin_image(engine.as_ref(), &config.registry, progress.as_ref()).await {
             Ok(image) => Some(image),
@@ -301,6 +303,10 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
         phase::Via::Lb => None,
         phase::Via::Direct => {
             notes.push("baseline, stress and incremental loads go straight to the replicas (--via direct), from a load container on the stack's network; failover and scaling go through the load balancer".into());
+            image.clone()
+        }
+        phase::Via::Swarm => {
+            notes.push("baseline, stress and incremental loads go straight to the replicas (--via swarm), from the tasks of a load service spread over the nodes, one per worker of the profile; failover and scaling go through the load balancer".into());
             image.clone()
         }
     };

@@ -467,6 +467,35 @@ impl Engine for Bollard {
         }
     }
 
+    fn follow_service_logs(&self, service: &str) -> tokio::sync::mpsc::Receiver<Result<String, EngineError>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let opts = LogsOptions { stdout: true, stderr: false, follow: true, ..Default::default() };
+        let mut stream = self.docker.service_logs(service, Some(opts));
+        let action = format!("follow the logs of {service}");
+        tokio::spawn(async move {
+            // Each message is a line; one the engine split (over 16 KiB) is joined again.
+            let mut line = Vec::new();
+            while let Some(item) = stream.next().await {
+                let chunk = match item {
+                    Ok(chunk) => chunk.into_bytes(),
+                    Err(e) => {
+                        let _ = tx.send(Err(api(&action, e))).await;
+                        return;
+                    }
+                };
+                line.extend_from_slice(&chunk);
+                while let Some(end) = line.iter().position(|b| *b == b'\n') {
+                    let text = String::from_utf8_lossy(&line[..end]).into_owned();
+                    line.drain(..=end);
+                    if tx.send(Ok(text)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     async fn image_id(&self, tag: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(tag).await {
             Ok(i) => Ok(Some(i.id.unwrap_or_default())),

@@ -96,6 +96,10 @@ pub trait Engine: Send + Sync {
     /// The logs of a service's tasks, at most `tail` lines, and whether they came whole within
     /// `limit`.
     async fn service_logs(&self, service: &str, tail: usize, limit: Duration) -> Result<(String, bool), EngineError>;
+    /// Follows the output of a service's tasks from their start, one line at a time (the
+    /// manager gathers them from every node), until the service is removed or the receiver
+    /// dropped.
+    fn follow_service_logs(&self, service: &str) -> tokio::sync::mpsc::Receiver<Result<String, EngineError>>;
 
     /// True when an image with this tag is on this node.
     async fn image_exists(&self, tag: &str) -> Result<bool, EngineError> {

@@ -16,7 +16,7 @@ pub mod results;
 pub mod stats;
 pub mod stream;
 pub mod tally;
-mod workers;
+pub mod workers;
 pub mod workload;
 mod ws1;
 
@@ -92,15 +92,42 @@ pub async fn run_observed(
     })
     .await;
     let sessions = SessionCounts::of(&live);
-    results::finish(plan, out, Measured { stats, elapsed, sessions, tally, interrupted })
+    results::finish(plan, out, Measured { stats, elapsed, sessions, tally, interrupted, lost: Vec::new() })
 }
 
 /// One worker's share of a run split over processes: reads its plan from `dir/plan.json`,
 /// reports through files in `dir` (its parent prints and judges); returns Ok, or Interrupted.
-pub async fn run_worker(dir: &Path, cancel: tokio_util::sync::CancellationToken) -> anyhow::Result<crate::exit::Code> {
-    let plan = LoadPlan::read(&dir.join("plan.json"))?;
+/// Without `dir`, the task of a load service ([`TASK_PLAN`], [`TASK_SLOT`]), reporting on
+/// stdout.
+pub async fn run_worker(
+    dir: Option<&Path>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<crate::exit::Code> {
+    let (plan, sink) = match dir {
+        Some(dir) => (LoadPlan::read(&dir.join("plan.json"))?, workers::Sink::Dir(dir.to_path_buf())),
+        None => task_share()?,
+    };
     check_open_files(plan.sessions * plan.sockets_per_session())?;
-    workers::serve_as_worker(Arc::new(plan), dir, cancel).await
+    workers::serve_as_worker(Arc::new(plan), sink, cancel).await
+}
+
+/// The environment variable that gives a load task the whole plan (JSON), its `workers` the
+/// number of tasks and its `start_at_ms` their common start.
+pub const TASK_PLAN: &str = "SWARMCTL_LOAD_PLAN";
+/// The one that gives a load task its slot (1 to the number of tasks): which share is its.
+pub const TASK_SLOT: &str = "SWARMCTL_LOAD_SLOT";
+
+fn task_share() -> anyhow::Result<(LoadPlan, workers::Sink)> {
+    let var = |name: &str| std::env::var(name).with_context(|| format!("no {name}: DIR or the task's environment"));
+    let plan: LoadPlan =
+        serde_json::from_str(&var(TASK_PLAN)?).with_context(|| format!("{TASK_PLAN} does not parse"))?;
+    let slot: u64 = var(TASK_SLOT)?.parse().with_context(|| format!("{TASK_SLOT} is not a number"))?;
+    let n = plan.workers;
+    if slot == 0 || slot as usize > n {
+        anyhow::bail!("{TASK_SLOT} {slot} is not within 1 to {n}, the number of tasks");
+    }
+    let t0 = plan.start_at_ms.context("the plan of a load task has no start time")?;
+    Ok((plan.share(slot as usize - 1, n, t0), workers::Sink::Stdout { slot }))
 }
 
 /// Appends a second to the timeline file and shows it.

@@ -49,6 +49,11 @@ pub struct RunResult {
     /// The load processes' memory per open session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_memory: Option<tally::ClientMemory>,
+    /// Load workers (processes or swarm tasks) that ended without their report: why, and
+    /// what their seconds had carried, which the figures include (exit code 4: part of the
+    /// planned load was never sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers_lost: Vec<String>,
 }
 
 /// The run's settings.
@@ -239,6 +244,8 @@ pub(crate) struct Measured {
     pub(crate) sessions: SessionCounts,
     pub(crate) tally: Tally,
     pub(crate) interrupted: bool,
+    /// Workers that ended without their report, each with why and what it had sent.
+    pub(crate) lost: Vec<String>,
 }
 
 /// What a finished run produced, with its exit code.
@@ -254,6 +261,7 @@ pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow
     let interrupted = m.interrupted;
     let mut result = summarize(plan, &m.stats, m.elapsed, m.sessions, interrupted);
     (result.hold, result.client_memory) = m.tally.finish();
+    result.workers_lost = m.lost;
     if m.sessions.opened == 0 && plan.sessions > 0 && !interrupted {
         // The commonest failure, in the words of its first sample: one stray reset must not
         // stand for a hundred refusals.
@@ -270,7 +278,8 @@ pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow
         Code::Interrupted
     } else if result.thresholds.iter().any(|t| !t.pass) {
         Code::Failed
-    } else if !result.generator.kept_schedule {
+    } else if !result.generator.kept_schedule || !result.workers_lost.is_empty() {
+        // A lost worker's share after its last second was never sent: the generator's fault.
         Code::Generator
     } else {
         Code::Ok
@@ -387,6 +396,7 @@ fn summarize(
         },
         hold: None,
         client_memory: None,
+        workers_lost: Vec::new(),
     }
 }
 
@@ -492,6 +502,9 @@ pub fn summary_text(r: &RunResult) -> String {
             if t.pass { "pass" } else { "FAIL" },
             t.actual
         ));
+    }
+    for lost in &r.workers_lost {
+        out.push_str(&format!("{lost}\n"));
     }
     if !r.generator.kept_schedule {
         out.push_str(&format!(

@@ -55,11 +55,68 @@ struct WorkerReport {
     rss_before_kib: u64,
 }
 
-/// The worker side: runs its share, writing each second and then the totals into `dir`.
-pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Code> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut seconds =
-        std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?;
+/// Where a worker writes its seconds and its report.
+pub enum Sink {
+    /// Files in its folder (`seconds.jsonl`, `report.json`), which its parent process reads.
+    Dir(PathBuf),
+    /// Lines on stdout (`swarmctl-load <slot> second|report <json>`): the task of a load
+    /// service, read through the service's logs ([`demux`]).
+    Stdout {
+        /// Its task's slot.
+        slot: u64,
+    },
+}
+
+/// What starts every line a load task writes for its controller.
+const WIRE: &str = "swarmctl-load";
+/// Failure events one second's line carries at most: a line stays well under the 16 KiB at
+/// which the engine splits log messages.
+const MAX_FAILURES_PER_LINE: usize = 200;
+
+/// A line of a load task's output into its folder under `base` (`task-<slot>/`), as a local
+/// worker would have written it; other lines are not the task's measurements and are left.
+/// The slot it came from.
+pub fn demux(line: &str, base: &Path) -> anyhow::Result<Option<u64>> {
+    let mut parts = line.splitn(4, ' ');
+    if parts.next() != Some(WIRE) {
+        return Ok(None);
+    }
+    let (Some(slot), Some(kind), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("a load task wrote a line cut short: {line:.80}");
+    };
+    let slot: u64 = slot.parse().with_context(|| format!("a load task wrote a line without its slot: {line:.80}"))?;
+    let dir = base.join(format!("task-{slot}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    match kind {
+        "second" => {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("seconds.jsonl"))?;
+            writeln!(f, "{json}")?;
+        }
+        "report" => {
+            let tmp = dir.join("report.json.tmp");
+            std::fs::write(&tmp, json)?;
+            std::fs::rename(&tmp, dir.join("report.json"))?;
+        }
+        other => bail!("a load task wrote a line of an unknown kind `{other}`"),
+    }
+    Ok(Some(slot))
+}
+
+/// The worker side: runs its share, writing each second and then the totals to `sink`.
+pub async fn serve_as_worker(plan: Arc<LoadPlan>, sink: Sink, cancel: CancellationToken) -> anyhow::Result<Code> {
+    let mut seconds: Box<dyn Write + Send> = match &sink {
+        Sink::Dir(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            Box::new(
+                std::fs::File::create(dir.join("seconds.jsonl")).context("cannot create the worker's seconds file")?,
+            )
+        }
+        Sink::Stdout { .. } => Box::new(std::io::stdout()),
+    };
+    let prefix = match &sink {
+        Sink::Dir(_) => String::new(),
+        Sink::Stdout { slot } => format!("{WIRE} {slot} second "),
+    };
     let live = Arc::new(engine::Live::default());
     let mut failures_sent = 0;
     let watched = live.clone();
@@ -67,8 +124,9 @@ pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: Cancellati
     let (stats, elapsed, interrupted) = engine::run(plan.clone(), cancel, live.clone(), |s, st| {
         let failures: Vec<(u64, ErrorClass)> = {
             let f = watched.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let new = f[failures_sent.min(f.len())..].to_vec();
-            failures_sent = f.len();
+            let from = failures_sent.min(f.len());
+            let new = f[from..f.len().min(from + MAX_FAILURES_PER_LINE)].to_vec();
+            failures_sent = from + new.len();
             new
         };
         let live = LiveWire {
@@ -85,7 +143,7 @@ pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: Cancellati
             live,
             rss_kib: super::tally::rss_kib(),
         };
-        let _ = writeln!(seconds, "{}", serde_json::to_string(&line).unwrap_or_default());
+        let _ = writeln!(seconds, "{prefix}{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = seconds.flush();
     })
     .await;
@@ -96,27 +154,80 @@ pub async fn serve_as_worker(plan: Arc<LoadPlan>, dir: &Path, cancel: Cancellati
         interrupted,
         rss_before_kib,
     };
-    let tmp = dir.join("report.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
-    std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
+    match &sink {
+        Sink::Dir(dir) => {
+            let tmp = dir.join("report.json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&report)?).context("cannot write the worker report")?;
+            std::fs::rename(&tmp, dir.join("report.json")).context("cannot write the worker report")?;
+        }
+        Sink::Stdout { slot } => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{WIRE} {slot} report {}", serde_json::to_string(&report)?)?;
+            out.flush()?;
+        }
+    }
     Ok(if interrupted { Code::Interrupted } else { Code::Ok })
 }
 
-struct Worker {
-    child: Child,
-    dir: PathBuf,
-    offset: u64,
-    done: bool,
-    last_t: u64,
-    live: LiveWire,
+/// The worker processes of one run, wherever they run: child processes of this one
+/// ([`run`]), or the tasks of a swarm service (`phase::swarm`). Each writes its seconds and
+/// its report into its own folder, which [`merge`] reads.
+#[async_trait::async_trait]
+pub trait Fleet: Send {
+    /// Each worker's folder.
+    fn dirs(&self) -> Vec<PathBuf>;
+    /// Whether each worker has ended (in the order of `dirs`).
+    async fn ended(&mut self) -> anyhow::Result<Vec<bool>>;
+    /// Asks every worker to stop, drain what is in flight and report (Ctrl-C).
+    async fn interrupt(&mut self);
+    /// Why worker `k` ended without its report, with where to look.
+    async fn lost(&mut self, k: usize) -> String;
 }
 
-impl Drop for Worker {
+/// Child processes of this one, on this machine.
+struct Local {
+    children: Vec<Child>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Local {
     /// A parent that gives up (an error, a panic) takes its workers with it; one that waited
     /// for them ends nothing (the exit status is already known).
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Fleet for Local {
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.clone()
+    }
+
+    async fn ended(&mut self) -> anyhow::Result<Vec<bool>> {
+        self.children.iter_mut().map(|c| Ok(c.try_wait()?.is_some())).collect()
+    }
+
+    /// By their PIDs.
+    async fn interrupt(&mut self) {
+        for c in &self.children {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGINT);
+        }
+    }
+
+    async fn lost(&mut self, k: usize) -> String {
+        let status = self.children[k].wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let path = self.dirs[k].join("log.txt");
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        format!(
+            "load worker {k} ended ({status}) without a report; its log ({}):\n{}",
+            path.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
     }
 }
 
@@ -146,16 +257,10 @@ pub async fn run(
     // TOKIO_WORKER_THREADS the user set wins.
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| (cores / n).max(1).to_string());
-    let mut workers = Vec::with_capacity(n);
+    let mut fleet = Local { children: Vec::with_capacity(n), dirs: Vec::with_capacity(n) };
     for k in 0..n {
         let dir = base.join(format!("worker-{k}"));
-        // An earlier run's files in the same --out would be read as this run's.
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot clear {}", dir.display()))
-            }
-            _ => {}
-        }
+        clear(&dir)?;
         std::fs::create_dir_all(&dir)?;
         plan.share(k, n, t0_ms).write(&dir.join("plan.json"))?;
         let log = std::fs::File::create(dir.join("log.txt"))?;
@@ -168,45 +273,90 @@ pub async fn run(
             .stderr(log)
             .spawn()
             .context("cannot start a load worker")?;
-        workers.push(Worker { child, dir, offset: 0, done: false, last_t: 0, live: LiveWire::default() });
+        fleet.children.push(child);
+        fleet.dirs.push(dir);
     }
+    let outcome = merge(plan, out, &mut fleet, cancel, live, on_second).await;
+    if out.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    outcome
+}
 
+/// Removes an earlier run's folder of a worker: its files would be read as this run's.
+pub fn clear(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot clear {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One worker as the merge follows it.
+struct Followed {
+    dir: PathBuf,
+    offset: u64,
+    done: bool,
+    last_t: u64,
+    live: LiveWire,
+    /// Everything its seconds carried: its totals when it leaves no report.
+    sent: Stats,
+    sessions: u64,
+}
+
+/// Follows `fleet`'s workers until all have ended: merges each second into the timeline once
+/// every worker still running has reported it, forwards Ctrl-C, and merges their totals
+/// exactly. A worker that ends without its report is named in the results, and what its
+/// seconds carried is counted; the run then did not keep its schedule.
+pub async fn merge(
+    plan: &LoadPlan,
+    out: Option<&Path>,
+    fleet: &mut dyn Fleet,
+    cancel: CancellationToken,
+    live: Arc<engine::Live>,
+    on_second: &mut dyn FnMut(&engine::Second, &Stats),
+) -> anyhow::Result<Outcome> {
+    let mut workers: Vec<Followed> = fleet
+        .dirs()
+        .into_iter()
+        .map(|dir| Followed {
+            dir,
+            offset: 0,
+            done: false,
+            last_t: 0,
+            live: LiveWire::default(),
+            sent: Stats::default(),
+            sessions: 0,
+        })
+        .collect();
     // The parent's memory counts too: it is part of what the load costs.
-    let mut tally = super::tally::Tally::new(plan, n as u64 + 1, super::tally::rss_kib());
+    let mut tally = super::tally::Tally::new(plan, workers.len() as u64 + 1, super::tally::rss_kib());
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut peak = 0;
-    let mut emitted = 0;
     let mut signalled = false;
     loop {
         if cancel.is_cancelled() && !signalled {
             signalled = true;
-            for w in &workers {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(w.child.id() as i32),
-                    nix::sys::signal::Signal::SIGINT,
-                );
-            }
+            fleet.interrupt().await;
         }
-        for w in workers.iter_mut() {
+        let ended = fleet.ended().await?;
+        for (w, ended) in workers.iter_mut().zip(ended) {
             read_seconds(w, &mut pending, &live)?;
-            if !w.done {
-                w.done = w.child.try_wait()?.is_some();
-                if w.done {
-                    read_seconds(w, &mut pending, &live)?;
-                }
+            if !w.done && ended {
+                w.done = true;
+                read_seconds(w, &mut pending, &live)?;
             }
         }
         merge_live(&workers, &live);
         // A second is complete once every worker still running has reported it.
-        let running: Vec<u64> = workers.iter().filter(|w| !w.done).map(|w| w.last_t).collect();
-        let complete_up_to = running.iter().min().copied().unwrap_or(u64::MAX);
+        let complete_up_to = workers.iter().filter(|w| !w.done).map(|w| w.last_t).min().unwrap_or(u64::MAX);
         while let Some((&t, _)) = pending.iter().next() {
             if t > complete_up_to {
                 break;
             }
             let p = pending.remove(&t).expect("present");
             peak = peak.max(p.sessions);
-            emitted = t;
             let second = engine::second_of(t, &p.stats, p.sessions);
             tally.second(&second, &p.stats, p.rss_kib + super::tally::rss_kib());
             on_second(&second, &p.stats);
@@ -219,21 +369,24 @@ pub async fn run(
             _ = cancel.cancelled(), if !signalled => {}
         }
     }
-    let _ = emitted;
 
     let mut total = Stats::default();
     let mut counts = SessionCounts::default();
+    let mut lost = Vec::new();
     let (mut elapsed, mut interrupted) = (0f64, signalled);
-    for w in &mut workers {
-        let status = w.child.wait()?;
-        let report_path = w.dir.join("report.json");
-        let Ok(bytes) = std::fs::read(&report_path) else {
-            let log = std::fs::read_to_string(w.dir.join("log.txt")).unwrap_or_default();
-            bail!(
-                "a load worker ended ({status}) without a report; its log ({}):\n{}",
-                w.dir.join("log.txt").display(),
-                log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+    for (k, w) in workers.iter().enumerate() {
+        let Ok(bytes) = std::fs::read(w.dir.join("report.json")) else {
+            total.merge(&w.sent);
+            counts.peak = counts.peak.max(w.sessions);
+            // It had opened at least those open at its last second.
+            counts.opened += w.sessions;
+            lost.push(format!(
+                "{}; counted up to its last second: {} requests, {} sessions open",
+                fleet.lost(k).await,
+                w.sent.totals().0,
+                w.sessions
+            ));
+            continue;
         };
         let report: WorkerReport = serde_json::from_slice(&bytes).context("a worker report does not parse")?;
         total.merge(&Stats::try_from(&report.stats).map_err(anyhow::Error::msg)?);
@@ -242,17 +395,14 @@ pub async fn run(
         elapsed = elapsed.max(report.elapsed_s);
         interrupted |= report.interrupted;
     }
-    if out.is_none() {
-        let _ = std::fs::remove_dir_all(&base);
-    }
     counts.peak = counts.peak.max(peak);
     let elapsed = Duration::from_secs_f64(elapsed);
-    finish(plan, out, Measured { stats: total, elapsed, sessions: counts, tally, interrupted })
+    finish(plan, out, Measured { stats: total, elapsed, sessions: counts, tally, interrupted, lost })
 }
 
 /// The workers' counters into the parent's `Live`: sums, and the streak goal reached once
 /// every worker has reached it since its own last failure (when the last one did).
-fn merge_live(workers: &[Worker], live: &engine::Live) {
+fn merge_live(workers: &[Followed], live: &engine::Live) {
     let sum = |f: fn(&LiveWire) -> u64| workers.iter().map(|w| f(&w.live)).sum::<u64>();
     live.sessions_dropped.store(sum(|l| l.dropped), Relaxed);
     live.sessions_reestablished.store(sum(|l| l.reestablished), Relaxed);
@@ -272,7 +422,7 @@ struct Pending {
     rss_kib: u64,
 }
 
-fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, Pending>, live: &engine::Live) -> anyhow::Result<()> {
+fn read_seconds(w: &mut Followed, pending: &mut BTreeMap<u64, Pending>, live: &engine::Live) -> anyhow::Result<()> {
     let path = w.dir.join("seconds.jsonl");
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(()) };
     f.seek(SeekFrom::Start(w.offset))?;
@@ -292,6 +442,8 @@ fn read_seconds(w: &mut Worker, pending: &mut BTreeMap<u64, Pending>, live: &eng
         entry.sessions += s.sessions;
         entry.stats.merge(&stats);
         entry.rss_kib += s.rss_kib;
+        w.sent.merge(&stats);
+        w.sessions = s.sessions;
         w.last_t = w.last_t.max(s.t);
         if !s.live.failures.is_empty() {
             let mut f = live.failures.lock().unwrap_or_else(|p| p.into_inner());

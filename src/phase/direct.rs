@@ -16,7 +16,7 @@ use crate::exit::Code;
 use crate::load::{LoadPlan, RunResult};
 
 /// Rewrites `o`'s targets to every running replica's address on the stack's network.
-async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
+pub(super) async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
     let net = ctx.config.mcp_network();
     let addrs = ctx.engine.task_addresses(&net, &ctx.server_service()).await?;
     if addrs.is_empty() {

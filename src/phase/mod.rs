@@ -22,6 +22,7 @@ pub mod prom;
 pub mod ready;
 pub mod sampler;
 pub mod scaling;
+pub mod swarm;
 pub mod update;
 
 use std::io::Write;
@@ -181,6 +182,9 @@ pub enum Via {
     Lb,
     /// Straight to every replica's address on the stack's network, bypassing Traefik.
     Direct,
+    /// As direct, from the tasks of a load service that swarm spreads over its nodes (as many
+    /// as the profile has `workers`), each with its share: load from more than one machine.
+    Swarm,
 }
 
 impl Ctx {
@@ -521,6 +525,7 @@ pub async fn run_via(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientT
     match ctx.via {
         Via::Lb => run_load(ctx, phase, plan, Arc::new(Live::default()), CancellationToken::new()).await,
         Via::Direct => direct::run(ctx, phase, plan, transport).await,
+        Via::Swarm => swarm::run(ctx, phase, plan, transport).await,
     }
 }
 
@@ -568,6 +573,11 @@ pub fn judge_load(slo: &crate::config::Slo, r: &RunResult) -> (Verdict, Vec<Stri
             r.config.sessions,
             r.config.sessions as u64 - g.sessions_opened
         ));
+    }
+    // A worker lost part-way sent only part of its share: the stack was not given the load.
+    for lost in &r.workers_lost {
+        pass = false;
+        reasons.push(lost.clone());
     }
     // The generator must have kept its schedule where latency is judged: over the hold when
     // there is one (a ramp that saturates the machine is reported, by its real rate).

@@ -153,6 +153,26 @@ fn interrupted(
     (read(&int, &out), int)
 }
 
+/// No load service is left when the run has ended, and its containers are gone within 30 s
+/// (swarm removes a removed service's containers on its own time).
+async fn assert_no_load_left(docker: &swarmctl::engine::Bollard) {
+    let services = docker.client().list_services(None::<bollard::query_parameters::ListServicesOptions>).await.unwrap();
+    let names: Vec<String> = services.into_iter().filter_map(|s| s.spec?.name).collect();
+    assert!(!names.iter().any(|n| n.contains("load")), "{names:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() };
+        let containers = docker.client().list_containers(Some(all)).await.unwrap();
+        let left: Vec<_> =
+            containers.into_iter().flat_map(|c| c.names.unwrap_or_default()).filter(|n| n.contains("load")).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "load containers left 30 s after the run: {left:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Server tasks running now.
 async fn running_tasks(engine: &swarmctl::engine::Bollard) -> usize {
     swarmctl::engine::Engine::tasks(engine, "swit-ph_server", false)
@@ -453,6 +473,111 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(load.generator.ramp_s >= 4.999, "5,000 at 1,000/s: {:?}", load.generator);
     assert!(r.phases[0].reasons.iter().any(|l| l.starts_with("hold (")), "{:?}", r.phases[0].reasons);
     assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
+
+    // 5b. Load from swarm tasks: 2 tasks of a load service, each with its share, their
+    // seconds back through the service's logs and merged; every request the servers counted.
+    let swarm = results.path().join("swarm");
+    let out = run(
+        &[
+            "test",
+            "baseline",
+            "--no-deploy",
+            "--via",
+            "swarm",
+            "--out",
+            swarm.to_str().unwrap(),
+            "--set",
+            "test.profiles.baseline={sessions: 40, ramp: 40, hold: 6s, think: 200ms, transport: http, workers: 2}",
+        ],
+        state.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    let r = read(&swarm, &out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}\n{:?}", r.phases[0].reasons);
+    let load = r.phases[0].load.as_ref().unwrap();
+    assert_eq!((load.summary.sessions_peak, load.generator.sessions_opened), (40, 40), "{:?}", load.summary);
+    assert!(load.workers_lost.is_empty(), "{:?}", load.workers_lost);
+    for slot in [1, 2] {
+        let task = swarm.join(format!("phases/baseline/workers/task-{slot}"));
+        assert!(task.join("report.json").exists(), "task {slot} reported through the logs");
+    }
+    assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
+    assert_no_load_left(&docker).await;
+
+    // 5c. A load task killed mid-run is named, and what it had sent is counted.
+    let killed = results.path().join("swarm-killed");
+    let mut command = crate::util::swarmctl_command(state.path());
+    command.args([
+        "test",
+        "baseline",
+        "--no-deploy",
+        "--via",
+        "swarm",
+        "--out",
+        killed.to_str().unwrap(),
+        "--set",
+        "test.profiles.baseline={sessions: 40, ramp: 40, hold: 15s, think: 200ms, transport: http, workers: 2}",
+    ]);
+    command.args(SETS).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let seconds = killed.join("phases/baseline/workers/task-1/seconds.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "task 1 sent no seconds within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let task = swarmctl::engine::Engine::tasks(&docker, "swit-ph-load", false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.slot == 1 && t.is_running())
+        .expect("task 1 runs");
+    swarmctl::engine::Engine::kill(&docker, &task.container.unwrap(), "SIGKILL").await.unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = read(&killed, &out);
+    let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0].reasons));
+    assert_eq!(load.workers_lost.len(), 1, "{:?}", load.workers_lost);
+    assert!(load.workers_lost[0].starts_with("load task 1 (node "), "{:?}", load.workers_lost);
+    assert_eq!(out.status.code(), Some(3), "the phase fails: {:?}", r.phases[0].reasons);
+    assert!(r.phases[0].reasons.contains(&load.workers_lost[0]), "and says why: {:?}", r.phases[0].reasons);
+    assert_eq!(load.generator.sessions_opened, 40, "the lost task's sessions are not missing: {:?}", load.generator);
+    let sent: u64 = std::fs::read_to_string(&seconds).unwrap().lines().count() as u64;
+    assert!(sent >= 3 && load.summary.requests_total > 0, "its seconds are in the totals: {:?}", load.summary);
+    assert_no_load_left(&docker).await;
+
+    // 5d. Ctrl-C while the tasks send: swarm stops them with SIGINT, each drains and reports,
+    // the merged counts still match the servers', and the service is gone.
+    let stopped = results.path().join("swarm-interrupted");
+    let mut command = crate::util::swarmctl_command(state.path());
+    command.args([
+        "test",
+        "baseline",
+        "--no-deploy",
+        "--via",
+        "swarm",
+        "--out",
+        stopped.to_str().unwrap(),
+        "--set",
+        "test.profiles.baseline={sessions: 40, ramp: 40, hold: 60s, think: 200ms, transport: http, workers: 2}",
+    ]);
+    command.args(SETS).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let seconds = stopped.join("phases/baseline/workers/task-2/seconds.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "task 2 sent no seconds within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sigint = nix::sys::signal::Signal::SIGINT;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sigint).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = read(&stopped, &out);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out).1);
+    let load = r.phases[0].load.as_ref().unwrap_or_else(|| panic!("{:?}", r.phases[0].reasons));
+    assert!(load.workers_lost.is_empty(), "every task reported: {:?}", load.workers_lost);
+    assert!(r.phases[0].reconciliation.as_ref().unwrap().holds, "{:?}", r.phases[0].reconciliation);
+    assert!(r.events.iter().any(|e| e.kind == "load"), "where the tasks ran: {:?}", r.events);
+    assert_no_load_left(&docker).await;
 
     // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
     // is written and says interrupted, exit 130.

@@ -1,0 +1,285 @@
+//! Load from the tasks of a swarm service (`--via swarm`): one load worker per task, spread
+//! over the nodes by swarm, each running its share of the phase's plan from one start time,
+//! straight to the replicas on the stack's network. Their seconds and reports come back
+//! through the service's logs (the manager gathers them from every node, so no shared disk),
+//! into the folders local workers would write, and are merged exactly as theirs are.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::models::{
+    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+};
+
+use super::Ctx;
+use crate::config::ClientTransport;
+use crate::engine::{oneoff, Handle, Object, Task};
+use crate::load::workers::{self, Fleet};
+use crate::load::{LoadPlan, RunResult};
+
+/// From the service's creation to the tasks' common start: enough for swarm to place them
+/// and for their nodes to start a container of an image they have. A task that starts later
+/// still runs its share, late, and the generator's start lag says so.
+const LEAD: Duration = Duration::from_secs(10);
+/// How long a task's end may come before its last lines do (the logs go through the manager).
+const LOG_LAG: Duration = Duration::from_secs(5);
+/// What a task gets after SIGINT to drain what is in flight and report.
+const GRACE: Duration = Duration::from_secs(60);
+
+/// The load service's name for a stack.
+pub fn service_name(stack: &str) -> String {
+    format!("{stack}-load")
+}
+
+/// The load service: `tasks` tasks of `image`, each a load worker given the whole `plan`
+/// (with its start time) and finding its share by its slot; on `network`, never restarted
+/// (a task that dies is reported, not replaced), stopped by SIGINT so that it reports.
+pub fn service_spec(
+    stack: &str,
+    image: &str,
+    network: &str,
+    plan: &LoadPlan,
+    max_per_node: Option<u64>,
+) -> anyhow::Result<ServiceSpec> {
+    let labels = HashMap::from([(oneoff::LABEL.to_string(), stack.to_string())]);
+    let env = vec![
+        format!("{}={}", crate::load::TASK_PLAN, serde_json::to_string(plan)?),
+        // Swarm's template: each task its own slot, 1 to the number of tasks.
+        format!("{}={{{{.Task.Slot}}}}", crate::load::TASK_SLOT),
+    ];
+    Ok(ServiceSpec {
+        name: Some(service_name(stack)),
+        labels: Some(labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.to_string()),
+                args: Some(vec!["-q".into(), "load-worker".into()]),
+                env: Some(env),
+                labels: Some(labels),
+                stop_signal: Some("SIGINT".into()),
+                stop_grace_period: Some(GRACE.as_nanos() as i64),
+                // One task address reaches each replica from at most the ephemeral range's
+                // ports: the widest range.
+                sysctls: Some(HashMap::from([("net.ipv4.ip_local_port_range".to_string(), "1024 65535".to_string())])),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            }),
+            placement: max_per_node.map(|m| TaskSpecPlacement { max_replicas: Some(m as i64), ..Default::default() }),
+            networks: Some(vec![NetworkAttachmentConfig { target: Some(network.to_string()), ..Default::default() }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(plan.workers as i64) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Runs `plan` from `plan.workers` swarm tasks against the replicas directly; each merged
+/// second goes into the run's timeline. Ctrl-C scales the service to 0 (its tasks get
+/// SIGINT, drain and report); the service is removed however the run ends.
+pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
+    let image = ctx.client_image.clone().context("no image to run the load tasks in (the builtin image)")?;
+    let urls = super::direct::replica_urls(ctx, transport).await?;
+    let tasks = plan.workers.clamp(1, plan.sessions.max(1));
+    let dir = ctx.phase_dir(phase);
+    let base = dir.join("workers");
+    let dirs: Vec<PathBuf> = (1..=tasks).map(|slot| base.join(format!("task-{slot}"))).collect();
+    for d in &dirs {
+        workers::clear(d)?;
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let start = crate::units::unix_now_ms() + LEAD.as_millis() as u64;
+    let plan = LoadPlan {
+        targets: ctx.targets(&urls)?,
+        sources: Vec::new(),
+        start_at_ms: Some(start),
+        workers: tasks,
+        ..plan.clone()
+    };
+    plan.write(&dir.join("plan.json"))?;
+    let stack = &ctx.config.name;
+    let name = service_name(stack);
+    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, None)?;
+    // One left by a run that could not remove it would hold the name.
+    ctx.engine.remove(Object::Service, &name).await?;
+    ctx.engine.create_service(spec.clone(), None).await?;
+    ctx.say(format!("[{phase}] from {tasks} load task(s) of service {name}, direct to {} replicas", urls.len()));
+
+    let mut logs = ctx.engine.follow_service_logs(&name);
+    let demux_base = base.clone();
+    let follower = tokio::spawn(async move {
+        while let Some(line) = logs.recv().await {
+            match line.map_err(anyhow::Error::from).and_then(|l| workers::demux(&l, &demux_base)) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!("load task output: {}", crate::error_text(&e)),
+            }
+        }
+    });
+    let mut fleet = Tasks {
+        rec: ctx.rec.clone(),
+        placed: false,
+        engine: ctx.engine.clone(),
+        name: name.clone(),
+        spec,
+        dirs,
+        ended_at: HashMap::new(),
+        deadline: Instant::now() + LEAD + plan.run_time() + GRACE + Duration::from_secs(60),
+    };
+    super::begin_load(ctx.progress.as_ref(), phase, &plan);
+    let rec = ctx.rec.clone();
+    let progress = ctx.progress.clone();
+    let outcome = workers::merge(
+        &plan,
+        Some(&dir),
+        &mut fleet,
+        ctx.cancel.clone(),
+        Arc::new(crate::load::engine::Live::default()),
+        &mut |s, _| {
+            let p = rec.second(phase, s);
+            super::show_point(progress.as_ref(), phase, s.t, &p);
+        },
+    )
+    .await;
+    ctx.progress.end(phase, "");
+    follower.abort();
+    remove(ctx.engine.as_ref(), &name).await;
+    Ok(outcome?.result)
+}
+
+/// Removes the load service and waits (a minute at most) until its tasks have stopped.
+async fn remove(engine: &dyn crate::engine::Engine, name: &str) {
+    if let Err(e) = engine.remove(Object::Service, name).await {
+        tracing::warn!("cannot remove the load service {name}: {e}");
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match engine.tasks(name, false).await {
+            Ok(t) if t.iter().any(|t| t.state == "running") => tokio::time::sleep(Duration::from_millis(500)).await,
+            _ => return,
+        }
+    }
+    tracing::warn!("the tasks of the load service {name} still run a minute after its removal");
+}
+
+/// The tasks of the load service, followed through the engine.
+struct Tasks {
+    rec: super::Recorder,
+    /// Whether where the tasks run is in the timeline yet.
+    placed: bool,
+    engine: Handle,
+    name: String,
+    spec: ServiceSpec,
+    dirs: Vec<PathBuf>,
+    /// When each slot's task was first seen ended.
+    ended_at: HashMap<u64, Instant>,
+    /// Past its schedule by a minute: every task counts as ended.
+    deadline: Instant,
+}
+
+impl Tasks {
+    /// The latest task of each slot.
+    async fn by_slot(&self) -> anyhow::Result<HashMap<u64, Task>> {
+        let mut latest: HashMap<u64, Task> = HashMap::new();
+        for t in self.engine.tasks(&self.name, false).await? {
+            let newer = latest.get(&(t.slot as u64)).map_or(true, |l| t.state_since_ms > l.state_since_ms);
+            if newer {
+                latest.insert(t.slot as u64, t);
+            }
+        }
+        Ok(latest)
+    }
+}
+
+fn finished(state: &str) -> bool {
+    matches!(state, "complete" | "failed" | "shutdown" | "rejected" | "orphaned" | "remove")
+}
+
+#[async_trait::async_trait]
+impl Fleet for Tasks {
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.clone()
+    }
+
+    /// A task has ended once its report came, or once it has been over for a few seconds
+    /// (its last lines may still be on their way), or when the run is a minute past its
+    /// schedule (a task that never started).
+    async fn ended(&mut self) -> anyhow::Result<Vec<bool>> {
+        let late = Instant::now() > self.deadline;
+        let tasks = self.by_slot().await?;
+        let running = tasks.values().filter(|t| t.state == "running").count();
+        if !self.placed && running == self.dirs.len() {
+            self.placed = true;
+            let mut on: Vec<(u64, &str)> = tasks.iter().map(|(slot, t)| (*slot, t.node.as_str())).collect();
+            on.sort();
+            let on: Vec<String> = on.iter().map(|(slot, node)| format!("{slot} on {node}")).collect();
+            self.rec.event("load", format!("load tasks running: {}", on.join(", ")));
+        }
+        let mut ended = Vec::with_capacity(self.dirs.len());
+        for (k, dir) in self.dirs.iter().enumerate() {
+            let slot = k as u64 + 1;
+            let over = tasks.get(&slot).is_some_and(|t| finished(&t.state));
+            let since = over.then(|| *self.ended_at.entry(slot).or_insert_with(Instant::now));
+            ended.push(dir.join("report.json").exists() || late || since.is_some_and(|s| s.elapsed() >= LOG_LAG));
+        }
+        Ok(ended)
+    }
+
+    /// Scales the service to 0: swarm stops every task with its stop signal, SIGINT, on
+    /// whichever node it runs.
+    async fn interrupt(&mut self) {
+        let mut spec = self.spec.clone();
+        spec.mode = Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(0) }),
+            ..Default::default()
+        });
+        if let Err(e) = self.engine.update_service(&self.name, spec, None).await {
+            tracing::warn!("cannot stop the load tasks: {e}");
+        }
+    }
+
+    async fn lost(&mut self, k: usize) -> String {
+        let slot = k as u64 + 1;
+        match self.by_slot().await.ok().and_then(|mut t| t.remove(&slot)) {
+            Some(t) => format!(
+                "load task {slot} (node {}) ended {}{} without a report",
+                t.node,
+                t.state,
+                t.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            None => format!("load task {slot} never started"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_task_is_given_the_whole_plan_and_finds_its_share_by_its_slot() {
+        let target = crate::load::client::Target::parse("http://10.0.1.5:8080/mcp", false, false).unwrap();
+        let mut plan = LoadPlan::toward(vec![target]);
+        plan.workers = 3;
+        plan.start_at_ms = Some(1_800_000_000_000);
+        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, Some(1)).unwrap();
+        let c = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
+        let env = c.env.as_ref().unwrap();
+        assert!(env.contains(&"SWARMCTL_LOAD_SLOT={{.Task.Slot}}".to_string()), "{env:?}");
+        let given = env[0].strip_prefix("SWARMCTL_LOAD_PLAN=").unwrap();
+        let back: LoadPlan = serde_json::from_str(given).unwrap();
+        assert_eq!((back.workers, back.start_at_ms, back.sessions), (3, plan.start_at_ms, plan.sessions));
+        let mut pinned = spec.clone();
+        pinned.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().env = None;
+        insta::assert_yaml_snapshot!(pinned);
+    }
+}
