@@ -485,6 +485,51 @@ fn workers_split_the_sessions_and_merge_exactly() {
     }
 }
 
+/// A worker killed part-way is named with the end of its log; what its seconds carried is
+/// counted, and the run says the planned load was not all sent (exit 4).
+#[test]
+fn a_worker_killed_part_way_is_named_and_its_seconds_counted() {
+    let _heavy = crate::util::exclusive_blocking();
+    let (mut server, url) = serve_child(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let args =
+        ["load", "--url", &url, "--sessions", "20", "--duration", "20s", "--think", "50ms", "--workers", "2", "--json"];
+    let mut command = crate::util::swarmctl_command(state.path());
+    command.args(args).args(["--out", dir.path().to_str().unwrap()]).stdout(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let seconds = dir.path().join("workers/worker-1/seconds.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "worker 1 sent no seconds within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Worker 1 by its PID: the child of the load process whose command line names its folder.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let worker = children
+        .split_whitespace()
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().ends_with(b"worker-1\0"))
+        .unwrap_or_else(|| panic!("no worker-1 among {children}"));
+    let sigkill = nix::sys::signal::Signal::SIGKILL;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.parse().unwrap()), sigkill).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lost = r["workers_lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let lost = lost[0].as_str().unwrap();
+    assert!(lost.starts_with("load worker 1 ended (signal: 9 (SIGKILL)) without a report"), "{lost}");
+    assert!(lost.contains("counted up to its last second"), "{lost}");
+    // Its 10 sessions were open at its last second: not missing from the count.
+    assert_eq!(r["generator"]["sessions_opened"], 20, "{}", r["generator"]);
+    let timeline = std::fs::read_to_string(dir.path().join("timeline.jsonl")).unwrap();
+    let per_second: u64 =
+        timeline.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["requests"].as_u64().unwrap()).sum();
+    assert_eq!(r["summary"]["requests_total"], per_second, "the totals are the seconds' sum");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_held_until_the_end_even_with_a_long_think_time() {
     let _heavy = crate::util::exclusive().await;
