@@ -29,6 +29,13 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// No load service is left on the swarm once a run has ended.
+async fn assert_no_load(engine: &swarmctl::engine::Bollard) {
+    let services = engine.client().list_services(None::<bollard::query_parameters::ListServicesOptions>).await.unwrap();
+    let names: Vec<String> = services.into_iter().filter_map(|s| s.spec?.name).collect();
+    assert!(!names.iter().any(|n| n.contains("load")), "{names:?}");
+}
+
 fn cluster(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-cluster");
     let out = Command::new(script).args(args).output().expect("run scripts/dev-cluster");
@@ -487,6 +494,68 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(running.iter().map(|t| &t.node).collect::<BTreeSet<_>>().len(), 3, "spread again: {running:?}");
     assert!(results.join("report.html").exists(), "a usable partial report");
     assert_no_agent(&engine).await;
+
+    // Load from every node: 3 tasks of the load service, one per node, straight to the 6
+    // replicas; their seconds come back through the service's logs, and the servers counted
+    // exactly the requests the merged tasks sent.
+    let profile =
+        "test.profiles.baseline={sessions: 60, ramp: 100, hold: 10s, think: 200ms, transport: http, workers: 3}";
+    let swarm_load = |out: &std::path::Path| -> Command {
+        let mut args = vec!["test", "baseline", "--no-deploy", "--via", "swarm", "--out", out.to_str().unwrap()];
+        args.extend(stack(&roomy));
+        args.extend(["--set", "server.placement.max_replicas_per_node=3", "--set", profile]);
+        let mut command = crate::util::swarmctl_command(state.path());
+        command.env("DOCKER_CONFIG", LOGIN).args(args);
+        command
+    };
+    let results = state.path().join("swarm-load");
+    let out = swarm_load(&results).output().unwrap();
+    let stderr = text(&out).1;
+    let r: Value = crate::util::read_results(&results.join("results.json"));
+    let phase = &r["phases"][0];
+    assert!(matches!(out.status.code(), Some(0 | 3)), "a verdict, not an error: {}\n{stderr}", phase["reasons"]);
+    assert_eq!(phase["load"]["generator"]["sessions_opened"], 60, "{}", phase["load"]["generator"]);
+    assert!(phase["load"]["workers_lost"].is_null(), "{}", phase["load"]["workers_lost"]);
+    assert_eq!(phase["reconciliation"]["holds"], true, "{}", phase["reconciliation"]);
+    let placed = r["events"].as_array().unwrap().iter().find(|e| e["kind"] == "load").expect("where the tasks ran");
+    let on: BTreeSet<&str> =
+        placed["detail"].as_str().unwrap().split(", ").filter_map(|p| p.split(" on ").nth(1)).collect();
+    assert_eq!(on.len(), 3, "one task per node: {placed}");
+    assert_no_load(&engine).await;
+
+    // A load task on a worker killed through that worker's own engine: named with its node,
+    // and what it had sent counted.
+    let results = state.path().join("swarm-load-killed");
+    let child =
+        swarm_load(&results).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let worker = nodes.iter().find(|n| n.addr == "10.99.0.2").expect("swnode2's node").id.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let task = loop {
+        let tasks = engine.tasks("swit-mn-load", false).await.unwrap_or_default();
+        let on_worker = tasks.into_iter().find(|t| t.node == worker && t.is_running());
+        let slot_sent = |slot: i64| {
+            let seconds = results.join(format!("phases/baseline/workers/task-{slot}/seconds.jsonl"));
+            std::fs::read_to_string(seconds).unwrap_or_default().lines().count()
+        };
+        match on_worker {
+            Some(t) if slot_sent(t.slot) >= 3 => break t,
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "no load task on {worker} sent 3 seconds within 90 s");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let remote =
+        bollard::Docker::connect_with_unix("/run/docker-swnode2.sock", 60, bollard::API_DEFAULT_VERSION).unwrap();
+    let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
+    remote.kill_container(task.container.as_deref().unwrap(), Some(kill)).await.unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = crate::util::read_results(&results.join("results.json"));
+    let lost = r["phases"][0]["load"]["workers_lost"].as_array().cloned().unwrap_or_default();
+    assert_eq!(lost.len(), 1, "{lost:?}\n{}", text(&out).1);
+    let named = format!("load task {} (node {worker}) ended failed", task.slot);
+    assert!(lost[0].as_str().unwrap().starts_with(&named), "{lost:?}");
+    assert_eq!(out.status.code(), Some(3), "the phase fails: {}", r["phases"][0]["reasons"]);
+    assert_no_load(&engine).await;
 
     let mut args = vec!["down"];
     args.extend(stack(&[]));
