@@ -153,6 +153,39 @@ fn interrupted(
     (read(&int, &out), int)
 }
 
+/// `test baseline --via swarm` of 40 sessions from 2 load tasks, held `hold`, into `out`.
+fn swarm_baseline(out: &Path, hold: &str, state: &Path) -> std::process::Command {
+    let profile = format!(
+        "test.profiles.baseline={{sessions: 40, ramp: 40, hold: {hold}, think: 200ms, transport: http, workers: 2}}"
+    );
+    let mut command = crate::util::swarmctl_command(state);
+    command.args([
+        "test",
+        "baseline",
+        "--no-deploy",
+        "--via",
+        "swarm",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        &profile,
+    ]);
+    command.args(SETS).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Starts `command` and waits until load task `slot` has sent 3 seconds into `out`.
+async fn sending(mut command: std::process::Command, out: &Path, slot: u64) -> std::process::Child {
+    let child = command.spawn().unwrap();
+    let seconds = out.join(format!("phases/baseline/workers/task-{slot}/seconds.jsonl"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "task {slot} sent no seconds within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child
+}
+
 /// No load service is left when the run has ended, and its containers are gone within 30 s
 /// (swarm removes a removed service's containers on its own time).
 async fn assert_no_load_left(docker: &swarmctl::engine::Bollard) {
@@ -477,20 +510,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     // 5b. Load from swarm tasks: 2 tasks of a load service, each with its share, their
     // seconds back through the service's logs and merged; every request the servers counted.
     let swarm = results.path().join("swarm");
-    let out = run(
-        &[
-            "test",
-            "baseline",
-            "--no-deploy",
-            "--via",
-            "swarm",
-            "--out",
-            swarm.to_str().unwrap(),
-            "--set",
-            "test.profiles.baseline={sessions: 40, ramp: 40, hold: 6s, think: 200ms, transport: http, workers: 2}",
-        ],
-        state.path(),
-    );
+    let out = swarm_baseline(&swarm, "6s", state.path()).output().unwrap();
     let (stdout, stderr) = text(&out);
     let r = read(&swarm, &out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}\n{:?}", r.phases[0].reasons);
@@ -506,26 +526,7 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
 
     // 5c. A load task killed mid-run is named, and what it had sent is counted.
     let killed = results.path().join("swarm-killed");
-    let mut command = crate::util::swarmctl_command(state.path());
-    command.args([
-        "test",
-        "baseline",
-        "--no-deploy",
-        "--via",
-        "swarm",
-        "--out",
-        killed.to_str().unwrap(),
-        "--set",
-        "test.profiles.baseline={sessions: 40, ramp: 40, hold: 15s, think: 200ms, transport: http, workers: 2}",
-    ]);
-    command.args(SETS).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
-    let seconds = killed.join("phases/baseline/workers/task-1/seconds.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 3 {
-        assert!(Instant::now() < deadline, "task 1 sent no seconds within 90 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let child = sending(swarm_baseline(&killed, "15s", state.path()), &killed, 1).await;
     let task = swarmctl::engine::Engine::tasks(&docker, "swit-ph-load", false)
         .await
         .unwrap()
@@ -541,33 +542,13 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert_eq!(out.status.code(), Some(3), "the phase fails: {:?}", r.phases[0].reasons);
     assert!(r.phases[0].reasons.contains(&load.workers_lost[0]), "and says why: {:?}", r.phases[0].reasons);
     assert_eq!(load.generator.sessions_opened, 40, "the lost task's sessions are not missing: {:?}", load.generator);
-    let sent: u64 = std::fs::read_to_string(&seconds).unwrap().lines().count() as u64;
-    assert!(sent >= 3 && load.summary.requests_total > 0, "its seconds are in the totals: {:?}", load.summary);
+    assert!(load.summary.requests_total > 0, "its seconds are in the totals: {:?}", load.summary);
     assert_no_load_left(&docker).await;
 
     // 5d. Ctrl-C while the tasks send: swarm stops them with SIGINT, each drains and reports,
     // the merged counts still match the servers', and the service is gone.
     let stopped = results.path().join("swarm-interrupted");
-    let mut command = crate::util::swarmctl_command(state.path());
-    command.args([
-        "test",
-        "baseline",
-        "--no-deploy",
-        "--via",
-        "swarm",
-        "--out",
-        stopped.to_str().unwrap(),
-        "--set",
-        "test.profiles.baseline={sessions: 40, ramp: 40, hold: 60s, think: 200ms, transport: http, workers: 2}",
-    ]);
-    command.args(SETS).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
-    let seconds = stopped.join("phases/baseline/workers/task-2/seconds.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::fs::read_to_string(&seconds).unwrap_or_default().lines().count() < 3 {
-        assert!(Instant::now() < deadline, "task 2 sent no seconds within 90 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let child = sending(swarm_baseline(&stopped, "60s", state.path()), &stopped, 2).await;
     let sigint = nix::sys::signal::Signal::SIGINT;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sigint).unwrap();
     let out = child.wait_with_output().unwrap();
