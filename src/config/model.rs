@@ -425,6 +425,8 @@ pub struct Test {
     pub drain: Update,
     /// The network phase.
     pub network: Impair,
+    /// Where the tasks of the load service may run (`--via swarm`), as a service's placement.
+    pub load_tasks: Placement,
 }
 
 /// Network: one replica's network impaired (netem) under load for a while, then restored.

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::compose::Compose;
 
-pub use service::convert_service;
+pub use service::{convert_placement, convert_service};
 
 /// Label that makes an object part of a stack (the only thing that makes a "stack" in swarm).
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bollard::models::{
     NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::Ctx;
@@ -43,8 +43,13 @@ pub fn service_spec(
     image: &str,
     network: &str,
     plan: &LoadPlan,
-    max_per_node: Option<u64>,
+    placement: &crate::config::Placement,
 ) -> anyhow::Result<ServiceSpec> {
+    let placement = crate::compose::Placement {
+        constraints: placement.constraints.clone(),
+        preferences: placement.spread.iter().map(|s| crate::compose::Preference { spread: s.clone() }).collect(),
+        max_replicas_per_node: placement.max_replicas_per_node.map(u64::from),
+    };
     let labels = HashMap::from([(oneoff::LABEL.to_string(), stack.to_string())]);
     let env = vec![
         format!("{}={}", crate::load::TASK_PLAN, serde_json::to_string(plan)?),
@@ -71,7 +76,7 @@ pub fn service_spec(
                 condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
                 ..Default::default()
             }),
-            placement: max_per_node.map(|m| TaskSpecPlacement { max_replicas: Some(m as i64), ..Default::default() }),
+            placement: Some(crate::convert::convert_placement(&placement)),
             networks: Some(vec![NetworkAttachmentConfig { target: Some(network.to_string()), ..Default::default() }]),
             ..Default::default()
         }),
@@ -108,7 +113,17 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     plan.write(&dir.join("plan.json"))?;
     let stack = &ctx.config.name;
     let name = service_name(stack);
-    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, None)?;
+    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, &ctx.config.test.load_tasks)?;
+    // Tasks that cannot be placed would wait for the whole run: said now, with the nodes.
+    let nodes = ctx.engine.nodes().await?;
+    let one = crate::convert::DesiredStack { services: vec![spec.clone()], ..Default::default() };
+    let problems = crate::plan::topology::check(&one, &nodes);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the {tasks} load tasks cannot be placed ({}): change test.load_tasks or the profile's workers",
+            problems.join("; ")
+        );
+    }
     // One left by a run that could not remove it would hold the name.
     ctx.engine.remove(Object::Service, &name).await?;
     ctx.engine.create_service(spec.clone(), None).await?;
@@ -271,7 +286,12 @@ mod tests {
         let mut plan = LoadPlan::toward(vec![target]);
         plan.workers = 3;
         plan.start_at_ms = Some(1_800_000_000_000);
-        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, Some(1)).unwrap();
+        let placement = crate::config::Placement {
+            constraints: vec!["node.labels.load == true".into()],
+            max_replicas_per_node: Some(1),
+            spread: Vec::new(),
+        };
+        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, &placement).unwrap();
         let c = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
         let env = c.env.as_ref().unwrap();
         assert!(env.contains(&"SWARMCTL_LOAD_SLOT={{.Task.Slot}}".to_string()), "{env:?}");

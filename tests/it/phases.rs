@@ -560,6 +560,16 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(r.events.iter().any(|e| e.kind == "load"), "where the tasks ran: {:?}", r.events);
     assert_no_load_left(&docker).await;
 
+    // 5e. Tasks no node may run are refused before the service is created, saying why.
+    let nowhere = results.path().join("swarm-nowhere");
+    let mut command = swarm_baseline(&nowhere, "5s", state.path());
+    let out = command.args(["--set", "test.load_tasks.constraints=[\"node.role == worker\"]"]).output().unwrap();
+    let r = read(&nowhere, &out);
+    assert_eq!(out.status.code(), Some(1), "{:?}", r.phases[0].reasons);
+    let why = &r.phases[0].reasons[0];
+    assert!(why.contains("no node satisfies its placement constraints") && why.contains("test.load_tasks"), "{why}");
+    assert_no_load_left(&docker).await;
+
     // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
     // is written and says interrupted, exit 130.
     let (r, int) = interrupted("scaling", "scale", results.path(), state.path());
