@@ -50,6 +50,39 @@ pub async fn one_victim(ctx: &Ctx, what: &str) -> anyhow::Result<Task> {
     Ok(victims(&tasks, 1, &ctx.reach).map_err(|e| anyhow::anyhow!("{service}: {e}"))?.remove(0))
 }
 
+/// CPU time so far of every running replica of the server within reach, by task ID: what
+/// [`busiest`] compares once some load has run.
+pub async fn cpu_by_task(ctx: &Ctx) -> std::collections::HashMap<String, u64> {
+    let mut cpu = std::collections::HashMap::new();
+    let Ok(tasks) = ctx.engine.tasks(&ctx.server_service(), false).await else { return cpu };
+    for t in tasks.iter().filter(|t| t.is_running() && ctx.reach.why_not(&t.node).is_none()) {
+        if let Ok(u) = ctx.reach.usage(t).await {
+            cpu.insert(t.id.clone(), u.cpu_ns);
+        }
+    }
+    cpu
+}
+
+/// The running replica within reach that used the most CPU since `before` was read: the one
+/// the load reached most. A fault on a replica the load balancer sent nothing to would
+/// measure nothing (one not yet in its pool, or one it still holds as failed). When nothing
+/// could be read, [`one_victim`]'s choice.
+pub async fn busiest(ctx: &Ctx, before: &std::collections::HashMap<String, u64>, what: &str) -> anyhow::Result<Task> {
+    let tasks = ctx.engine.tasks(&ctx.server_service(), false).await?;
+    let mut best: Option<(u64, &Task)> = None;
+    for t in tasks.iter().filter(|t| t.is_running() && t.container.is_some()) {
+        let (Some(was), Ok(now)) = (before.get(&t.id), ctx.reach.usage(t).await) else { continue };
+        let used = now.cpu_ns.saturating_sub(*was);
+        if best.map_or(true, |(b, _)| used > b) {
+            best = Some((used, t));
+        }
+    }
+    match best {
+        Some((_, t)) => Ok(t.clone()),
+        None => one_victim(ctx, what).await,
+    }
+}
+
 /// Kills `ctx.failover`'s tasks under load and measures what clients saw.
 pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let plan = ctx.failover;

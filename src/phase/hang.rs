@@ -21,14 +21,16 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     let cfg = &ctx.config.test.hang;
     let profile = ctx.phase_profile();
     let service = ctx.server_service();
-    let victim = failover::one_victim(ctx, "stop").await?;
+    // Refused before any load when there is nothing to stop.
+    failover::one_victim(ctx, "stop").await?;
+    let cpu_before = failover::cpu_by_task(ctx).await;
 
     let mut load_plan = ctx.load_plan(&profile).await?;
     load_plan.hold = cfg.warmup.0 + cfg.duration.0 + cfg.observe.0;
     load_plan.streak_goal = cfg.consecutive_ok;
     ctx.say(format!(
-        "[hang] {} sessions through the load balancer; after {} of load, stop {service} slot {} for {}, then watch {}",
-        load_plan.sessions, cfg.warmup, victim.slot, cfg.duration, cfg.observe
+        "[hang] {} sessions through the load balancer; after {} of load, stop the {service} replica they reach most for {}, then watch {}",
+        load_plan.sessions, cfg.warmup, cfg.duration, cfg.observe
     ));
     let live = Arc::new(Live::default());
     let stop = CancellationToken::new();
@@ -37,6 +39,14 @@ pub async fn measure(ctx: &Ctx) -> anyhow::Result<Phase> {
     tokio::pin!(load);
 
     super::warm_up(load.as_mut(), ramp + cfg.warmup.0, "the stop").await?;
+    let victim = match failover::busiest(ctx, &cpu_before, "stop").await {
+        Ok(victim) => victim,
+        Err(e) => {
+            stop.cancel();
+            let _ = (&mut load).await;
+            return Err(e);
+        }
+    };
     let dropped_before = live.sessions_dropped.load(Relaxed);
     let reestablished_before = live.sessions_reestablished.load(Relaxed);
     let sent = match ctx.reach.signal(&victim, "SIGSTOP").await {
