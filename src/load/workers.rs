@@ -300,15 +300,12 @@ struct Followed {
     done: bool,
     last_t: u64,
     live: LiveWire,
-    /// Everything its seconds carried: its totals when it leaves no report.
-    sent: Stats,
-    sessions: u64,
 }
 
 /// Follows `fleet`'s workers until all have ended: merges each second into the timeline once
 /// every worker still running has reported it, forwards Ctrl-C, and merges their totals
-/// exactly. A worker that ends without its report is named in the results, and what its
-/// seconds carried is counted; the run then did not keep its schedule.
+/// exactly. A worker that ends without its report is named in the results (`workers_lost`),
+/// and what its seconds carried is counted.
 pub async fn merge(
     plan: &LoadPlan,
     out: Option<&Path>,
@@ -320,15 +317,7 @@ pub async fn merge(
     let mut workers: Vec<Followed> = fleet
         .dirs()
         .into_iter()
-        .map(|dir| Followed {
-            dir,
-            offset: 0,
-            done: false,
-            last_t: 0,
-            live: LiveWire::default(),
-            sent: Stats::default(),
-            sessions: 0,
-        })
+        .map(|dir| Followed { dir, offset: 0, done: false, last_t: 0, live: LiveWire::default() })
         .collect();
     // The parent's memory counts too: it is part of what the load costs.
     let mut tally = super::tally::Tally::new(plan, workers.len() as u64 + 1, super::tally::rss_kib());
@@ -376,15 +365,16 @@ pub async fn merge(
     let (mut elapsed, mut interrupted) = (0f64, signalled);
     for (k, w) in workers.iter().enumerate() {
         let Ok(bytes) = std::fs::read(w.dir.join("report.json")) else {
-            total.merge(&w.sent);
-            counts.peak = counts.peak.max(w.sessions);
+            // Read again only here: the seconds' sum is its totals when it leaves no report.
+            let (sent, sessions) = seconds_sum(&w.dir)?;
+            total.merge(&sent);
+            counts.peak = counts.peak.max(sessions);
             // It had opened at least those open at its last second.
-            counts.opened += w.sessions;
+            counts.opened += sessions;
             lost.push(format!(
-                "{}; counted up to its last second: {} requests, {} sessions open",
+                "{}; counted up to its last second: {} requests, {sessions} sessions open",
                 fleet.lost(k).await,
-                w.sent.totals().0,
-                w.sessions
+                sent.totals().0
             ));
             continue;
         };
@@ -422,6 +412,25 @@ struct Pending {
     rss_kib: u64,
 }
 
+fn parse_second(line: &str) -> anyhow::Result<(WorkerSecond, Stats)> {
+    let s: WorkerSecond = serde_json::from_str(line.trim_end()).context("a worker's seconds file does not parse")?;
+    let stats = Stats::try_from(&s.stats).map_err(anyhow::Error::msg)?;
+    Ok((s, stats))
+}
+
+/// Everything a worker's seconds carried, and the sessions open at its last one.
+fn seconds_sum(dir: &Path) -> anyhow::Result<(Stats, u64)> {
+    let text = std::fs::read_to_string(dir.join("seconds.jsonl")).unwrap_or_default();
+    let mut sum = (Stats::default(), 0);
+    // A last line cut short (the worker died writing it) carries nothing.
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        let (s, stats) = parse_second(line)?;
+        sum.0.merge(&stats);
+        sum.1 = s.sessions;
+    }
+    Ok(sum)
+}
+
 fn read_seconds(w: &mut Followed, pending: &mut BTreeMap<u64, Pending>, live: &engine::Live) -> anyhow::Result<()> {
     let path = w.dir.join("seconds.jsonl");
     let Ok(mut f) = std::fs::File::open(&path) else { return Ok(()) };
@@ -435,15 +444,11 @@ fn read_seconds(w: &mut Followed, pending: &mut BTreeMap<u64, Pending>, live: &e
             break; // a line still being written is read next time
         }
         w.offset += n as u64;
-        let s: WorkerSecond =
-            serde_json::from_str(line.trim_end()).context("a worker's seconds file does not parse")?;
-        let stats = Stats::try_from(&s.stats).map_err(anyhow::Error::msg)?;
+        let (s, stats) = parse_second(&line)?;
         let entry = pending.entry(s.t).or_default();
         entry.sessions += s.sessions;
         entry.stats.merge(&stats);
         entry.rss_kib += s.rss_kib;
-        w.sent.merge(&stats);
-        w.sessions = s.sessions;
         w.last_t = w.last_t.max(s.t);
         if !s.live.failures.is_empty() {
             let mut f = live.failures.lock().unwrap_or_else(|p| p.into_inner());

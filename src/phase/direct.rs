@@ -16,7 +16,7 @@ use crate::exit::Code;
 use crate::load::{LoadPlan, RunResult};
 
 /// Rewrites `o`'s targets to every running replica's address on the stack's network.
-pub(super) async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
+async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyhow::Result<Vec<String>> {
     let net = ctx.config.mcp_network();
     let addrs = ctx.engine.task_addresses(&net, &ctx.server_service()).await?;
     if addrs.is_empty() {
@@ -26,6 +26,17 @@ pub(super) async fn replica_urls(ctx: &Ctx, transport: ClientTransport) -> anyho
         .iter()
         .map(|(_, ip)| ctx.config.client_url(transport, ip, Entry::Replica).map_err(anyhow::Error::msg))
         .collect()
+}
+
+/// `plan` aimed at every running replica's address on the stack's network (the source
+/// addresses are the load's own, wherever it runs), and how many replicas that is.
+pub(super) async fn toward_replicas(
+    ctx: &Ctx,
+    plan: &LoadPlan,
+    transport: ClientTransport,
+) -> anyhow::Result<(LoadPlan, usize)> {
+    let urls = replica_urls(ctx, transport).await?;
+    Ok((LoadPlan { targets: ctx.targets(&urls)?, sources: Vec::new(), ..plan.clone() }, urls.len()))
 }
 
 /// The load container's command: the plan it finds in the folder it shares with us.
@@ -38,14 +49,14 @@ fn container_args() -> Vec<String> {
 /// (SIGINT: the load drains and reports).
 pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
     let image = ctx.client_image.clone().context("no image to run the load client in (the builtin image)")?;
-    let urls = replica_urls(ctx, transport).await?;
+    let (plan, replicas) = toward_replicas(ctx, plan, transport).await?;
+    let plan = LoadPlan { start_at_ms: None, ..plan };
     let dir = ctx.phase_dir(phase);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let _ = std::fs::remove_file(dir.join("results.json"));
-    let plan = LoadPlan { targets: ctx.targets(&urls)?, sources: Vec::new(), start_at_ms: None, ..plan.clone() };
     plan.write(&dir.join("plan.json"))?;
-    ctx.say(format!("[{phase}] direct to {} replicas, from a load container on the stack's network", urls.len()));
+    ctx.say(format!("[{phase}] direct to {replicas} replicas, from a load container on the stack's network"));
     let spec = oneoff::Spec {
         image,
         args: container_args(),

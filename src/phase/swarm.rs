@@ -93,7 +93,7 @@ pub fn service_spec(
 /// SIGINT, drain and report); the service is removed however the run ends.
 pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
     let image = ctx.client_image.clone().context("no image to run the load tasks in (the builtin image)")?;
-    let urls = super::direct::replica_urls(ctx, transport).await?;
+    let (plan, replicas) = super::direct::toward_replicas(ctx, plan, transport).await?;
     let tasks = plan.workers.clamp(1, plan.sessions.max(1));
     let dir = ctx.phase_dir(phase);
     let base = dir.join("workers");
@@ -103,13 +103,7 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     }
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let start = crate::units::unix_now_ms() + LEAD.as_millis() as u64;
-    let plan = LoadPlan {
-        targets: ctx.targets(&urls)?,
-        sources: Vec::new(),
-        start_at_ms: Some(start),
-        workers: tasks,
-        ..plan.clone()
-    };
+    let plan = LoadPlan { start_at_ms: Some(start), workers: tasks, ..plan };
     plan.write(&dir.join("plan.json"))?;
     let stack = &ctx.config.name;
     let name = service_name(stack);
@@ -127,7 +121,7 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     // One left by a run that could not remove it would hold the name.
     ctx.engine.remove(Object::Service, &name).await?;
     ctx.engine.create_service(spec.clone(), None).await?;
-    ctx.say(format!("[{phase}] from {tasks} load task(s) of service {name}, direct to {} replicas", urls.len()));
+    ctx.say(format!("[{phase}] from {tasks} load task(s) of service {name}, direct to {replicas} replicas"));
 
     let mut logs = ctx.engine.follow_service_logs(&name);
     let demux_base = base.clone();
