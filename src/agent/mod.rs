@@ -11,6 +11,7 @@
 //!   the others through their agent; deploys the agents and removes them.
 
 pub mod client;
+pub mod clock;
 pub mod reach;
 pub mod serve;
 
@@ -56,6 +57,9 @@ pub struct Hello {
     pub stack: String,
     /// Its swarmctl version.
     pub version: String,
+    /// Its node's clock when it answered, Unix microseconds (0 from an agent that predates it).
+    #[serde(default)]
+    pub clock_us: u64,
 }
 
 /// A signal to send.

@@ -351,6 +351,37 @@ impl Reach {
         }
     }
 
+    /// How far `node`'s clock is from this machine's: this engine's node through the engine,
+    /// another through its agent; a few round trips, the shortest kept (`clock::estimate`).
+    pub async fn clock(&self, node: &str) -> Result<super::clock::Offset, ReachError> {
+        use super::clock::{estimate, now_ms, Sample};
+        const TRIPS: usize = 5;
+        let mut samples = Vec::with_capacity(TRIPS);
+        for _ in 0..TRIPS {
+            let sent_ms = now_ms();
+            let (remote_ms, resolution_ms) = if node == self.local {
+                (self.engine.clock_ms().await? as f64, 1.0)
+            } else {
+                let Some(agent) = self.agents.get(node) else { return Err(self.no_agent(node)) };
+                let hello = agent.hello().await?;
+                if hello.clock_us == 0 {
+                    return Err(ReachError::NoAgent {
+                        node: node.into(),
+                        reason: "its agent does not tell its clock (an older swarmctl)".into(),
+                    });
+                }
+                (hello.clock_us as f64 / 1000.0, 0.001)
+            };
+            samples.push(Sample { sent_ms, remote_ms, back_ms: now_ms(), resolution_ms });
+        }
+        estimate(&samples).ok_or_else(|| {
+            ReachError::Engine(EngineError::refused(
+                format!("measure the clock of node {node}"),
+                "this machine's clock went back during every round trip",
+            ))
+        })
+    }
+
     fn no_agent(&self, node: &str) -> ReachError {
         ReachError::NoAgent { node: node.into(), reason: self.why_not(node).unwrap_or_default() }
     }
@@ -439,6 +470,14 @@ pub(crate) mod tests {
             assert_eq!(sent.node, t.node, "acted on by the task's own node");
             assert!(sent.asked_ms <= sent.done_ms);
         }
+        // One machine, one clock: every node's offset is 0 to within its bound, and the bound
+        // is what a loopback round trip leaves (well under a second).
+        for node in reach.nodes() {
+            let o = reach.clock(&node).await.unwrap();
+            assert!(o.offset_ms.abs() <= o.within_ms && o.within_ms < 500.0, "node {node}: {o:?}");
+        }
+        let err = reach.clock("node9").await.unwrap_err().to_string();
+        assert!(err.contains("no agent on node node9"), "{err}");
         let killed = fake.calls().iter().filter(|c| c.starts_with("kill ")).count();
         assert_eq!(killed, 3, "one per node: the manager's through the engine, the others' through their agents");
 

@@ -106,7 +106,12 @@ async fn handle(agent: &Agent, req: Request<Incoming>) -> Response<Full<Bytes>> 
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/v1/hello") => reply(
             StatusCode::OK,
-            &Hello { node: agent.node.clone(), stack: agent.stack.clone(), version: env!("CARGO_PKG_VERSION").into() },
+            &Hello {
+                node: agent.node.clone(),
+                stack: agent.stack.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                clock_us: (super::clock::now_ms() * 1000.0) as u64,
+            },
         ),
         (Method::POST, "/v1/signal") => {
             let body = match Limited::new(req.into_body(), 4096).collect().await {

@@ -150,6 +150,13 @@ impl Engine for Bollard {
         unreachable!("the last attempt returns")
     }
 
+    async fn clock_ms(&self) -> Result<u64, EngineError> {
+        let info = self.docker.info().await.map_err(|e| api("read engine info", e))?;
+        let time = info.system_time.unwrap_or_default();
+        unix_ms(&time)
+            .ok_or_else(|| EngineError::refused("read engine info", format!("its SystemTime {time:?} is no time")))
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         let list = self.docker.list_nodes(None).await.map_err(|e| api("list nodes", e))?;
         Ok(list

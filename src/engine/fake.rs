@@ -307,6 +307,10 @@ impl Engine for Fake {
         Ok(())
     }
 
+    async fn clock_ms(&self) -> Result<u64, EngineError> {
+        Ok(crate::units::unix_now_ms())
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         Ok(self.lock().nodes.clone())
     }

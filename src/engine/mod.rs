@@ -46,6 +46,8 @@ pub trait Engine: Send + Sync {
     async fn init_swarm(&self, advertise: Option<&str>) -> Result<String, EngineError>;
     /// Leaves the swarm (forcefully: a last manager cannot leave otherwise).
     async fn leave_swarm(&self) -> Result<(), EngineError>;
+    /// The engine's wall clock, Unix milliseconds (its `SystemTime`, to the millisecond).
+    async fn clock_ms(&self) -> Result<u64, EngineError>;
     /// Every node of the swarm.
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError>;
     /// Sets a node's availability: `active`, `pause` or `drain` (its tasks move elsewhere).

@@ -30,8 +30,8 @@ pub use client::Target;
 pub use plan::LoadPlan;
 pub use preflight::{check_open_files, check_ports, local_port_range, sessions_per_process};
 pub use results::{
-    detail_lines, summary_text, write_folder, write_refused, Generator, MethodSummary, Outcome, RunConfig, RunResult,
-    Summary, ThresholdResult, SCHEMA_VERSION,
+    detail_lines, summary_text, write_folder, write_refused, Generator, MethodSummary, NodeClock, Outcome, RunConfig,
+    RunResult, Summary, ThresholdResult, SCHEMA_VERSION,
 };
 use results::{Measured, SessionCounts};
 use stats::Stats;
@@ -105,7 +105,7 @@ pub async fn run_worker(
 ) -> anyhow::Result<crate::exit::Code> {
     let (plan, sink) = match dir {
         Some(dir) => (LoadPlan::read(&dir.join("plan.json"))?, workers::Sink::Dir(dir.to_path_buf())),
-        None => task_share()?,
+        None => task_share(|name| std::env::var(name).ok())?,
     };
     check_open_files(plan.sessions * plan.sockets_per_session())?;
     workers::serve_as_worker(Arc::new(plan), sink, cancel).await
@@ -116,9 +116,15 @@ pub async fn run_worker(
 pub const TASK_PLAN: &str = "SWARMCTL_LOAD_PLAN";
 /// The one that gives a load task its slot (1 to the number of tasks): which share is its.
 pub const TASK_SLOT: &str = "SWARMCTL_LOAD_SLOT";
+/// The one that gives a load task its node's ID.
+pub const TASK_NODE: &str = "SWARMCTL_LOAD_NODE";
+/// The one that gives every node's clock offset from the controller's (JSON, node ID to
+/// milliseconds): a task starts when its clock reads the common start plus its node's.
+pub const TASK_CLOCKS: &str = "SWARMCTL_LOAD_CLOCKS";
 
-fn task_share() -> anyhow::Result<(LoadPlan, workers::Sink)> {
-    let var = |name: &str| std::env::var(name).with_context(|| format!("no {name}: DIR or the task's environment"));
+/// A load task's share, from its environment (`env`).
+fn task_share(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<(LoadPlan, workers::Sink)> {
+    let var = |name: &str| env(name).with_context(|| format!("no {name}: DIR or the task's environment"));
     let plan: LoadPlan =
         serde_json::from_str(&var(TASK_PLAN)?).with_context(|| format!("{TASK_PLAN} does not parse"))?;
     let slot: u64 = var(TASK_SLOT)?.parse().with_context(|| format!("{TASK_SLOT} is not a number"))?;
@@ -127,7 +133,12 @@ fn task_share() -> anyhow::Result<(LoadPlan, workers::Sink)> {
         anyhow::bail!("{TASK_SLOT} {slot} is not within 1 to {n}, the number of tasks");
     }
     let t0 = plan.start_at_ms.context("the plan of a load task has no start time")?;
-    Ok((plan.share(slot as usize - 1, n, t0), workers::Sink::Stdout { slot }))
+    let offsets: std::collections::BTreeMap<String, i64> = match env(TASK_CLOCKS) {
+        Some(json) => serde_json::from_str(&json).with_context(|| format!("{TASK_CLOCKS} does not parse"))?,
+        None => Default::default(),
+    };
+    let offset = env(TASK_NODE).and_then(|node| offsets.get(&node).copied()).unwrap_or(0);
+    Ok((plan.share(slot as usize - 1, n, t0.saturating_add_signed(offset)), workers::Sink::Stdout { slot }))
 }
 
 /// Appends a second to the timeline file and shows it.
@@ -146,4 +157,37 @@ fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progres
         "t={:>4}s  sessions {:>6}  req/s {:>8}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {errors}",
         s.t, s.sessions, s.requests, s.p50_ms, s.p99_ms
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_starts_its_share_when_its_nodes_clock_reads_the_common_start_plus_its_offset() {
+        let target = client::Target::parse("http://10.0.1.5:8080/mcp", false, false).unwrap();
+        let mut plan = LoadPlan::toward(vec![target]);
+        (plan.sessions, plan.ramp, plan.workers, plan.start_at_ms) = (30, 30.0, 3, Some(1_000_000));
+        let json = serde_json::to_string(&plan).unwrap();
+        let env = |node: &'static str, slot: &'static str| {
+            let json = json.clone();
+            move |name: &str| match name {
+                TASK_PLAN => Some(json.clone()),
+                TASK_SLOT => Some(slot.to_string()),
+                TASK_NODE => Some(node.to_string()),
+                TASK_CLOCKS => Some(r#"{"ahead":250,"behind":-40}"#.to_string()),
+                _ => None,
+            }
+        };
+        let start = |node, slot| task_share(env(node, slot)).unwrap().0.start_at_ms.unwrap();
+        // Slot 2's sessions are due 1/30 s after slot 1's, on the node's own clock.
+        assert_eq!(start("ahead", "1"), 1_000_250);
+        assert_eq!(start("behind", "2"), 999_960 + 33);
+        assert_eq!(start("unmeasured", "3"), 1_000_066, "a node not measured starts by its own clock");
+        let (share, sink) = task_share(env("ahead", "3")).unwrap();
+        assert_eq!((share.sessions, share.workers), (10, 1));
+        assert!(matches!(sink, workers::Sink::Stdout { slot: 3 }));
+        let err = task_share(env("ahead", "4")).unwrap_err().to_string();
+        assert_eq!(err, "SWARMCTL_LOAD_SLOT 4 is not within 1 to 3, the number of tasks");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use super::plan::LoadPlan;
 
 /// Open files a process needs besides its sessions' sockets (runtime, stdio, output files).
-const SPARE_FILES: u64 = 64;
+pub(crate) const SPARE_FILES: u64 = 64;
 
 /// Sessions one process can hold: its hard open-file limit less what it needs besides.
 pub fn sessions_per_process() -> u64 {

@@ -54,6 +54,33 @@ pub struct RunResult {
     /// planned load was never sent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers_lost: Vec<String>,
+    /// For load from swarm tasks: each node's clock against the controller's, measured before
+    /// the start and taken off the start time of the tasks there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks: Vec<NodeClock>,
+}
+
+/// A node's clock against the controller's. The tasks share one start time; a task starts
+/// when its node's clock reads that time plus the node's offset, so that all start together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NodeClock {
+    /// The node's hostname.
+    pub node: String,
+    /// Its offset, when it could be measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<crate::agent::clock::Offset>,
+    /// Why it could not be (its tasks then start by their own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<String>,
+}
+
+impl std::fmt::Display for NodeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.measured, &self.unmeasured) {
+            (Some(o), _) => write!(f, "{} {:+.1} ms (±{:.1})", self.node, o.offset_ms, o.within_ms),
+            (None, why) => write!(f, "{} not measured ({})", self.node, why.as_deref().unwrap_or("no reason given")),
+        }
+    }
 }
 
 /// The run's settings.
@@ -397,6 +424,7 @@ fn summarize(
         hold: None,
         client_memory: None,
         workers_lost: Vec::new(),
+        clocks: Vec::new(),
     }
 }
 
@@ -505,6 +533,10 @@ pub fn summary_text(r: &RunResult) -> String {
     }
     for lost in &r.workers_lost {
         out.push_str(&format!("{lost}\n"));
+    }
+    if !r.clocks.is_empty() {
+        let clocks: Vec<String> = r.clocks.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("node clocks against this machine's: {}\n", clocks.join(", ")));
     }
     if !r.generator.kept_schedule {
         out.push_str(&format!(

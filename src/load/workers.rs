@@ -56,6 +56,7 @@ struct WorkerReport {
 }
 
 /// Where a worker writes its seconds and its report.
+#[derive(Debug)]
 pub enum Sink {
     /// Files in its folder (`seconds.jsonl`, `report.json`), which its parent process reads.
     Dir(PathBuf),

@@ -4,22 +4,23 @@
 //! through the service's logs (the manager gathers them from every node, so no shared disk),
 //! into the folders local workers would write, and are merged exactly as theirs are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bollard::models::{
-    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    NetworkAttachmentConfig, ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::Ctx;
 use crate::config::ClientTransport;
 use crate::engine::{oneoff, Handle, Object, Task};
 use crate::load::workers::{self, Fleet};
-use crate::load::{LoadPlan, RunResult};
+use crate::load::{LoadPlan, NodeClock, RunResult};
+use crate::plan::load::TaskPlan;
 
 /// From the service's creation to the tasks' common start: enough for swarm to place them
 /// and for their nodes to start a container of an image they have. A task that starts later
@@ -43,6 +44,8 @@ pub fn service_spec(
     image: &str,
     network: &str,
     plan: &LoadPlan,
+    needs: &TaskPlan,
+    clocks: &BTreeMap<String, i64>,
     placement: &crate::config::Placement,
 ) -> anyhow::Result<ServiceSpec> {
     let placement = crate::compose::Placement {
@@ -55,7 +58,12 @@ pub fn service_spec(
         format!("{}={}", crate::load::TASK_PLAN, serde_json::to_string(plan)?),
         // Swarm's template: each task its own slot, 1 to the number of tasks.
         format!("{}={{{{.Task.Slot}}}}", crate::load::TASK_SLOT),
+        format!("{}={{{{.Node.ID}}}}", crate::load::TASK_NODE),
+        format!("{}={}", crate::load::TASK_CLOCKS, serde_json::to_string(clocks)?),
     ];
+    // What its share needs, whatever the node's default (and no more than the kernel allows).
+    let files = needs.open_files.max(65_536) as i64;
+    let nofile = ResourcesUlimits { name: Some("nofile".into()), soft: Some(files), hard: Some(files) };
     Ok(ServiceSpec {
         name: Some(service_name(stack)),
         labels: Some(labels.clone()),
@@ -70,6 +78,7 @@ pub fn service_spec(
                 // One task address reaches each replica from at most the ephemeral range's
                 // ports: the widest range.
                 sysctls: Some(HashMap::from([("net.ipv4.ip_local_port_range".to_string(), "1024 65535".to_string())])),
+                ulimits: Some(vec![nofile]),
                 ..Default::default()
             }),
             restart_policy: Some(TaskSpecRestartPolicy {
@@ -107,9 +116,26 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     plan.write(&dir.join("plan.json"))?;
     let stack = &ctx.config.name;
     let name = service_name(stack);
-    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, &ctx.config.test.load_tasks)?;
-    // Tasks that cannot be placed would wait for the whole run: said now, with the nodes.
+    let placement = &ctx.config.test.load_tasks;
+    // Tasks that cannot be placed, or cannot hold their share, would fail the run late: said
+    // now, with what the nodes have.
     let nodes = ctx.engine.nodes().await?;
+    let needs =
+        crate::plan::load::load_tasks(tasks, plan.sessions, plan.sockets_per_session(), replicas, placement, &nodes)
+            .map_err(|why| {
+                anyhow::anyhow!("the load tasks cannot run: {why}; change test.load_tasks or the profile")
+            })?;
+    ctx.rec.event("load", needs.to_string());
+    let clocks = clocks(ctx, &nodes).await;
+    let offsets: BTreeMap<String, i64> =
+        clocks.iter().filter_map(|(id, c)| Some((id.clone(), c.measured?.offset_ms.round() as i64))).collect();
+    let clocks: Vec<NodeClock> = clocks.into_values().collect();
+    let shown: Vec<String> = clocks.iter().map(ToString::to_string).collect();
+    ctx.rec.event(
+        "load",
+        format!("node clocks against this machine's: {}; each task starts by its node's", shown.join(", ")),
+    );
+    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, &needs, &offsets, placement)?;
     let one = crate::convert::DesiredStack { services: vec![spec.clone()], ..Default::default() };
     let problems = crate::plan::topology::check(&one, &nodes);
     if !problems.is_empty() {
@@ -161,7 +187,23 @@ pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTrans
     ctx.progress.end(phase, "");
     follower.abort();
     remove(ctx.engine.as_ref(), &name).await;
-    Ok(outcome?.result)
+    let mut result = outcome?.result;
+    result.clocks = clocks;
+    Ok(result)
+}
+
+/// Each active node's clock against this machine's, by node ID: measured through this engine
+/// or the node's agent, or why it could not be.
+async fn clocks(ctx: &Ctx, nodes: &[crate::engine::NodeInfo]) -> BTreeMap<String, NodeClock> {
+    let mut out = BTreeMap::new();
+    for n in nodes.iter().filter(|n| n.availability == "active" && n.state == "ready") {
+        let (measured, unmeasured) = match ctx.reach.clock(&n.id).await {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        out.insert(n.id.clone(), NodeClock { node: n.hostname.clone(), measured, unmeasured });
+    }
+    out
 }
 
 /// Removes the load service and waits (a minute at most) until its tasks have stopped.
@@ -285,10 +327,27 @@ mod tests {
             max_replicas_per_node: Some(1),
             spread: Vec::new(),
         };
-        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, &placement).unwrap();
+        let nodes = ["swnode1", "swnode2", "swnode3"].map(|host| crate::engine::NodeInfo {
+            id: format!("id-{host}"),
+            hostname: host.into(),
+            role: "worker".into(),
+            availability: "active".into(),
+            state: "ready".into(),
+            nano_cpus: 2_000_000_000,
+            memory_bytes: 4 << 30,
+            addr: String::new(),
+            engine: String::new(),
+        });
+        let needs =
+            crate::plan::load::load_tasks(3, 300_000, 1, 6, &crate::config::Placement::default(), &nodes).unwrap();
+        let clocks = BTreeMap::from([("id-swnode2".to_string(), -42)]);
+        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, &needs, &clocks, &placement)
+            .unwrap();
         let c = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
         let env = c.env.as_ref().unwrap();
         assert!(env.contains(&"SWARMCTL_LOAD_SLOT={{.Task.Slot}}".to_string()), "{env:?}");
+        assert!(env.contains(&"SWARMCTL_LOAD_NODE={{.Node.ID}}".to_string()), "{env:?}");
+        assert!(env.contains(&r#"SWARMCTL_LOAD_CLOCKS={"id-swnode2":-42}"#.to_string()), "{env:?}");
         let given = env[0].strip_prefix("SWARMCTL_LOAD_PLAN=").unwrap();
         let back: LoadPlan = serde_json::from_str(given).unwrap();
         assert_eq!((back.workers, back.start_at_ms, back.sessions), (3, plan.start_at_ms, plan.sessions));

@@ -435,7 +435,7 @@ pub struct Event {
     pub at_ms: u64,
     /// `phase`, `kill`, `replacement_created`, `replacement_running`, `recovered`, `scale`,
     /// `converged`, `hang`, `resume`, `release`, `replaced`, `task failed`, `update`,
-    /// `restore`.
+    /// `restore`, `load` (load tasks: their plan, the nodes' clocks, where they ran).
     pub kind: String,
     /// Human detail.
     pub detail: String,

@@ -517,7 +517,21 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(phase["load"]["generator"]["sessions_opened"], 60, "{}", phase["load"]["generator"]);
     assert!(phase["load"]["workers_lost"].is_null(), "{}", phase["load"]["workers_lost"]);
     assert_eq!(phase["reconciliation"]["holds"], true, "{}", phase["reconciliation"]);
-    let placed = r["events"].as_array().unwrap().iter().find(|e| e["kind"] == "load").expect("where the tasks ran");
+    // Every node's clock measured before the start (through its agent, or the engine for the
+    // manager); the three share this machine's kernel, so each offset is 0 within its bound.
+    let clocks = phase["load"]["clocks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(clocks.len(), 3, "{clocks:?}");
+    for c in &clocks {
+        let (offset, within) = (c["measured"]["offset_ms"].as_f64(), c["measured"]["within_ms"].as_f64());
+        let (offset, within) = (offset.unwrap_or_else(|| panic!("{c}")), within.unwrap());
+        assert!(offset.abs() <= within && within < 1000.0, "{c}");
+    }
+    let placed = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "load" && e["detail"].as_str().is_some_and(|d| d.starts_with("load tasks running")));
+    let placed = placed.expect("where the tasks ran");
     let on: BTreeSet<&str> =
         placed["detail"].as_str().unwrap().split(", ").filter_map(|p| p.split(" on ").nth(1)).collect();
     assert_eq!(on.len(), 3, "one task per node: {placed}");
