@@ -582,6 +582,24 @@ pub struct LoadArgs {
     /// ~19,900 sockets here); their histograms are merged exactly, not averaged.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub workers: usize,
+    /// Send the load from the nodes of the swarm instead of this machine: the tasks of a load
+    /// service (`<stack>-load`) of the builtin image, spread over the nodes (where the stack's
+    /// `test.load_tasks` allows), each with its share from one start time corrected by its
+    /// node's clock. Their seconds come back through the service's logs and are merged
+    /// exactly; the service is removed however the run ends. The URLs must be reachable from
+    /// the nodes: a node's address and a published port, or a service name on --network.
+    /// Without --mix and a server this machine can ask, the mix is ping=1,tools/list=1. A
+    /// --header's value is in the service's environment while it runs.
+    #[arg(long, conflicts_with_all = ["workers", "source_ips"])]
+    pub on_swarm: bool,
+    /// With --on-swarm: how many load tasks (default: one per active node).
+    #[arg(long, value_name = "N", requires = "on_swarm", value_parser = clap::value_parser!(u16).range(1..))]
+    pub tasks: Option<u16>,
+    /// With --on-swarm: an overlay network for the tasks to join (a stack's
+    /// `<stack>_mcp-network`), so that the URLs may name its services
+    /// (http://<stack>_server:8080/mcp).
+    #[arg(long, value_name = "NAME", requires = "on_swarm")]
+    pub network: Option<String>,
     /// Write plan.json, results.json, timeline.jsonl (as the run goes) and SUMMARY.txt into
     /// DIR.
     #[arg(long, value_name = "DIR")]

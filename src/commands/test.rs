@@ -191,7 +191,7 @@ async fn short_of(engine: &dyn engine::Engine, service: &str, replicas: u64) -> 
 }
 
 /// Deploys the run's agents on the other nodes; a note for each node they could not start on.
-async fn start_agents(
+pub(crate) async fn start_agents(
     engine: Handle,
     config: &Config,
     local: &str,

@@ -142,7 +142,11 @@ fn task_share(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<(LoadPlan,
 }
 
 /// Appends a second to the timeline file and shows it.
-fn show_second(s: &engine::Second, timeline: Option<&mut std::fs::File>, progress: &dyn crate::progress::Progress) {
+pub(crate) fn show_second(
+    s: &engine::Second,
+    timeline: Option<&mut std::fs::File>,
+    progress: &dyn crate::progress::Progress,
+) {
     if let Some(f) = timeline {
         let _ = writeln!(f, "{}", serde_json::to_string(s).unwrap_or_default());
         let _ = f.flush();

@@ -89,6 +89,23 @@ pub async fn fit_mix(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option
     .into())
 }
 
+/// As [`fit_mix`], for a run whose targets this machine may not reach (load from the nodes
+/// of a swarm): the default mix becomes [`ANY_SERVER_MIX`] also when the server cannot be
+/// asked from here (within 3 s), since nothing says it has `echo`.
+pub async fn fit_mix_from_afar(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option<String>> {
+    if !chosen && !called(plan).is_empty() {
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(3), tools(plan)).await;
+        if !matches!(asked, Ok(Some(_))) {
+            plan.mix = ANY_SERVER_MIX.parse().expect("the any-server mix parses");
+            return Ok(Some(format!(
+                "the server at {} cannot be asked from this machine: the mix is {ANY_SERVER_MIX} (choose one with --mix)",
+                plan.urls()[0]
+            )));
+        }
+    }
+    fit_mix(plan, chosen).await
+}
+
 /// The tools the first target lists, on a session of its own; `None` when it cannot be asked.
 async fn tools(plan: &LoadPlan) -> Option<BTreeSet<String>> {
     let target = &plan.targets[0];

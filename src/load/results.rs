@@ -296,7 +296,12 @@ pub(crate) fn finish(plan: &LoadPlan, out: Option<&Path>, m: Measured) -> anyhow
         let cause =
             commonest.and_then(|class| Some(format!("{}: {}", class.name(), m.stats.samples.get(&class)?.first()?)));
         let counted = result.summary.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
-        result.error = Some(format!("no session could open: {}", cause.unwrap_or(counted)));
+        // Workers that never got to send say more than an empty count does.
+        let lost = result.workers_lost.first().map(|first| {
+            format!("{} load worker(s) ended without a report; the first: {first}", result.workers_lost.len())
+        });
+        let cause = cause.or(lost).unwrap_or(if counted.is_empty() { "nothing was sent".into() } else { counted });
+        result.error = Some(format!("no session could open: {cause}"));
         result.verdict = Verdict::Error;
     }
     let exit_code = if result.error.is_some() {

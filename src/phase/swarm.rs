@@ -1,8 +1,9 @@
-//! Load from the tasks of a swarm service (`--via swarm`): one load worker per task, spread
-//! over the nodes by swarm, each running its share of the phase's plan from one start time,
-//! straight to the replicas on the stack's network. Their seconds and reports come back
-//! through the service's logs (the manager gathers them from every node, so no shared disk),
-//! into the folders local workers would write, and are merged exactly as theirs are.
+//! Load from the tasks of a swarm service (`--via swarm`, and `swarmctl load --on-swarm`):
+//! one load worker per task, spread over the nodes by swarm, each running its share of the
+//! plan from one start time (a phase's straight to the replicas on the stack's network).
+//! Their seconds and reports come back through the service's logs (the manager gathers them
+//! from every node, so no shared disk), into the folders local workers would write, and are
+//! merged exactly as theirs are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -37,12 +38,12 @@ pub fn service_name(stack: &str) -> String {
 }
 
 /// The load service: `tasks` tasks of `image`, each a load worker given the whole `plan`
-/// (with its start time) and finding its share by its slot; on `network`, never restarted
+/// (with its start time) and finding its share by its slot; on `network` (if any), never restarted
 /// (a task that dies is reported, not replaced), stopped by SIGINT so that it reports.
 pub fn service_spec(
     stack: &str,
     image: &str,
-    network: &str,
+    network: Option<&str>,
     plan: &LoadPlan,
     needs: &TaskPlan,
     clocks: &BTreeMap<String, i64>,
@@ -61,8 +62,9 @@ pub fn service_spec(
         format!("{}={{{{.Node.ID}}}}", crate::load::TASK_NODE),
         format!("{}={}", crate::load::TASK_CLOCKS, serde_json::to_string(clocks)?),
     ];
-    // What its share needs, whatever the node's default (and no more than the kernel allows).
-    let files = needs.open_files.max(65_536) as i64;
+    // What its share needs, whatever the node's default: no more, since an engine may give a
+    // container no more than its own limit (a task asking more fails to start, and says so).
+    let files = needs.open_files as i64;
     let nofile = ResourcesUlimits { name: Some("nofile".into()), soft: Some(files), hard: Some(files) };
     Ok(ServiceSpec {
         name: Some(service_name(stack)),
@@ -86,7 +88,8 @@ pub fn service_spec(
                 ..Default::default()
             }),
             placement: Some(crate::convert::convert_placement(&placement)),
-            networks: Some(vec![NetworkAttachmentConfig { target: Some(network.to_string()), ..Default::default() }]),
+            networks: network
+                .map(|n| vec![NetworkAttachmentConfig { target: Some(n.to_string()), ..Default::default() }]),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -98,106 +101,164 @@ pub fn service_spec(
 }
 
 /// Runs `plan` from `plan.workers` swarm tasks against the replicas directly; each merged
-/// second goes into the run's timeline. Ctrl-C scales the service to 0 (its tasks get
-/// SIGINT, drain and report); the service is removed however the run ends.
+/// second goes into the run's timeline.
 pub async fn run(ctx: &Ctx, phase: &str, plan: &LoadPlan, transport: ClientTransport) -> anyhow::Result<RunResult> {
     let image = ctx.client_image.clone().context("no image to run the load tasks in (the builtin image)")?;
     let (plan, replicas) = super::direct::toward_replicas(ctx, plan, transport).await?;
-    let tasks = plan.workers.clamp(1, plan.sessions.max(1));
-    let dir = ctx.phase_dir(phase);
-    let base = dir.join("workers");
-    let dirs: Vec<PathBuf> = (1..=tasks).map(|slot| base.join(format!("task-{slot}"))).collect();
-    for d in &dirs {
-        workers::clear(d)?;
-    }
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let start = crate::units::unix_now_ms() + LEAD.as_millis() as u64;
-    let plan = LoadPlan { start_at_ms: Some(start), workers: tasks, ..plan };
-    plan.write(&dir.join("plan.json"))?;
-    let stack = &ctx.config.name;
-    let name = service_name(stack);
-    let placement = &ctx.config.test.load_tasks;
-    // Tasks that cannot be placed, or cannot hold their share, would fail the run late: said
-    // now, with what the nodes have.
-    let nodes = ctx.engine.nodes().await?;
-    let needs =
-        crate::plan::load::load_tasks(tasks, plan.sessions, plan.sockets_per_session(), replicas, placement, &nodes)
-            .map_err(|why| {
-                anyhow::anyhow!("the load tasks cannot run: {why}; change test.load_tasks or the profile")
-            })?;
-    ctx.rec.event("load", needs.to_string());
-    let clocks = clocks(ctx, &nodes).await;
-    let offsets: BTreeMap<String, i64> =
-        clocks.iter().filter_map(|(id, c)| Some((id.clone(), c.measured?.offset_ms.round() as i64))).collect();
-    let clocks: Vec<NodeClock> = clocks.into_values().collect();
-    let shown: Vec<String> = clocks.iter().map(ToString::to_string).collect();
-    ctx.rec.event(
-        "load",
-        format!("node clocks against this machine's: {}; each task starts by its node's", shown.join(", ")),
-    );
-    let spec = service_spec(stack, &image, &ctx.config.mcp_network(), &plan, &needs, &offsets, placement)?;
-    let one = crate::convert::DesiredStack { services: vec![spec.clone()], ..Default::default() };
-    let problems = crate::plan::topology::check(&one, &nodes);
-    if !problems.is_empty() {
-        anyhow::bail!(
-            "the {tasks} load tasks cannot be placed ({}): change test.load_tasks or the profile's workers",
-            problems.join("; ")
-        );
-    }
-    // One left by a run that could not remove it would hold the name.
-    ctx.engine.remove(Object::Service, &name).await?;
-    ctx.engine.create_service(spec.clone(), None).await?;
-    ctx.say(format!("[{phase}] from {tasks} load task(s) of service {name}, direct to {replicas} replicas"));
-
-    let mut logs = ctx.engine.follow_service_logs(&name);
-    let demux_base = base.clone();
-    let follower = tokio::spawn(async move {
-        while let Some(line) = logs.recv().await {
-            match line.map_err(anyhow::Error::from).and_then(|l| workers::demux(&l, &demux_base)) {
-                Ok(_) => {}
-                Err(e) => tracing::warn!("load task output: {}", crate::error_text(&e)),
-            }
-        }
-    });
-    let mut fleet = Tasks {
-        rec: ctx.rec.clone(),
-        placed: false,
-        engine: ctx.engine.clone(),
-        name: name.clone(),
-        spec,
-        dirs,
-        ended_at: HashMap::new(),
-        deadline: Instant::now() + LEAD + plan.run_time() + GRACE + Duration::from_secs(60),
-    };
-    super::begin_load(ctx.progress.as_ref(), phase, &plan);
     let rec = ctx.rec.clone();
-    let progress = ctx.progress.clone();
-    let outcome = workers::merge(
-        &plan,
-        Some(&dir),
-        &mut fleet,
-        ctx.cancel.clone(),
-        Arc::new(crate::load::engine::Live::default()),
-        &mut |s, _| {
-            let p = rec.second(phase, s);
-            super::show_point(progress.as_ref(), phase, s.t, &p);
-        },
-    )
-    .await;
+    let launch = Launch {
+        engine: ctx.engine.clone(),
+        reach: ctx.reach.clone(),
+        image,
+        stack: ctx.config.name.clone(),
+        network: Some(ctx.config.mcp_network()),
+        placement: ctx.config.test.load_tasks.clone(),
+        dir: ctx.phase_dir(phase),
+        cancel: ctx.cancel.clone(),
+        event: Arc::new(move |detail| {
+            rec.event("load", detail);
+        }),
+    };
+    let (rec, progress) = (ctx.rec.clone(), ctx.progress.clone());
+    let outcome = launch
+        .run(
+            plan,
+            replicas,
+            &mut |plan, name| {
+                ctx.say(format!(
+                    "[{phase}] from {} load task(s) of service {name}, direct to {replicas} replicas",
+                    plan.workers
+                ));
+                super::begin_load(ctx.progress.as_ref(), phase, plan);
+            },
+            &mut |s, _| {
+                let p = rec.second(phase, s);
+                super::show_point(progress.as_ref(), phase, s.t, &p);
+            },
+        )
+        .await;
     ctx.progress.end(phase, "");
-    follower.abort();
-    remove(ctx.engine.as_ref(), &name).await;
-    let mut result = outcome?.result;
-    result.clocks = clocks;
-    Ok(result)
+    Ok(outcome?.result)
+}
+
+/// A load service to run: where, in what, on which network, and where its tasks' output goes.
+pub struct Launch {
+    /// The engine of a manager.
+    pub engine: Handle,
+    /// The nodes' clocks are read through it.
+    pub reach: Arc<crate::agent::Reach>,
+    /// The builtin image (this binary), which every node can pull or has.
+    pub image: String,
+    /// Names the service (`<stack>-load`) and labels it, so that `down` finds one left behind.
+    pub stack: String,
+    /// The overlay network the tasks join; none: the targets are reached through the nodes'
+    /// own networks (published ports).
+    pub network: Option<String>,
+    /// Where the tasks may run.
+    pub placement: crate::config::Placement,
+    /// Where plan.json and each task's folder (`workers/task-<slot>`) go.
+    pub dir: PathBuf,
+    /// Ctrl-C: the tasks are stopped with SIGINT, drain and report.
+    pub cancel: tokio_util::sync::CancellationToken,
+    /// What the run says about its tasks (their plan, the nodes' clocks, where they ran).
+    pub event: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl Launch {
+    /// Runs `plan` from `plan.workers` tasks toward `destinations` addresses: checks what they
+    /// need against the nodes, measures the nodes' clocks, creates the service, merges the
+    /// tasks' seconds (`on_second`) and reports exactly as local workers', and removes the
+    /// service however the run ends. `on_start` is told the plan and the service's name once
+    /// it is created.
+    pub async fn run(
+        &self,
+        plan: LoadPlan,
+        destinations: usize,
+        on_start: &mut dyn FnMut(&LoadPlan, &str),
+        on_second: &mut dyn FnMut(&crate::load::engine::Second, &crate::load::stats::Stats),
+    ) -> anyhow::Result<crate::load::Outcome> {
+        let tasks = plan.workers.clamp(1, plan.sessions.max(1));
+        let base = self.dir.join("workers");
+        let dirs: Vec<PathBuf> = (1..=tasks).map(|slot| base.join(format!("task-{slot}"))).collect();
+        for d in &dirs {
+            workers::clear(d)?;
+        }
+        std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+        let start = crate::units::unix_now_ms() + LEAD.as_millis() as u64;
+        let plan = LoadPlan { start_at_ms: Some(start), workers: tasks, ..plan };
+        // Header values stay out of the folder (they are in the tasks' environment).
+        plan.redacted().write(&self.dir.join("plan.json"))?;
+        let name = service_name(&self.stack);
+        // Tasks that cannot be placed, or cannot hold their share, would fail the run late:
+        // said now, with what the nodes have.
+        let nodes = self.engine.nodes().await?;
+        let sockets = plan.sockets_per_session();
+        let needs = crate::plan::load::load_tasks(tasks, plan.sessions, sockets, destinations, &self.placement, &nodes)
+            .map_err(|why| {
+                anyhow::anyhow!("the load tasks cannot run: {why}; change test.load_tasks or the number of tasks")
+            })?;
+        (self.event)(needs.to_string());
+        let clocks = clocks(&self.reach, &nodes).await;
+        let offsets: BTreeMap<String, i64> =
+            clocks.iter().filter_map(|(id, c)| Some((id.clone(), c.measured?.offset_ms.round() as i64))).collect();
+        let clocks: Vec<NodeClock> = clocks.into_values().collect();
+        let shown: Vec<String> = clocks.iter().map(ToString::to_string).collect();
+        (self.event)(format!(
+            "node clocks against this machine's: {}; each task starts by its node's",
+            shown.join(", ")
+        ));
+        let spec =
+            service_spec(&self.stack, &self.image, self.network.as_deref(), &plan, &needs, &offsets, &self.placement)?;
+        let one = crate::convert::DesiredStack { services: vec![spec.clone()], ..Default::default() };
+        let problems = crate::plan::topology::check(&one, &nodes);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "the {tasks} load tasks cannot be placed ({}): change test.load_tasks or the number of tasks",
+                problems.join("; ")
+            );
+        }
+        // One left by a run that could not remove it would hold the name.
+        self.engine.remove(Object::Service, &name).await?;
+        self.engine.create_service(spec.clone(), None).await?;
+        on_start(&plan, &name);
+
+        let mut logs = self.engine.follow_service_logs(&name);
+        let demux_base = base.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(line) = logs.recv().await {
+                match line.map_err(anyhow::Error::from).and_then(|l| workers::demux(&l, &demux_base)) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("load task output: {}", crate::error_text(&e)),
+                }
+            }
+        });
+        let mut fleet = Tasks {
+            event: self.event.clone(),
+            placed: false,
+            engine: self.engine.clone(),
+            name: name.clone(),
+            spec,
+            dirs,
+            open_files: needs.open_files,
+            ended_at: HashMap::new(),
+            deadline: Instant::now() + LEAD + plan.run_time() + GRACE + Duration::from_secs(60),
+        };
+        let live = Arc::new(crate::load::engine::Live::default());
+        let outcome = workers::merge(&plan, Some(&self.dir), &mut fleet, self.cancel.clone(), live, on_second).await;
+        follower.abort();
+        remove(self.engine.as_ref(), &name).await;
+        let mut outcome = outcome?;
+        outcome.result.clocks = clocks;
+        Ok(outcome)
+    }
 }
 
 /// Each active node's clock against this machine's, by node ID: measured through this engine
 /// or the node's agent, or why it could not be.
-async fn clocks(ctx: &Ctx, nodes: &[crate::engine::NodeInfo]) -> BTreeMap<String, NodeClock> {
+async fn clocks(reach: &crate::agent::Reach, nodes: &[crate::engine::NodeInfo]) -> BTreeMap<String, NodeClock> {
     let mut out = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.availability == "active" && n.state == "ready") {
-        let (measured, unmeasured) = match ctx.reach.clock(&n.id).await {
+        let (measured, unmeasured) = match reach.clock(&n.id).await {
             Ok(o) => (Some(o), None),
             Err(e) => (None, Some(e.to_string())),
         };
@@ -224,13 +285,15 @@ async fn remove(engine: &dyn crate::engine::Engine, name: &str) {
 
 /// The tasks of the load service, followed through the engine.
 struct Tasks {
-    rec: super::Recorder,
+    event: Arc<dyn Fn(String) + Send + Sync>,
     /// Whether where the tasks run is in the timeline yet.
     placed: bool,
     engine: Handle,
     name: String,
     spec: ServiceSpec,
     dirs: Vec<PathBuf>,
+    /// The open files each task was given.
+    open_files: u64,
     /// When each slot's task was first seen ended.
     ended_at: HashMap<u64, Instant>,
     /// Past its schedule by a minute: every task counts as ended.
@@ -273,7 +336,7 @@ impl Fleet for Tasks {
             let mut on: Vec<(u64, &str)> = tasks.iter().map(|(slot, t)| (*slot, t.node.as_str())).collect();
             on.sort();
             let on: Vec<String> = on.iter().map(|(slot, node)| format!("{slot} on {node}")).collect();
-            self.rec.event("load", format!("load tasks running: {}", on.join(", ")));
+            (self.event)(format!("load tasks running: {}", on.join(", ")));
         }
         let mut ended = Vec::with_capacity(self.dirs.len());
         for (k, dir) in self.dirs.iter().enumerate() {
@@ -301,12 +364,20 @@ impl Fleet for Tasks {
     async fn lost(&mut self, k: usize) -> String {
         let slot = k as u64 + 1;
         match self.by_slot().await.ok().and_then(|mut t| t.remove(&slot)) {
-            Some(t) => format!(
-                "load task {slot} (node {}) ended {}{} without a report",
-                t.node,
-                t.state,
-                t.error.map(|e| format!(": {e}")).unwrap_or_default()
-            ),
+            Some(t) => {
+                let error = t.error.unwrap_or_default();
+                // runc's words for a nofile limit above the engine's own (RLIMIT_NOFILE is 7).
+                let hint = if error.contains("rlimit type 7") {
+                    format!(
+                        " (its node's engine cannot give a container {} open files: raise the engine's own limit, LimitNOFILE of docker.service, or give more tasks)",
+                        self.open_files
+                    )
+                } else {
+                    String::new()
+                };
+                let error = if error.is_empty() { String::new() } else { format!(": {error}") };
+                format!("load task {slot} (node {}) ended {}{error}{hint} without a report", t.node, t.state)
+            }
             None => format!("load task {slot} never started"),
         }
     }
@@ -341,8 +412,9 @@ mod tests {
         let needs =
             crate::plan::load::load_tasks(3, 300_000, 1, 6, &crate::config::Placement::default(), &nodes).unwrap();
         let clocks = BTreeMap::from([("id-swnode2".to_string(), -42)]);
-        let spec = service_spec("ci", "swarmctl/swarmctl:0.1.0", "ci_mcp-network", &plan, &needs, &clocks, &placement)
-            .unwrap();
+        let spec =
+            service_spec("ci", "swarmctl/swarmctl:0.1.0", Some("ci_mcp-network"), &plan, &needs, &clocks, &placement)
+                .unwrap();
         let c = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
         let env = c.env.as_ref().unwrap();
         assert!(env.contains(&"SWARMCTL_LOAD_SLOT={{.Task.Slot}}".to_string()), "{env:?}");

@@ -571,6 +571,23 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
     assert_eq!(out.status.code(), Some(3), "the phase fails: {}", r["phases"][0]["reasons"]);
     assert_no_load(&engine).await;
 
+    // A bare load from the nodes: one task per node (the default), on the stack's network,
+    // every node's clock measured through the agents it deploys for the run and removes.
+    let results = state.path().join("bare-on-swarm");
+    let mut args = vec!["load", "--on-swarm", "--network", "swit-mn_mcp-network", "--out", results.to_str().unwrap()];
+    args.extend(["--url", "http://swit-mn_server:8080/mcp", "--sessions", "30", "--ramp", "30", "--duration", "5s"]);
+    args.extend(stack(&roomy));
+    let out = swarmctl_as(LOGIN, &args, state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let r: Value = crate::util::read_results(&results.join("results.json"));
+    assert_eq!(r["generator"]["sessions_opened"], 30, "{}", r["generator"]);
+    let clocks = r["clocks"].as_array().cloned().unwrap_or_default();
+    let measured = clocks.iter().filter(|c| c["measured"]["within_ms"].as_f64().is_some_and(|w| w < 1000.0)).count();
+    assert_eq!(measured, 3, "every node's clock: {clocks:?}");
+    assert!(text(&out).1.contains("load tasks running: 1 on"), "{}", text(&out).1);
+    assert_no_load(&engine).await;
+    assert_no_agent(&engine).await;
+
     let mut args = vec!["down"];
     args.extend(stack(&[]));
     let out = swarmctl(&args, state.path());

@@ -581,6 +581,34 @@ async fn test_full_measures_every_phase_and_validate_reports_a_killed_load_balan
     assert!(why.contains("no active and ready node satisfies test.load_tasks.constraints"), "{why}");
     assert_no_load_left(&docker).await;
 
+    // 5f. A bare load from swarm tasks: 2 tasks on the stack's network, toward the servers by
+    // their service name; merged, written as a local load's folder, nothing left behind.
+    let bare = results.path().join("bare-on-swarm");
+    let mut command = crate::util::swarmctl_command(state.path());
+    command.args(["load", "--on-swarm", "--tasks", "2", "--network", "swit-ph_mcp-network"]);
+    command.args(["--url", "http://swit-ph_server:8080/mcp", "--sessions", "30", "--ramp", "30", "--duration", "4s"]);
+    command.args(["--think", "200ms", "--out", bare.to_str().unwrap()]).args(SETS);
+    let out = command.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let r: swarmctl::load::RunResult =
+        serde_json::from_value(crate::util::read_results(&bare.join("results.json"))).unwrap();
+    assert_eq!(r.generator.sessions_opened, 30, "{:?}", r.generator);
+    assert!(r.summary.requests_total >= 30 && r.summary.success_ratio == 1.0, "{:?}", r.summary);
+    assert_eq!(r.clocks.len(), 1, "{:?}", r.clocks);
+    for slot in [1, 2] {
+        assert!(bare.join(format!("workers/task-{slot}/report.json")).exists(), "task {slot} reported");
+    }
+    assert!(bare.join("timeline.jsonl").exists() && bare.join("SUMMARY.txt").exists());
+    assert!(stdout.contains("node clocks against this machine's"), "{stdout}");
+    assert!(stderr.contains("the mix is ping=1,tools/list=1"), "not reachable from here, so said: {stderr}");
+    assert_no_load_left(&docker).await;
+    // Loopback inside a task is the task: refused before anything is created.
+    let mut command = crate::util::swarmctl_command(state.path());
+    let out = command.args(["load", "--on-swarm", "--url", "http://127.0.0.1:28380/mcp"]).args(SETS).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", text(&out).1);
+    assert!(text(&out).1.contains("inside a load task is the task itself"), "{}", text(&out).1);
+
     // 6. Ctrl-C in the middle of scaling: the phase stops, the replicas are restored, the report
     // is written and says interrupted, exit 130.
     let (r, int) = interrupted("scaling", "scale", results.path(), state.path());
