@@ -7,7 +7,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// Deploy an MCP server fleet to Docker Swarm and prove, with measured numbers, how it holds up.
 ///
-/// swarmctl renders a stack (MCP server replicas behind Traefik, with Prometheus and Grafana)
+/// swarmctl renders a stack (MCP server replicas behind Traefik or HAProxy, with Prometheus and Grafana)
 /// from a typed stack file, and talks to the Docker Engine API directly. Every number it
 /// prints is measured.
 #[derive(Debug, Parser)]
@@ -28,7 +28,7 @@ pub struct Cli {
     pub sets: Vec<String>,
 
     /// Use the templates in DIR instead of the embedded ones with the same relative names
-    /// (stack.yml, traefik.yml, prometheus.yml, alerts.yml, grafana/…).
+    /// (stack.yml, traefik.yml, haproxy.cfg, prometheus.yml, alerts.yml, grafana/…).
     #[arg(long, global = true, help_heading = "Global options", value_name = "DIR")]
     pub templates: Option<PathBuf>,
 
@@ -120,7 +120,7 @@ pub enum Command {
     /// Render the stack: the compose file and the config files it references.
     ///
     /// Without -o, prints the compose file to stdout. With -o DIR, writes DIR/stack.yml and
-    /// every file beside it (Traefik, Prometheus, alert rules, Grafana provisioning, the Grafana
+    /// every file beside it (Traefik or HAProxy, Prometheus, alert rules, Grafana provisioning, the Grafana
     /// password as a 0600 file), so that `docker stack deploy -c DIR/stack.yml NAME` deploys the
     /// same stack as `swarmctl up`. The output is checked before it is written: parsed back and
     /// converted to swarm specs.
@@ -399,7 +399,7 @@ pub enum PhaseName {
 pub enum KillTarget {
     /// Server replicas.
     Server,
-    /// A load-balancer (Traefik) task.
+    /// A load-balancer task (Traefik or HAProxy).
     Lb,
 }
 

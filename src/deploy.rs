@@ -128,7 +128,11 @@ pub fn endpoints(c: &Config, host: &str, entries: &[Entry]) -> Vec<Endpoint> {
             if let (Some(_), Some(path)) = (&c.server.transports.http, &c.server.health_path) {
                 add(&format!("health{which}"), format!("http://{host}:{web}{path}"));
             }
-            add(&format!("traefik metrics{which}"), format!("http://{host}:{metrics}/metrics"));
+            let lb = match c.lb.kind {
+                crate::config::LbKind::Traefik => "traefik",
+                crate::config::LbKind::Haproxy => "haproxy",
+            };
+            add(&format!("{lb} metrics{which}"), format!("http://{host}:{metrics}/metrics"));
         }
     }
     if c.prometheus.enabled {

@@ -468,6 +468,19 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
     let Some(p) = ctx.prometheus() else { return Vec::new() };
     let mut by_slot: BTreeMap<(i64, u64), report::ReplicaPoint> = BTreeMap::new();
     let end = unix_now_ms();
+    // Traefik exports the Go runtime's process series. HAProxy has no CPU counter: its threads'
+    // busy share (100 - idle %) times their number, and its pools for memory (the machine's
+    // view of both: scripts/cpu-by-program).
+    let (lb_memory, lb_cpu) = match ctx.config.lb.kind {
+        crate::config::LbKind::Traefik => (
+            "sum(process_resident_memory_bytes{job=\"traefik\"})",
+            "sum(rate(process_cpu_seconds_total{job=\"traefik\"}[30s]))",
+        ),
+        crate::config::LbKind::Haproxy => (
+            "sum(haproxy_process_pool_allocated_bytes{job=\"haproxy\"})",
+            "sum((100 - haproxy_process_idle_time_percent{job=\"haproxy\"}) / 100 * haproxy_process_nbthread{job=\"haproxy\"})",
+        ),
+    };
     let queries = [
         ("requests_per_second_by_slot", "sum by (slot) (rate(mcp_requests_total{job=\"mcp\"}[30s]))"),
         ("errors_per_second_by_slot", "sum by (slot) (rate(mcp_request_errors_total{job=\"mcp\"}[30s]))"),
@@ -479,8 +492,8 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
         ("connections_by_slot", "sum by (slot) (mcp_connections_active{job=\"mcp\"})"),
         ("memory_bytes_by_slot", "sum by (slot) (process_resident_memory_bytes{job=\"mcp\"})"),
         // The load balancer's cost: at 100,000 sessions Traefik holds more than the replicas.
-        ("lb_memory_bytes", "sum(process_resident_memory_bytes{job=\"traefik\"})"),
-        ("lb_cpu_cores", "sum(rate(process_cpu_seconds_total{job=\"traefik\"}[30s]))"),
+        ("lb_memory_bytes", lb_memory),
+        ("lb_cpu_cores", lb_cpu),
         ("targets_up", "up"),
     ];
     for (file, expr) in queries {

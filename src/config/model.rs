@@ -264,10 +264,24 @@ pub enum UpdateOrder {
     StartFirst,
 }
 
-/// Traefik v3 with the swarm provider.
+/// Which load balancer fronts the replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbKind {
+    /// Traefik v3: routes from the server's labels, through the swarm API.
+    #[default]
+    Traefik,
+    /// HAProxy: the replicas from swarm's DNS (`tasks.<service>`), MCP sessions pinned by
+    /// their `Mcp-Session-Id`, active health checks; event-driven C for many connections.
+    Haproxy,
+}
+
+/// The load balancer: Traefik v3 with the swarm provider, or HAProxy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadBalancer {
+    /// `traefik` or `haproxy`.
+    pub kind: LbKind,
     /// Image reference.
     pub image: String,
     /// Number of Traefik tasks.

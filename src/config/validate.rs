@@ -74,6 +74,11 @@ pub(super) fn check(c: &Config) -> Vec<Violation> {
         format!("`{}` is not a registry address: write host:port (e.g. 10.99.0.1:5000 or registry.example.com), without a scheme or path", c.registry)
     });
     k.ensure(!c.lb.image.is_empty(), "lb.image", || "must name an image".into());
+    if c.lb.kind == super::model::LbKind::Haproxy {
+        k.ensure(!c.lb.image.contains("traefik"), "lb.image", || {
+            format!("`{}` is Traefik, and lb.kind is haproxy: name an HAProxy image (haproxy:2.6, or swarmctl/haproxy:local built by scripts/offline-images haproxy)", c.lb.image)
+        });
+    }
     k.ensure(c.lb.refresh.0.as_millis() >= 1000 && c.lb.refresh.0.subsec_nanos() == 0, "lb.refresh", || {
         format!("Traefik polls in whole seconds: use 1s or more (got {})", c.lb.refresh)
     });

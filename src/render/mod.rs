@@ -13,19 +13,21 @@ use sha2::{Digest, Sha256};
 use tera::Tera;
 
 use crate::compose::{self, Compose};
-use crate::config::Config;
+use crate::config::{Config, LbKind};
 
 /// Embedded templates, by the name an override folder must use.
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("macros.tera", include_str!("../../templates/macros.tera")),
     ("stack.yml", include_str!("../../templates/stack.yml")),
     ("traefik.yml", include_str!("../../templates/traefik.yml")),
+    ("haproxy.cfg", include_str!("../../templates/haproxy.cfg")),
     ("prometheus.yml", include_str!("../../templates/prometheus.yml")),
     ("alerts.yml", include_str!("../../templates/alerts.yml")),
     ("grafana/datasource.yml", include_str!("../../templates/grafana/datasource.yml")),
     ("grafana/dashboards.yml", include_str!("../../templates/grafana/dashboards.yml")),
     ("grafana/mcp-overview.json", include_str!("../../templates/grafana/mcp-overview.json")),
     ("grafana/load-balancer.json", include_str!("../../templates/grafana/load-balancer.json")),
+    ("grafana/load-balancer-haproxy.json", include_str!("../../templates/grafana/load-balancer-haproxy.json")),
 ];
 
 /// Where the `builtin` server image comes from: the swarmctl binary packed `FROM scratch`.
@@ -184,6 +186,23 @@ struct ServerView {
     healthcheck: Vec<String>,
 }
 
+/// What the HAProxy template needs beyond the config: its timeouts in milliseconds (HAProxy
+/// reads no `1m30s`) and how many replicas each backend may hold.
+#[derive(Serialize)]
+struct HaproxyView {
+    connect_ms: u128,
+    /// 0: no limit, HAProxy's own meaning of 0 too.
+    request_ms: u128,
+    keep_alive_ms: u128,
+    slots: u32,
+}
+
+/// Server slots per backend: the replicas, with room for scaling and start-first updates,
+/// never fewer than 64 (a slot without a task costs nothing).
+fn haproxy_slots(c: &Config) -> u32 {
+    (c.server.replicas * 4).max(64)
+}
+
 #[derive(Serialize)]
 struct Route {
     id: &'static str,
@@ -225,6 +244,16 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
     ctx.insert("net_monitoring", &format!("{name}_{}", c.networks.monitoring.name));
     ctx.insert("networks", &[&c.networks.mcp, &c.networks.monitoring]);
     ctx.insert("lb_refresh_seconds", &c.lb.refresh.0.as_secs().max(1));
+    let t = &c.lb.transport;
+    ctx.insert(
+        "haproxy",
+        &HaproxyView {
+            connect_ms: t.dial_timeout.0.as_millis().max(1),
+            request_ms: t.read_timeout.0.as_millis(),
+            keep_alive_ms: t.idle_timeout.0.as_millis().max(1),
+            slots: haproxy_slots(c),
+        },
+    );
     ctx.insert("error_budget", &round6(1.0 - c.slo.success_ratio));
     ctx.insert("error_budget_percent", &round6((1.0 - c.slo.success_ratio) * 100.0));
     ctx.insert("p99_seconds", &round6(c.slo.p99.0.as_secs_f64()));
@@ -251,7 +280,10 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
         files.insert(file.into(), RenderedFile { content, secret: false });
         Ok(())
     };
-    add_config("traefik_yml", "traefik.yml", "traefik.yml", &mut files)?;
+    match c.lb.kind {
+        LbKind::Traefik => add_config("traefik_yml", "traefik.yml", "traefik.yml", &mut files)?,
+        LbKind::Haproxy => add_config("haproxy_cfg", "haproxy.cfg", "haproxy.cfg", &mut files)?,
+    }
     if c.prometheus.enabled {
         add_config("prometheus_yml", "prometheus.yml", "prometheus.yml", &mut files)?;
         add_config("alerts_yml", "alerts.yml", "alerts.yml", &mut files)?;
@@ -262,8 +294,12 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
         add_config("grafana_dashboards", "grafana/dashboards.yml", "grafana/dashboards.yml", &mut files)?;
         // The fleet overview reads the server's own mcp_* metrics: without them it would only
         // ever be empty.
-        let boards: &[&str] =
-            if c.server.metrics_port.is_some() { &["mcp-overview", "load-balancer"] } else { &["load-balancer"] };
+        let lb = match c.lb.kind {
+            LbKind::Traefik => "load-balancer",
+            LbKind::Haproxy => "load-balancer-haproxy",
+        };
+        let overview = c.server.metrics_port.map(|_| "mcp-overview");
+        let boards: Vec<&str> = overview.into_iter().chain([lb]).collect();
         for board in boards {
             let key = format!("grafana_dashboard_{}", board.replace('-', "_"));
             let file = format!("grafana/{board}.json");
@@ -300,6 +336,10 @@ fn round6(x: f64) -> f64 {
 }
 
 fn check_syntax(file: &str, content: &str) -> Result<(), RenderError> {
+    // HAProxy's own syntax is checked by HAProxy (tests/it render the file and run `haproxy -c`).
+    if file.ends_with(".cfg") {
+        return Ok(());
+    }
     let result = if file.ends_with(".json") {
         serde_json::from_str::<serde_json::Value>(content).map(|_| ()).map_err(|e| e.to_string())
     } else {

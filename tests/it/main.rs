@@ -8,6 +8,8 @@
 //! - `deploy`, `phases`: `up`/`down` and `test`/`validate` against that engine with the real
 //!   Traefik and Prometheus images (one at a time: `util::exclusive`).
 //! - `python_sdk`: the official MCP Python SDK's server deployed, tested and failed over.
+//! - `haproxy`: the stack behind HAProxy (`lb.kind: haproxy`): sessions pinned, failover,
+//!   monitoring.
 //! - `remote`: the engine reached over `tcp://` with mutual TLS and over `ssh://`.
 //! - `cluster`: a real three-node swarm on this machine (`scripts/dev-cluster`), `#[ignore]`d
 //!   unless asked for (`scripts/test` does).
@@ -16,6 +18,7 @@ mod cli;
 mod cluster;
 mod deploy;
 mod engine;
+mod haproxy;
 mod load;
 mod monitoring;
 mod phases;

@@ -33,16 +33,20 @@ fn render(dir: &Path, sets: &[&str]) {
 
 #[test]
 fn promtool_accepts_the_rendered_files_and_every_alert_fires_and_stays_quiet() {
-    check_rules("ci", "alerts.test.yml", 6);
+    check_rules(&["--stack", "ci"], "alerts.test.yml", 6);
     // A server without metrics: its error and latency rules read Traefik's series instead.
-    check_rules("python-sdk", "alerts-via-lb.test.yml", 3);
+    check_rules(&["--stack", "python-sdk"], "alerts-via-lb.test.yml", 3);
+    // Or HAProxy's.
+    let haproxy = ["--set", "lb.kind=haproxy", "--set", "lb.image=swarmctl/haproxy:local"];
+    check_rules(&[&["--stack", "python-sdk"][..], &haproxy].concat(), "alerts-via-haproxy.test.yml", 3);
 }
 
-/// promtool accepts `stack`'s rendered configuration and its `rules` alert rules, and the unit
-/// tests in tests/monitoring/`test_file` make every one of them fire and stay quiet.
-fn check_rules(stack: &str, test_file: &str, rules: usize) {
+/// promtool accepts the configuration rendered with `sets` and its `rules` alert rules, and the
+/// unit tests in tests/monitoring/`test_file` make every one of them fire and stay quiet.
+fn check_rules(sets: &[&str], test_file: &str, rules: usize) {
+    let stack = sets.join(" ");
     let dir = tempfile::tempdir().unwrap();
-    render(dir.path(), &["--stack", stack]);
+    render(dir.path(), sets);
     // The rule file is mounted at /etc/prometheus in the stack; here it lies beside.
     let config = std::fs::read_to_string(dir.path().join("prometheus.yml")).unwrap();
     assert!(config.contains("/etc/prometheus/alerts.yml"), "{config}");
@@ -84,7 +88,7 @@ fn check_rules(stack: &str, test_file: &str, rules: usize) {
 
 /// The part of an alert expression that must return data on a healthy, loaded stack: the
 /// operand before the threshold comparison, without `absent(…)`.
-fn alert_operand(expr: &str) -> String {
+pub(crate) fn alert_operand(expr: &str) -> String {
     let e = expr.split(" or ").next().unwrap().trim();
     let e = e.strip_prefix("absent(").and_then(|x| x.strip_suffix(')')).unwrap_or(e);
     let mut depth = 0i32;

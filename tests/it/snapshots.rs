@@ -100,3 +100,28 @@ fn lb_environment_reaches_the_traefik_tasks() {
     assert_eq!(env("swarmctl-ci_lb"), ["GOMAXPROCS=1"]);
     assert!(!env("swarmctl-ci_server").iter().any(|e| e.starts_with("GOMAXPROCS")), "Traefik's alone");
 }
+
+#[test]
+fn haproxy_in_place_of_traefik() {
+    let sets = ["lb.kind=haproxy".to_string(), "lb.image=swarmctl/haproxy:local".to_string()];
+    // ci: a health route and metrics; python-sdk: neither (its checks go through MCP).
+    for stack in ["ci", "python-sdk"] {
+        let config = swarmctl::config::load(Some(stack), &sets).unwrap_or_else(|e| panic!("{stack}: {e}"));
+        let rendered = swarmctl::render::render(
+            &config,
+            &swarmctl::render::Templates::embedded().unwrap(),
+            &crate::util::fixed_inputs(),
+        )
+        .unwrap();
+        assert!(!rendered.files.contains_key("traefik.yml") && !rendered.stack_yml.contains("traefik."), "{stack}");
+        let lb = rendered.stack_yml.split("\n  lb:\n").nth(1).unwrap().split("\n\n").next().unwrap();
+        assert!(!lb.contains("docker.sock"), "{stack}: HAProxy needs no swarm API: {lb}");
+        settings().bind(|| {
+            insta::assert_snapshot!(format!("{stack}-haproxy__haproxy.cfg"), rendered.files["haproxy.cfg"].content);
+            insta::assert_snapshot!(format!("{stack}-haproxy__alerts.yml"), rendered.files["alerts.yml"].content);
+            insta::assert_snapshot!(format!("{stack}-haproxy__lb"), lb);
+        });
+    }
+    let err = swarmctl::config::load(Some("ci"), &["lb.kind=haproxy".to_string()]).unwrap_err().to_string();
+    assert!(err.contains("lb.image") && err.contains("is Traefik, and lb.kind is haproxy"), "{err}");
+}
