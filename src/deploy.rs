@@ -128,11 +128,7 @@ pub fn endpoints(c: &Config, host: &str, entries: &[Entry]) -> Vec<Endpoint> {
             if let (Some(_), Some(path)) = (&c.server.transports.http, &c.server.health_path) {
                 add(&format!("health{which}"), format!("http://{host}:{web}{path}"));
             }
-            let lb = match c.lb.kind {
-                crate::config::LbKind::Traefik => "traefik",
-                crate::config::LbKind::Haproxy => "haproxy",
-            };
-            add(&format!("{lb} metrics{which}"), format!("http://{host}:{metrics}/metrics"));
+            add(&format!("{} metrics{which}", c.lb.kind.name()), format!("http://{host}:{metrics}/metrics"));
         }
     }
     if c.prometheus.enabled {

@@ -276,6 +276,16 @@ pub enum LbKind {
     Haproxy,
 }
 
+impl LbKind {
+    /// Its name in stack files, templates and Prometheus jobs.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbKind::Traefik => "traefik",
+            LbKind::Haproxy => "haproxy",
+        }
+    }
+}
+
 /// The load balancer: Traefik v3 with the swarm provider, or HAProxy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -63,12 +63,19 @@ pub const ANY_SERVER_MIX: &str = "ping=1,tools/list=1";
 /// `echo`, and the returned line says so. A target that cannot be asked is not judged here:
 /// the run itself will say what is wrong with it.
 pub async fn fit_mix(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option<String>> {
-    let wanted = called(plan);
-    if wanted.is_empty() {
+    if called(plan).is_empty() {
         return Ok(None);
     }
-    let Some(listed) = tools(plan).await else { return Ok(None) };
-    let missing: Vec<&String> = wanted.difference(&listed).collect();
+    match tools(plan).await {
+        Some(listed) => fit_to(plan, chosen, &listed),
+        None => Ok(None),
+    }
+}
+
+/// [`fit_mix`] against the tools the server `listed`.
+fn fit_to(plan: &mut LoadPlan, chosen: bool, listed: &BTreeSet<String>) -> anyhow::Result<Option<String>> {
+    let wanted = called(plan);
+    let missing: Vec<&String> = wanted.difference(listed).collect();
     if missing.is_empty() {
         return Ok(None);
     }
@@ -93,17 +100,19 @@ pub async fn fit_mix(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option
 /// of a swarm): the default mix becomes [`ANY_SERVER_MIX`] also when the server cannot be
 /// asked from here (within 3 s), since nothing says it has `echo`.
 pub async fn fit_mix_from_afar(plan: &mut LoadPlan, chosen: bool) -> anyhow::Result<Option<String>> {
-    if !chosen && !called(plan).is_empty() {
-        let asked = tokio::time::timeout(std::time::Duration::from_secs(3), tools(plan)).await;
-        if !matches!(asked, Ok(Some(_))) {
+    if chosen || called(plan).is_empty() {
+        return fit_mix(plan, chosen).await;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(3), tools(plan)).await {
+        Ok(Some(listed)) => fit_to(plan, chosen, &listed),
+        _ => {
             plan.mix = ANY_SERVER_MIX.parse().expect("the any-server mix parses");
-            return Ok(Some(format!(
+            Ok(Some(format!(
                 "the server at {} cannot be asked from this machine: the mix is {ANY_SERVER_MIX} (choose one with --mix)",
                 plan.urls()[0]
-            )));
+            )))
         }
     }
-    fit_mix(plan, chosen).await
 }
 
 /// The tools the first target lists, on a session of its own; `None` when it cannot be asked.

@@ -209,14 +209,6 @@ impl Launch {
         ));
         let spec =
             service_spec(&self.stack, &self.image, self.network.as_deref(), &plan, &needs, &offsets, &self.placement)?;
-        let one = crate::convert::DesiredStack { services: vec![spec.clone()], ..Default::default() };
-        let problems = crate::plan::topology::check(&one, &nodes);
-        if !problems.is_empty() {
-            anyhow::bail!(
-                "the {tasks} load tasks cannot be placed ({}): change test.load_tasks or the number of tasks",
-                problems.join("; ")
-            );
-        }
         // One left by a run that could not remove it would hold the name.
         self.engine.remove(Object::Service, &name).await?;
         self.engine.create_service(spec.clone(), None).await?;
