@@ -286,6 +286,20 @@ impl LbKind {
     }
 }
 
+impl LoadBalancer {
+    /// How long one attempt to connect to a replica may take: `transport.dial_timeout`, or
+    /// else Traefik's own default (30 s) or HAProxy's here (2 s). A killed replica's address
+    /// swallows SYNs, nothing refuses them: HAProxy redispatches a request pinned to it only
+    /// once its attempt times out, so the attempt must end well before a client gives up; 2 s
+    /// still lets a connect ride out one lost SYN (retransmitted after 1 s).
+    pub fn dial_timeout(&self) -> Duration {
+        self.transport.dial_timeout.unwrap_or(match self.kind {
+            LbKind::Traefik => Duration(std::time::Duration::from_secs(30)),
+            LbKind::Haproxy => Duration(std::time::Duration::from_secs(2)),
+        })
+    }
+}
+
 /// The load balancer: Traefik v3 with the swarm provider, or HAProxy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -341,8 +355,9 @@ pub struct LbTransport {
     pub max_idle_conns_per_host: u32,
     /// How long an idle connection to a replica stays open.
     pub server_idle_timeout: Duration,
-    /// How long Traefik tries to connect to a replica.
-    pub dial_timeout: Duration,
+    /// How long to wait for a replica to accept a connection; `null`: the load balancer's
+    /// own (`Lb::dial_timeout`).
+    pub dial_timeout: Option<Duration>,
     /// How long Traefik waits for a replica's response headers (0s: no limit). A replica
     /// killed with its network gone answers nothing, not even a reset: without a limit, a
     /// request sent to it on a kept-alive connection waits for the client's own timeout.

@@ -328,3 +328,14 @@ fn a_server_without_metrics_or_health_route_is_an_image_of_its_own() {
     let ok = load_text("test:\n  profiles:\n    baseline: { headers: { Authorization: Bearer t0k } }\n", &[]).unwrap();
     assert_eq!(ok.test.profiles["baseline"].headers["Authorization"], "Bearer t0k");
 }
+
+#[test]
+fn the_dial_timeout_is_the_load_balancers_own_unless_set() {
+    let secs = |c: &Config| c.lb.dial_timeout().0.as_secs_f64();
+    assert_eq!(secs(&load_text("", &[]).unwrap()), 30.0, "Traefik's own");
+    let haproxy = ["lb.kind=haproxy", "lb.image=haproxy:2.6"];
+    assert_eq!(secs(&load_text("", &haproxy).unwrap()), 2.0, "HAProxy: short, each retry elsewhere");
+    let set = load_text("", &[haproxy[0], haproxy[1], "lb.transport.dial_timeout=5s"]).unwrap();
+    assert_eq!(secs(&set), 5.0, "a stack's own value wins");
+    assert_eq!(secs(&load(Some("python-sdk"), &[]).unwrap()), 2.0);
+}

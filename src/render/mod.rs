@@ -244,11 +244,12 @@ pub fn render(config: &Config, templates: &Templates, inputs: &Inputs) -> Result
     ctx.insert("net_monitoring", &format!("{name}_{}", c.networks.monitoring.name));
     ctx.insert("networks", &[&c.networks.mcp, &c.networks.monitoring]);
     ctx.insert("lb_refresh_seconds", &c.lb.refresh.0.as_secs().max(1));
+    ctx.insert("lb_dial_timeout", &c.lb.dial_timeout());
     let t = &c.lb.transport;
     ctx.insert(
         "haproxy",
         &HaproxyView {
-            connect_ms: t.dial_timeout.0.as_millis().max(1),
+            connect_ms: c.lb.dial_timeout().0.as_millis().max(1),
             request_ms: t.read_timeout.0.as_millis(),
             keep_alive_ms: t.idle_timeout.0.as_millis().max(1),
             slots: haproxy_slots(c),

@@ -99,19 +99,34 @@ async fn haproxy_keeps_every_mcp_session_on_its_replica_and_fails_over() {
     let r = read(&full, &out);
     let verdicts: Vec<(&str, &str)> = r.phases.iter().map(|p| (p.name.as_str(), p.verdict.as_str())).collect();
     for p in &r.phases {
-        assert_eq!(p.verdict.as_str(), "pass", "{verdicts:?}\n{}: {:?}\n{stdout}\n{stderr}", p.name, p.reasons);
+        // The failures by kind say which path failed (a request cut, a 404, a timeout).
+        let errors = p.load.as_ref().map(|l| &l.summary.errors);
+        assert_eq!(
+            p.verdict.as_str(),
+            "pass",
+            "{verdicts:?}\n{}: {:?}\nerrors {errors:?}\n{stdout}\n{stderr}",
+            p.name,
+            p.reasons
+        );
     }
     let names: Vec<&str> = verdicts.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"]);
     assert_eq!(out.status.code(), Some(0), "{verdicts:?}\n{stderr}");
     // A replica killed under load: out of DNS and its connections closed, HAProxy re-routes
-    // its sessions at once, and each opens again elsewhere (measured here: 0.6 s).
+    // its sessions at once, and each opens again elsewhere (measured here: 0.6 s; 2.6 s when
+    // its address swallows the SYNs sent after the kill, as it did once in CI).
+    // Each of its sessions fails once, with the 404 of the replica it lands on; only a request
+    // in flight at the kill is cut (under one at this rate). Cutting the requests still
+    // connecting to it when HAProxy takes it out would cost each session a second failure and
+    // the phase its SLO (CI, before `timeout connect` was per attempt and short: 56 cut).
     let p = r.phases.iter().find(|p| p.name == "failover").unwrap();
     let fo = p.failover.as_ref().unwrap_or_else(|| panic!("no failover figures: {:?}", p.reasons));
     assert_eq!(fo.kills.len(), 1, "{fo:?}");
     let recovery = fo.recovery_s.unwrap_or_else(|| panic!("clients recovered: {fo:?}"));
     assert!((0.0..5.0).contains(&recovery), "recovery {recovery} s: {fo:?}");
     assert!(fo.sessions_dropped > 0 && fo.sessions_dropped == fo.sessions_reestablished, "{fo:?}");
+    let other: u64 = fo.errors.iter().filter(|(kind, _)| *kind != "session_expired").map(|(_, n)| n).sum();
+    assert!(other <= 5, "requests cut or timed out beside the 404s: {fo:?}");
 
     // HAProxy itself killed: reported, restarted by swarm, its clients reconnect.
     let lb = results.path().join("lb");
