@@ -468,18 +468,16 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
     let Some(p) = ctx.prometheus() else { return Vec::new() };
     let mut by_slot: BTreeMap<(i64, u64), report::ReplicaPoint> = BTreeMap::new();
     let end = unix_now_ms();
-    // Traefik exports the Go runtime's process series. HAProxy has no CPU counter: its threads'
-    // busy share (100 - idle %) times their number, and its pools for memory (the machine's
-    // view of both: scripts/cpu-by-program).
+    // Traefik exports the Go runtime's process series. HAProxy exports its pools for memory
+    // and no CPU counter: its threads' busy share (100 - idle %) counts the time they wait for
+    // a core too (12 idle tasks on 2 cores read 1.9 "cores"; the same run later read 0.2 and
+    // 18.6), so no CPU file is written for it; scripts/cpu-by-program measures it from /proc.
     let (lb_memory, lb_cpu) = match ctx.config.lb.kind {
         crate::config::LbKind::Traefik => (
             "sum(process_resident_memory_bytes{job=\"traefik\"})",
-            "sum(rate(process_cpu_seconds_total{job=\"traefik\"}[30s]))",
+            Some("sum(rate(process_cpu_seconds_total{job=\"traefik\"}[30s]))"),
         ),
-        crate::config::LbKind::Haproxy => (
-            "sum(haproxy_process_pool_allocated_bytes{job=\"haproxy\"})",
-            "sum((100 - haproxy_process_idle_time_percent{job=\"haproxy\"}) / 100 * haproxy_process_nbthread{job=\"haproxy\"})",
-        ),
+        crate::config::LbKind::Haproxy => ("sum(haproxy_process_pool_allocated_bytes{job=\"haproxy\"})", None),
     };
     let queries = [
         ("requests_per_second_by_slot", "sum by (slot) (rate(mcp_requests_total{job=\"mcp\"}[30s]))"),
@@ -493,10 +491,10 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
         ("memory_bytes_by_slot", "sum by (slot) (process_resident_memory_bytes{job=\"mcp\"})"),
         // The load balancer's cost: at 100,000 sessions Traefik holds more than the replicas.
         ("lb_memory_bytes", lb_memory),
-        ("lb_cpu_cores", lb_cpu),
+        ("lb_cpu_cores", lb_cpu.unwrap_or_default()),
         ("targets_up", "up"),
     ];
-    for (file, expr) in queries {
+    for (file, expr) in queries.into_iter().filter(|(_, expr)| !expr.is_empty()) {
         match p.range(expr, started_ms, end, 5).await {
             Ok(v) => {
                 if matches!(file, "requests_per_second_by_slot" | "sessions_by_slot") {

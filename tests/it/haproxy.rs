@@ -112,6 +112,9 @@ async fn haproxy_keeps_every_mcp_session_on_its_replica_and_fails_over() {
     let names: Vec<&str> = verdicts.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["baseline", "stress", "incremental", "failover", "scaling", "hang", "update", "rollback"]);
     assert_eq!(out.status.code(), Some(0), "{verdicts:?}\n{stderr}");
+    // HAProxy's pool memory is written; no CPU figure, which HAProxy does not count.
+    assert!(full.join("metrics/lb_memory_bytes.json").exists());
+    assert!(!full.join("metrics/lb_cpu_cores.json").exists(), "no CPU figure made up for HAProxy");
     // A replica killed under load: out of DNS and its connections closed, HAProxy re-routes
     // its sessions at once, and each opens again elsewhere (measured here: 0.6 s; 2.6 s when
     // its address swallows the SYNs sent after the kill, as it did once in CI).
