@@ -491,10 +491,9 @@ async fn collect(ctx: &Ctx, started_ms: u64, notes: &mut Vec<String>) -> Vec<rep
         ("memory_bytes_by_slot", "sum by (slot) (process_resident_memory_bytes{job=\"mcp\"})"),
         // The load balancer's cost: at 100,000 sessions Traefik holds more than the replicas.
         ("lb_memory_bytes", lb_memory),
-        ("lb_cpu_cores", lb_cpu.unwrap_or_default()),
         ("targets_up", "up"),
     ];
-    for (file, expr) in queries.into_iter().filter(|(_, expr)| !expr.is_empty()) {
+    for (file, expr) in queries.into_iter().chain(lb_cpu.map(|expr| ("lb_cpu_cores", expr))) {
         match p.range(expr, started_ms, end, 5).await {
             Ok(v) => {
                 if matches!(file, "requests_per_second_by_slot" | "sessions_by_slot") {

@@ -294,8 +294,8 @@ impl LoadBalancer {
     /// still lets a connect ride out one lost SYN (retransmitted after 1 s).
     pub fn dial_timeout(&self) -> Duration {
         self.transport.dial_timeout.unwrap_or(match self.kind {
-            LbKind::Traefik => Duration(std::time::Duration::from_secs(30)),
-            LbKind::Haproxy => Duration(std::time::Duration::from_secs(2)),
+            LbKind::Traefik => Duration::from_secs(30),
+            LbKind::Haproxy => Duration::from_secs(2),
         })
     }
 }
@@ -356,7 +356,7 @@ pub struct LbTransport {
     /// How long an idle connection to a replica stays open.
     pub server_idle_timeout: Duration,
     /// How long to wait for a replica to accept a connection; `null`: the load balancer's
-    /// own (`Lb::dial_timeout`).
+    /// own (`LoadBalancer::dial_timeout`).
     pub dial_timeout: Option<Duration>,
     /// How long Traefik waits for a replica's response headers (0s: no limit). A replica
     /// killed with its network gone answers nothing, not even a reset: without a limit, a
