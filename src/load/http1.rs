@@ -16,6 +16,10 @@ pub enum WireError {
     /// The answer is not HTTP/1.1 as the client reads it.
     #[error("the answer is not HTTP/1.1 (or not a WebSocket frame) as expected")]
     Malformed,
+    /// A WebSocket upgrade answered with another status than 101: which one tells a load
+    /// balancer's refusal (503: no replica) from a replica's.
+    #[error("the upgrade was answered with HTTP {0}, not 101")]
+    Refused(u16),
 }
 
 /// The parts of a response the load engine uses.

@@ -171,8 +171,10 @@ fn check_upgrade(buf: &[u8], key: &str) -> Result<Option<usize>, WireError> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(WireError::Malformed),
     };
-    if r.code != Some(101) {
-        return Err(WireError::Malformed);
+    match r.code {
+        Some(101) => {}
+        Some(status) => return Err(WireError::Refused(status)),
+        None => return Err(WireError::Malformed),
     }
     let mut sha = sha1::Sha1::new();
     sha.update(key.as_bytes());
@@ -276,6 +278,6 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert_eq!(check_upgrade(&ok[..40], key), Ok(None));
         let wrong = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";
         assert_eq!(check_upgrade(wrong, key), Err(WireError::Malformed));
-        assert_eq!(check_upgrade(b"HTTP/1.1 404 Not Found\r\n\r\n", key), Err(WireError::Malformed));
+        assert_eq!(check_upgrade(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", key), Err(WireError::Refused(503)));
     }
 }
