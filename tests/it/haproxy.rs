@@ -90,6 +90,10 @@ async fn haproxy_keeps_every_mcp_session_on_its_replica_and_fails_over() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(serving, 3, "sessions spread over the 3 replicas");
+    // The exporter leaves out the empty slots: 3 servers, not 64 (all of them ran Prometheus
+    // out of memory at 12 tasks).
+    let slots = prom.query(r#"count by (server) (haproxy_server_weight{job="haproxy",proxy="http"})"#).await.unwrap();
+    assert_eq!(slots.len(), 3, "{slots:?}");
 
     // Every phase of `test full` through HAProxy (WebSocket in stress, scaling with no reload,
     // a 4 s stall ridden out, a rolling update), each passing its SLO.
