@@ -497,17 +497,22 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
 
     // Load from every node: 3 tasks of the load service, one per node, straight to the 6
     // replicas; their seconds come back through the service's logs, and the servers counted
-    // exactly the requests the merged tasks sent.
-    let profile =
-        "test.profiles.baseline={sessions: 60, ramp: 100, hold: 10s, think: 200ms, transport: http, workers: 3}";
-    let swarm_load = |out: &std::path::Path| -> Command {
-        let mut args = vec!["test", "baseline", "--no-deploy", "--via", "swarm", "--out", out.to_str().unwrap()];
+    // exactly the requests the merged tasks sent. Each call sleeps 200 ms in the server: the
+    // latency the two paths must agree on is then the server's, not this machine's scheduling
+    // noise (2 cores under three engines: repeats of one path at 1 ms medians differ by half).
+    let load = |out: &std::path::Path, via: &'static str, workers: u64| -> Command {
+        let profile = format!(
+            "test.profiles.baseline={{sessions: 60, ramp: 100, hold: 10s, think: 200ms, transport: http, \
+             mix: 'tools/call:sleep(ms=200)=1', workers: {workers}}}"
+        );
+        let mut args = vec!["test", "baseline", "--no-deploy", "--via", via, "--out", out.to_str().unwrap()];
         args.extend(stack(&roomy));
-        args.extend(["--set", "server.placement.max_replicas_per_node=3", "--set", profile]);
+        args.extend(["--set", "server.placement.max_replicas_per_node=3", "--set", &profile]);
         let mut command = crate::util::swarmctl_command(state.path());
         command.env("DOCKER_CONFIG", LOGIN).args(args);
         command
     };
+    let swarm_load = |out: &std::path::Path| load(out, "swarm", 3);
     let results = state.path().join("swarm-load");
     let out = swarm_load(&results).output().unwrap();
     let stderr = text(&out).1;
@@ -536,6 +541,17 @@ async fn three_nodes_run_the_stack_and_leave_nothing_behind() {
         placed["detail"].as_str().unwrap().split(", ").filter_map(|p| p.split(" on ").nth(1)).collect();
     assert_eq!(on.len(), 3, "one task per node: {placed}");
     assert_no_load(&engine).await;
+    // The same load from one process on the manager: the merged median and p99 within 10 %.
+    let single = state.path().join("direct-load");
+    let out = load(&single, "direct", 1).output().unwrap();
+    let one: Value = crate::util::read_results(&single.join("results.json"));
+    assert_eq!(one["phases"][0]["reconciliation"]["holds"], true, "{}\n{}", one["phases"][0], text(&out).1);
+    let (merged, one) = (&phase["load"]["hold"]["latency_ms"], &one["phases"][0]["load"]["hold"]["latency_ms"]);
+    for q in ["p50", "p99"] {
+        let (m, o) = (merged[q].as_f64().unwrap(), one[q].as_f64().unwrap());
+        assert!(m >= 200.0 && o >= 200.0, "{q}: every call slept 200 ms: {merged} / {one}");
+        assert!((m - o).abs() <= 0.1 * o, "{q}: 3 tasks {m} ms, one process {o} ms: {merged} / {one}");
+    }
 
     // A load task on a worker killed through that worker's own engine: named with its node,
     // and what it had sent counted.
