@@ -33,6 +33,7 @@ pub mod engine;
 pub mod exit;
 pub mod http;
 pub mod image;
+pub mod kernel;
 pub mod load;
 pub mod mix;
 pub mod netem;

@@ -370,6 +370,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
             return Err(e);
         }
     }
+    let dropped_before = crate::kernel::Drops::read();
     let stop_sampler = tokio_util::sync::CancellationToken::new();
     let sampler = sampler::start(ctx.reach.clone(), server.clone(), Duration::from_secs(5), stop_sampler.clone()).await;
 
@@ -392,6 +393,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     stop_sampler.cancel();
     let sampled = sampler.await.unwrap_or_default();
     notes.extend(ctx.reach.stop().await);
+    notes.extend(crate::kernel::notes(dropped_before, crate::kernel::Drops::read()));
     notes.extend(sampled.gap(&server));
     notes.extend(sampled.losses(&server, started_ms));
     let unmeasured = sampled.unread.into_values().collect();
