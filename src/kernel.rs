@@ -2,24 +2,55 @@
 //! connection-tracking table was full, or because a CPU's input backlog was. Either turns into
 //! failed connections and retransmissions that look like the stack's doing, so a run says so.
 
-/// Packet drop counters since boot, as the kernel keeps them (`None`: not readable here).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+use std::collections::BTreeMap;
+
+/// Packet drop counters, as the kernel keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Drops {
-    /// Packets dropped because the connection-tracking table was full (this network namespace).
-    pub conntrack: Option<u64>,
-    /// Packets dropped because a CPU's input backlog was full (`net.core.netdev_max_backlog`).
+    /// Packets dropped because the connection-tracking table was full, by network namespace
+    /// (its inode): the table is the machine's, but each namespace counts its own drops, and a
+    /// load balancer's connections to the replicas are tracked in its container's.
+    pub conntrack: BTreeMap<u64, u64>,
+    /// Packets dropped because a CPU's input backlog was full (`net.core.netdev_max_backlog`),
+    /// since boot; `None`: not readable here.
     pub backlog: Option<u64>,
 }
 
 impl Drops {
-    /// Reads the counters now.
+    /// Reads the counters now: the backlog's, and conntrack's in every network namespace a
+    /// process here can be seen in (all of them as root).
     pub fn read() -> Drops {
-        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let mut conntrack = BTreeMap::new();
+        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let dir = pid.path();
+            let Some(ns) = std::fs::read_link(dir.join("ns/net")).ok().and_then(|l| netns_inode(&l.to_string_lossy()))
+            else {
+                continue;
+            };
+            if let std::collections::btree_map::Entry::Vacant(e) = conntrack.entry(ns) {
+                if let Some(n) =
+                    std::fs::read_to_string(dir.join("net/stat/nf_conntrack")).ok().and_then(|t| conntrack_drops(&t))
+                {
+                    e.insert(n);
+                }
+            }
+        }
         Drops {
-            conntrack: read("/proc/net/stat/nf_conntrack").and_then(|t| conntrack_drops(&t)),
-            backlog: read("/proc/net/softnet_stat").and_then(|t| backlog_drops(&t)),
+            conntrack,
+            backlog: std::fs::read_to_string("/proc/net/softnet_stat").ok().and_then(|t| backlog_drops(&t)),
         }
     }
+}
+
+/// `net:[4026531840]` → 4026531840.
+fn netns_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Conntrack drops between two readings: a namespace's growth, or all of a namespace that
+/// came after the first (its counters start at 0). One gone by the second is not known.
+fn conntrack_grew(before: &BTreeMap<u64, u64>, after: &BTreeMap<u64, u64>) -> u64 {
+    after.iter().map(|(ns, n)| n.saturating_sub(before.get(ns).copied().unwrap_or(0))).sum()
 }
 
 /// The `drop` column of `/proc/net/stat/nf_conntrack` summed over the CPUs (hex, one row per
@@ -37,7 +68,7 @@ fn backlog_drops(text: &str) -> Option<u64> {
 
 /// A note for each kind of drop that grew between `before` and `after`, with the setting
 /// that bounds it (read now) and how to raise it.
-pub fn notes(before: Drops, after: Drops) -> Vec<String> {
+pub fn notes(before: &Drops, after: &Drops) -> Vec<String> {
     let setting = |path: &str| std::fs::read_to_string(path).ok().map(|v| v.trim().to_string());
     notes_with(
         before,
@@ -47,19 +78,25 @@ pub fn notes(before: Drops, after: Drops) -> Vec<String> {
     )
 }
 
-fn notes_with(before: Drops, after: Drops, conntrack_max: Option<String>, backlog_max: Option<String>) -> Vec<String> {
-    let grew = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if b > a => Some(b - a),
-        _ => None,
-    };
+fn notes_with(
+    before: &Drops,
+    after: &Drops,
+    conntrack_max: Option<String>,
+    backlog_max: Option<String>,
+) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(n) = grew(before.conntrack, after.conntrack) {
+    let n = conntrack_grew(&before.conntrack, &after.conntrack);
+    if n > 0 {
         notes.push(format!(
             "this machine's kernel dropped {n} packets during the run because its connection-tracking table was full (net.netfilter.nf_conntrack_max = {}): connections failed or waited here, whatever the stack did; raise it (sysctl -w net.netfilter.nf_conntrack_max=…)",
             conntrack_max.as_deref().unwrap_or("unknown")
         ));
     }
-    if let Some(n) = grew(before.backlog, after.backlog) {
+    let n = match (before.backlog, after.backlog) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    if n > 0 {
         notes.push(format!(
             "this machine's kernel dropped {n} incoming packets during the run because a CPU's input backlog was full (net.core.netdev_max_backlog = {}): each is sent again 200 ms or more later (a connection's first packet: a second later); raise it (sysctl -w net.core.netdev_max_backlog=…)",
             backlog_max.as_deref().unwrap_or("unknown")
@@ -96,14 +133,27 @@ entries  clashres found new invalid ignore delete chainlength insert insert_fail
     fn this_machine_s_counters_are_readable() {
         // Every Linux kernel has softnet_stat; conntrack's table exists once netfilter tracks
         // a connection (the engine's NAT does), so it may be absent on a bare test machine.
-        assert!(Drops::read().backlog.is_some(), "/proc/net/softnet_stat: {:?}", Drops::read());
+        let now = Drops::read();
+        assert!(now.backlog.is_some(), "/proc/net/softnet_stat: {now:?}");
+        assert_eq!(netns_inode("net:[4026531840]"), Some(4026531840));
+        assert_eq!(netns_inode("mnt:[4026531840]"), None);
+    }
+
+    #[test]
+    fn conntrack_drops_add_up_over_namespaces_old_and_new() {
+        let before = BTreeMap::from([(1, 100), (2, 5), (3, 9)]);
+        // 1 grew by 20, 2 did not, 3 is gone (unknown), 4 came during the run and dropped 7.
+        let after = BTreeMap::from([(1, 120), (2, 5), (4, 7)]);
+        assert_eq!(conntrack_grew(&before, &after), 27);
+        assert_eq!(conntrack_grew(&before, &before), 0);
+        assert_eq!(conntrack_grew(&BTreeMap::from([(1, 9)]), &BTreeMap::from([(1, 2)])), 0, "a reused inode: no claim");
     }
 
     #[test]
     fn a_note_says_how_many_packets_each_full_table_dropped_and_what_to_raise() {
-        let before = Drops { conntrack: Some(100), backlog: Some(7) };
-        let after = Drops { conntrack: Some(100 + 91_363), backlog: Some(7 + 4_984) };
-        let notes = notes_with(before, after, Some("262144".into()), Some("1000".into()));
+        let before = Drops { conntrack: BTreeMap::from([(1, 100)]), backlog: Some(7) };
+        let after = Drops { conntrack: BTreeMap::from([(1, 100), (2, 91_363)]), backlog: Some(7 + 4_984) };
+        let notes = notes_with(&before, &after, Some("262144".into()), Some("1000".into()));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
             notes[0].contains("dropped 91363 packets") && notes[0].contains("nf_conntrack_max = 262144"),
@@ -117,16 +167,10 @@ entries  clashres found new invalid ignore delete chainlength insert insert_fail
             notes[1]
         );
 
-        assert!(notes_with(before, before, None, None).is_empty(), "nothing dropped: nothing said");
-        let unread = Drops { conntrack: None, backlog: None };
-        assert!(notes_with(unread, after, None, None).is_empty(), "no count before: no claim");
-        let one = notes_with(
-            Drops { conntrack: Some(1), backlog: None },
-            Drops { conntrack: Some(3), backlog: None },
-            None,
-            None,
-        );
-        assert_eq!(one.len(), 1);
-        assert!(one[0].contains("dropped 2 packets") && one[0].contains("= unknown"), "{one:?}");
+        assert!(notes_with(&before, &before, None, None).is_empty(), "nothing dropped: nothing said");
+        let no_backlog = |d: &Drops| Drops { backlog: None, ..d.clone() };
+        let only = notes_with(&no_backlog(&before), &after, None, None);
+        assert_eq!(only.len(), 1, "no backlog count before: no claim about it: {only:?}");
+        assert!(only[0].contains("dropped 91363 packets") && only[0].contains("= unknown"), "{only:?}");
     }
 }

@@ -393,7 +393,7 @@ async fn run(cli: &Cli, config: Config, run: Run<'_>) -> anyhow::Result<ExitCode
     stop_sampler.cancel();
     let sampled = sampler.await.unwrap_or_default();
     notes.extend(ctx.reach.stop().await);
-    notes.extend(crate::kernel::notes(dropped_before, crate::kernel::Drops::read()));
+    notes.extend(crate::kernel::notes(&dropped_before, &crate::kernel::Drops::read()));
     notes.extend(sampled.gap(&server));
     notes.extend(sampled.losses(&server, started_ms));
     let unmeasured = sampled.unread.into_values().collect();
