@@ -27,12 +27,12 @@ impl Drops {
             else {
                 continue;
             };
-            if let std::collections::btree_map::Entry::Vacant(e) = conntrack.entry(ns) {
-                if let Some(n) =
-                    std::fs::read_to_string(dir.join("net/stat/nf_conntrack")).ok().and_then(|t| conntrack_drops(&t))
-                {
-                    e.insert(n);
-                }
+            if conntrack.contains_key(&ns) {
+                continue;
+            }
+            let text = std::fs::read_to_string(dir.join("net/stat/nf_conntrack")).ok();
+            if let Some(n) = text.and_then(|t| conntrack_drops(&t)) {
+                conntrack.insert(ns, n);
             }
         }
         Drops {
@@ -40,6 +40,16 @@ impl Drops {
             backlog: std::fs::read_to_string("/proc/net/softnet_stat").ok().and_then(|t| backlog_drops(&t)),
         }
     }
+}
+
+/// The connection-tracking table's size (`net.netfilter.nf_conntrack_max`); `None` when
+/// netfilter has not loaded it here.
+pub fn conntrack_max() -> Option<u64> {
+    sysctl("/proc/sys/net/netfilter/nf_conntrack_max")
+}
+
+fn sysctl(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// `net:[4026531840]` → 4026531840.
@@ -69,27 +79,17 @@ fn backlog_drops(text: &str) -> Option<u64> {
 /// A note for each kind of drop that grew between `before` and `after`, with the setting
 /// that bounds it (read now) and how to raise it.
 pub fn notes(before: &Drops, after: &Drops) -> Vec<String> {
-    let setting = |path: &str| std::fs::read_to_string(path).ok().map(|v| v.trim().to_string());
-    notes_with(
-        before,
-        after,
-        setting("/proc/sys/net/netfilter/nf_conntrack_max"),
-        setting("/proc/sys/net/core/netdev_max_backlog"),
-    )
+    notes_with(before, after, conntrack_max(), sysctl("/proc/sys/net/core/netdev_max_backlog"))
 }
 
-fn notes_with(
-    before: &Drops,
-    after: &Drops,
-    conntrack_max: Option<String>,
-    backlog_max: Option<String>,
-) -> Vec<String> {
+fn notes_with(before: &Drops, after: &Drops, conntrack_max: Option<u64>, backlog_max: Option<u64>) -> Vec<String> {
+    let shown = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
     let mut notes = Vec::new();
     let n = conntrack_grew(&before.conntrack, &after.conntrack);
     if n > 0 {
         notes.push(format!(
             "this machine's kernel dropped {n} packets during the run because its connection-tracking table was full (net.netfilter.nf_conntrack_max = {}): connections failed or waited here, whatever the stack did; raise it (sysctl -w net.netfilter.nf_conntrack_max=…)",
-            conntrack_max.as_deref().unwrap_or("unknown")
+            shown(conntrack_max)
         ));
     }
     let n = match (before.backlog, after.backlog) {
@@ -99,7 +99,7 @@ fn notes_with(
     if n > 0 {
         notes.push(format!(
             "this machine's kernel dropped {n} incoming packets during the run because a CPU's input backlog was full (net.core.netdev_max_backlog = {}): each is sent again 200 ms or more later (a connection's first packet: a second later); raise it (sysctl -w net.core.netdev_max_backlog=…)",
-            backlog_max.as_deref().unwrap_or("unknown")
+            shown(backlog_max)
         ));
     }
     notes
@@ -153,7 +153,7 @@ entries  clashres found new invalid ignore delete chainlength insert insert_fail
     fn a_note_says_how_many_packets_each_full_table_dropped_and_what_to_raise() {
         let before = Drops { conntrack: BTreeMap::from([(1, 100)]), backlog: Some(7) };
         let after = Drops { conntrack: BTreeMap::from([(1, 100), (2, 91_363)]), backlog: Some(7 + 4_984) };
-        let notes = notes_with(&before, &after, Some("262144".into()), Some("1000".into()));
+        let notes = notes_with(&before, &after, Some(262_144), Some(1_000));
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
             notes[0].contains("dropped 91363 packets") && notes[0].contains("nf_conntrack_max = 262144"),

@@ -122,11 +122,10 @@ fn preflight(config: &Config, names: &[PhaseKind], via: phase::Via) -> Vec<Strin
         )),
     }
     let nofile = config.server.ulimits.get("nofile").copied().unwrap_or(per_process);
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let available_kib = read("/proc/meminfo").and_then(|m| {
+    let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
-    let conntrack_max = read("/proc/sys/net/netfilter/nf_conntrack_max").and_then(|v| v.trim().parse::<u64>().ok());
+    let conntrack_max = crate::kernel::conntrack_max();
     for name in names.iter().filter_map(|k| k.profile()) {
         let Some(p) = config.test.profiles.get(name) else { continue };
         let workers = phase::workers_for(p.sessions) as u64;
